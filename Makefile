@@ -1,0 +1,69 @@
+# Makefile: the C library, the C tests, sanitizer builds and benchmarks.
+# The Python extension is built by setup.py; `make test` runs everything a newcomer should.
+CC ?= cc
+PYTHON ?= python3
+BUILD ?= build/c
+CSTD = -std=c11
+WARN = -Wall -Wextra -Werror
+CFLAGS ?= -O2 -g
+ALL_CFLAGS = $(CSTD) $(WARN) $(CFLAGS) -fPIC -Icsrc/include -Icsrc -pthread
+CORE_SRC = $(wildcard csrc/*.c) csrc/os/linux.c
+CORE_HDR = $(wildcard csrc/*.h csrc/include/*.h csrc/include/pyalloc/*.h csrc/os/*.h)
+TEST_SRC = $(wildcard tests/c/test_*.c)
+SAN = -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
+
+.PHONY: all lib ctest asan-ctest ext pytest asan-pytest test asan-test bench clean
+
+all: lib
+
+lib: $(BUILD)/libpyalloc.a $(BUILD)/libpyalloc.so
+
+$(BUILD)/%.o: csrc/%.c $(CORE_HDR)
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -c $< -o $@
+
+CORE_OBJ = $(patsubst csrc/%.c,$(BUILD)/%.o,$(CORE_SRC))
+
+$(BUILD)/libpyalloc.a: $(CORE_OBJ)
+	ar rcs $@ $^
+
+$(BUILD)/libpyalloc.so: $(CORE_OBJ)
+	$(CC) -shared -pthread -o $@ $^
+
+$(BUILD)/tests/%: tests/c/%.c tests/c/ctest.h $(BUILD)/libpyalloc.a
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -Itests/c $< $(BUILD)/libpyalloc.a -o $@
+
+CTESTS = $(patsubst tests/c/%.c,$(BUILD)/tests/%,$(TEST_SRC))
+
+# Runs every C test binary; each prints its own "N passed, N failed" line.
+ctest: $(CTESTS)
+	@set -e; for t in $(CTESTS); do echo "== $$t"; $$t; done
+
+asan-ctest:
+	$(MAKE) ctest BUILD=build/asan CFLAGS="-O1 -g $(SAN)"
+
+ext:
+	$(PYTHON) setup.py -q build_ext --inplace
+
+pytest: ext
+	$(PYTHON) -m pytest -q tests
+
+# pytest with the extension built under ASan+UBSan, the runtime preloaded into python.
+asan-pytest:
+	PYALLOC_SANITIZE=1 $(PYTHON) setup.py -q build_ext --inplace --force
+	LD_PRELOAD="$$($(CC) -print-file-name=libasan.so) $$($(CC) -print-file-name=libubsan.so)" \
+	  ASAN_OPTIONS=detect_leaks=0:allow_user_segv_handler=1:handle_segv=0 \
+	  UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
+	  $(PYTHON) -m pytest -q -p no:cacheprovider tests; rc=$$?; \
+	  $(PYTHON) setup.py -q build_ext --inplace --force; exit $$rc
+
+test: ctest pytest
+
+asan-test: asan-ctest asan-pytest
+
+bench: lib
+	$(MAKE) -C bench
+
+clean:
+	rm -rf build pyalloc/*.so *.egg-info

@@ -1,0 +1,142 @@
+/* internal.h: types and helpers shared by the core's files (the `_pa_` names).
+ *
+ * The process object and its three tables are described here, once:
+ *
+ *   pages[]   one pa_pstate_t per 4 KiB page of the address space: commit state, base
+ *             protection, guard, write-watch and reset bits. Reserved-but-uncommitted pages
+ *             have no protection bits. Free pages are all zero.
+ *   slots[]   one pointer per 64 KiB slot: the allocation that owns the slot, or NULL. An
+ *             allocation owns every slot it touches, so the unusable tail of its last slot
+ *             still points at it (VirtualQuery reports that tail as free).
+ *   used[]    a bitmap with one bit per slot, set iff slots[i] != NULL; used to find free
+ *             ranges a word at a time.
+ *
+ * Invariants (checked by _pa_mm_validate_locked in debug builds):
+ *   - every allocation starts on a slot boundary and its size is a non-zero page multiple;
+ *   - slots[i] == a for exactly the slots a touches; used[] mirrors slots[];
+ *   - pages outside allocations are 0; committed == number of PS_COMMITTED pages;
+ *   - the host protection of every page equals host_prot(pages[i]) (see mm.c).
+ * Everything is changed under p->lock; the fault handler takes it too.
+ */
+#ifndef PA_INTERNAL_H
+#define PA_INTERNAL_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdint.h>
+
+#include "pyalloc.h"
+
+#define PA_LIKELY(x) __builtin_expect(!!(x), 1)
+#define PA_UNLIKELY(x) __builtin_expect(!!(x), 0)
+
+#ifndef PA_DEBUG
+#define PA_DEBUG 0
+#endif
+#if PA_DEBUG
+#include <assert.h>
+#define pa_assert_internal(x) assert(x)
+#else
+#define pa_assert_internal(x) ((void)0)
+#endif
+
+#define PA_PAGE_SHIFT 12
+#define PA_SLOT_SHIFT 16
+
+static inline uintptr_t _pa_align_down(uintptr_t x, uintptr_t a) { return x & ~(a - 1); }
+static inline uintptr_t _pa_align_up(uintptr_t x, uintptr_t a) { return (x + a - 1) & ~(a - 1); }
+
+/* ---- per-page state ---- */
+typedef uint16_t pa_pstate_t;
+#define PS_PROT_MASK 0x0007u   /* log2 of the base PAGE_* protection (0 NOACCESS .. 7 EXECUTE_WRITECOPY) */
+#define PS_GUARD 0x0008u       /* PAGE_GUARD: the next access raises and clears it */
+#define PS_COMMITTED 0x0010u
+#define PS_WATCH_CLEAN 0x0020u /* write-watched and not written since the last reset */
+#define PS_RESET 0x0040u       /* MEM_RESET applied and not undone */
+/* Bits that VirtualQuery compares to split regions (write watch and reset are invisible). */
+#define PS_QUERY_MASK (PS_PROT_MASK | PS_GUARD | PS_COMMITTED)
+
+/* ---- allocations ---- */
+#define PA_ALLOC_WRITE_WATCH 0x1u
+
+typedef struct pa_alloc_s {
+    uintptr_t base;      /* AllocationBase, slot-aligned */
+    size_t size;         /* page multiple */
+    DWORD alloc_prot;    /* AllocationProtect */
+    DWORD type;          /* MEM_PRIVATE or MEM_MAPPED */
+    uint32_t flags;      /* PA_ALLOC_* */
+    pa_owner_t owner;
+    struct pa_alloc_s *next_free; /* pool link while free */
+} pa_alloc_t;
+
+struct pa_pin_s {
+    uintptr_t start, end; /* page-rounded */
+    int writable;
+    struct pa_pin_s *prev, *next;
+};
+
+/* A fixed-size object pool fed from _pa_os_alloc, so that the core never calls malloc. */
+typedef struct pa_pool_s {
+    size_t item_size;
+    void *free;   /* singly linked through the first word */
+    void *chunks; /* singly linked through the first word of each chunk */
+} pa_pool_t;
+void *_pa_pool_get(pa_pool_t *pool);
+void _pa_pool_put(pa_pool_t *pool, void *item);
+void _pa_pool_destroy(pa_pool_t *pool);
+
+struct pa_process_s {
+    pthread_mutex_t lock;
+    _Atomic(uintptr_t) lock_owner; /* pthread_self() of the holder, or 0 (for the fault handler) */
+    uintptr_t base;     /* start of the host reservation (slot 0: the never-usable null slot) */
+    size_t span;        /* bytes of the host reservation */
+    uintptr_t min;      /* lowest usable address: base + 64 KiB */
+    uintptr_t limit;    /* one past the highest usable address: base + span - 64 KiB */
+    size_t npages, nslots;
+    pa_pstate_t *pages;
+    pa_alloc_t **slots;
+    uint64_t *used;
+    size_t free_hint;   /* no free slot below this one */
+    pa_pool_t alloc_pool, pin_pool;
+    pa_pin_t *pins;
+    size_t commit_limit_pages; /* 0 = none */
+    size_t committed_pages, peak_committed_pages, reserved_bytes, nallocs, npins;
+    uint64_t guard_hits, watch_faults;
+    int registry_slot;
+    int is_current;
+};
+
+/* Locking: every function named _locked expects p->lock held by the caller. */
+void _pa_lock(pa_process_t *p);
+void _pa_unlock(pa_process_t *p);
+
+/* The allocation containing addr, or NULL (also for the unusable tail of a slot). Locked. */
+static inline pa_alloc_t *_pa_alloc_at_locked(const pa_process_t *p, uintptr_t addr)
+{
+    if (addr < p->base || addr >= p->base + p->span) return NULL;
+    pa_alloc_t *a = p->slots[(addr - p->base) >> PA_SLOT_SHIFT];
+    return (a && addr < a->base + a->size) ? a : NULL;
+}
+
+static inline pa_pstate_t *_pa_pstate(const pa_process_t *p, uintptr_t addr)
+{
+    return &p->pages[(addr - p->base) >> PA_PAGE_SHIFT];
+}
+
+/* Win32 protection of a committed page's state, with the allocation's sticky attributes. */
+static inline DWORD _pa_pstate_protect(pa_pstate_t s, DWORD alloc_prot)
+{
+    if (!(s & PS_COMMITTED)) return 0;
+    DWORD prot = (DWORD)1 << (s & PS_PROT_MASK);
+    if (s & PS_GUARD) prot |= PAGE_GUARD;
+    return prot | (alloc_prot & (PAGE_NOCACHE | PAGE_WRITECOMBINE));
+}
+
+/* Set the thread's last error (status.c). */
+void _pa_set_last_status(NTSTATUS status);
+
+#if PA_DEBUG
+int _pa_mm_validate_locked(pa_process_t *p);
+#endif
+
+#endif /* PA_INTERNAL_H */

@@ -1,0 +1,1011 @@
+/* mm.c: layer 1, the kernel-mode memory manager.
+ *
+ * Owns the simulated address space of each process: one host reservation per process, carved
+ * into allocations at 64 KiB granularity, with per-page commit state and protection, commit
+ * charge, write watches, guard pages, pins, and the fault handler that gives guard pages and
+ * write watches their meaning for direct loads and stores. Entry points are NT-style
+ * (pa_nt_*) and return NTSTATUS; virtual.c turns them into Win32 results. The tables and their
+ * invariants are described in internal.h. The host is reached only through os/os.h.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "internal.h"
+#include "os/os.h"
+
+/* ------------------------------------------------------------------------------------------ */
+/* Pools                                                                                        */
+
+#define PA_POOL_CHUNK ((size_t)64 * 1024)
+
+void *_pa_pool_get(pa_pool_t *pool)
+{
+    if (!pool->free) {
+        char *chunk = _pa_os_alloc(PA_POOL_CHUNK);
+        if (!chunk) return NULL;
+        *(void **)chunk = pool->chunks;
+        pool->chunks = chunk;
+        /* The first item slot holds the chunk link. */
+        for (size_t off = pool->item_size; off + pool->item_size <= PA_POOL_CHUNK;
+             off += pool->item_size) {
+            *(void **)(chunk + off) = pool->free;
+            pool->free = chunk + off;
+        }
+    }
+    void *item = pool->free;
+    pool->free = *(void **)item;
+    memset(item, 0, pool->item_size);
+    return item;
+}
+
+void _pa_pool_put(pa_pool_t *pool, void *item)
+{
+    *(void **)item = pool->free;
+    pool->free = item;
+}
+
+void _pa_pool_destroy(pa_pool_t *pool)
+{
+    while (pool->chunks) {
+        void *next = *(void **)pool->chunks;
+        _pa_os_free(pool->chunks, PA_POOL_CHUNK);
+        pool->chunks = next;
+    }
+    pool->free = NULL;
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* Locking and the process registry (read by the fault handler)                                */
+
+#define PA_MAX_PROCESSES 4096
+static _Atomic(pa_process_t *) registry[PA_MAX_PROCESSES];
+static pa_exception_handler_t exception_handler;
+
+void _pa_lock(pa_process_t *p)
+{
+    pthread_mutex_lock(&p->lock);
+    atomic_store_explicit(&p->lock_owner, (uintptr_t)pthread_self(), memory_order_relaxed);
+}
+
+void _pa_unlock(pa_process_t *p)
+{
+    atomic_store_explicit(&p->lock_owner, 0, memory_order_relaxed);
+    pthread_mutex_unlock(&p->lock);
+}
+
+void pa_set_exception_handler(pa_exception_handler_t handler)
+{
+    exception_handler = handler;
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* Protections                                                                                 */
+
+/* Index (log2) of a single base protection, or -1. */
+static int prot_index(DWORD base)
+{
+    if (!base || (base & (base - 1)) || base > PAGE_EXECUTE_WRITECOPY) return -1;
+    return __builtin_ctz(base);
+}
+
+/* Validates a PAGE_* value: exactly one base protection plus the modifiers Windows accepts.
+ * WRITECOPY bases are accepted only for mapped memory (allow_copy). On success *index is the
+ * base's log2 and *guard says whether PAGE_GUARD was given. */
+static NTSTATUS check_protect(DWORD protect, int allow_copy, int *index, int *guard)
+{
+    DWORD mods = protect & (PAGE_GUARD | PAGE_NOCACHE | PAGE_WRITECOMBINE);
+    DWORD base = protect & 0xFFu;
+    int i = prot_index(base);
+    if (i < 0 || (protect & ~(0xFFu | PAGE_GUARD | PAGE_NOCACHE | PAGE_WRITECOMBINE)))
+        return STATUS_INVALID_PAGE_PROTECTION;
+    if (!allow_copy && (base == PAGE_WRITECOPY || base == PAGE_EXECUTE_WRITECOPY))
+        return STATUS_INVALID_PAGE_PROTECTION;
+    /* PAGE_GUARD, PAGE_NOCACHE and PAGE_WRITECOMBINE exclude each other and PAGE_NOACCESS
+     * (memory-protection-constants; creating-guard-pages). */
+    if (mods & (mods - 1)) return STATUS_INVALID_PAGE_PROTECTION;
+    if (mods && base == PAGE_NOACCESS) return STATUS_INVALID_PAGE_PROTECTION;
+    *index = i;
+    *guard = (protect & PAGE_GUARD) != 0;
+    return STATUS_SUCCESS;
+}
+
+static int state_readable(pa_pstate_t s)
+{
+    return (s & PS_COMMITTED) && (s & PS_PROT_MASK) != 0; /* anything but NOACCESS */
+}
+
+static int state_writable(pa_pstate_t s)
+{
+    unsigned i = s & PS_PROT_MASK;
+    /* READWRITE (2), WRITECOPY (3), EXECUTE_READWRITE (6), EXECUTE_WRITECOPY (7) */
+    return (s & PS_COMMITTED) && (i == 2 || i == 3 || i == 6 || i == 7);
+}
+
+/* The host protection a page must have (Wine's get_unix_prot does the same job). */
+static int host_prot(pa_pstate_t s)
+{
+    static const int table[8] = {
+        PA_OS_NONE,                             /* NOACCESS */
+        PA_OS_READ,                             /* READONLY */
+        PA_OS_READ | PA_OS_WRITE,               /* READWRITE */
+        PA_OS_READ,                             /* WRITECOPY: the first write faults */
+        PA_OS_READ | PA_OS_EXEC,                /* EXECUTE: x86 cannot express execute-only */
+        PA_OS_READ | PA_OS_EXEC,                /* EXECUTE_READ */
+        PA_OS_READ | PA_OS_WRITE | PA_OS_EXEC,  /* EXECUTE_READWRITE */
+        PA_OS_READ | PA_OS_EXEC,                /* EXECUTE_WRITECOPY */
+    };
+    if (!(s & PS_COMMITTED) || (s & PS_GUARD)) return PA_OS_NONE;
+    int prot = table[s & PS_PROT_MASK];
+    if (s & PS_WATCH_CLEAN) prot &= ~PA_OS_WRITE;
+    return prot;
+}
+
+/* Makes the host protection of pages [addr, addr + n pages) match their state, one system
+ * call per run of equal protection. Returns an errno value. */
+static int apply_host_locked(pa_process_t *p, uintptr_t addr, size_t n)
+{
+    pa_pstate_t *s = _pa_pstate(p, addr);
+    size_t i = 0;
+    while (i < n) {
+        int prot = host_prot(s[i]);
+        size_t j = i + 1;
+        while (j < n && host_prot(s[j]) == prot) j++;
+        int err = _pa_os_protect((void *)(addr + (i << PA_PAGE_SHIFT)), (j - i) << PA_PAGE_SHIFT,
+                                 prot);
+        if (err) return err;
+        i = j;
+    }
+    return 0;
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* Slot bitmap                                                                                 */
+
+static inline int slot_used(const pa_process_t *p, size_t i)
+{
+    return (p->used[i >> 6] >> (i & 63)) & 1;
+}
+
+/* First slot in [from, to) whose used bit equals `want`, or `to`. */
+static size_t slot_scan_up(const pa_process_t *p, size_t from, size_t to, int want)
+{
+    while (from < to) {
+        uint64_t w = p->used[from >> 6];
+        if (!want) w = ~w;
+        w &= ~(uint64_t)0 << (from & 63);
+        if (w) {
+            size_t i = (from & ~(size_t)63) + (size_t)__builtin_ctzll(w);
+            return i < to ? i : to;
+        }
+        from = (from & ~(size_t)63) + 64;
+    }
+    return to;
+}
+
+/* Last slot in [from, to) whose used bit equals `want`, or (size_t)-1. */
+static size_t slot_scan_down(const pa_process_t *p, size_t from, size_t to, int want)
+{
+    while (to > from) {
+        size_t last = to - 1;
+        uint64_t w = p->used[last >> 6];
+        if (!want) w = ~w;
+        unsigned bit = last & 63;
+        if (bit != 63) w &= ((uint64_t)1 << (bit + 1)) - 1;
+        if (w) {
+            size_t i = (last & ~(size_t)63) + 63 - (size_t)__builtin_clzll(w);
+            return i >= from ? i : (size_t)-1;
+        }
+        to = last & ~(size_t)63;
+    }
+    return (size_t)-1;
+}
+
+/* Finds n consecutive free slots between the first and last usable slot, bottom-up or
+ * top-down. Returns the first slot or (size_t)-1. */
+static size_t find_free_slots_locked(pa_process_t *p, size_t n, int top_down)
+{
+    size_t lo = 1, hi = p->nslots - 1; /* slot 0 and the last slot are never usable */
+    if (n > hi - lo) return (size_t)-1;
+    if (!top_down) {
+        size_t i = p->free_hint > lo ? p->free_hint : lo;
+        for (;;) {
+            i = slot_scan_up(p, i, hi, 0);
+            if (i + n > hi) return (size_t)-1;
+            size_t j = slot_scan_up(p, i, i + n, 1);
+            if (j == i + n) return i;
+            i = j + 1;
+        }
+    }
+    size_t end = hi;
+    for (;;) {
+        size_t z = slot_scan_down(p, lo, end, 0);
+        if (z == (size_t)-1 || z + 1 < lo + n) return (size_t)-1;
+        end = z + 1;
+        size_t j = slot_scan_down(p, end - n, end, 1);
+        if (j == (size_t)-1) return end - n;
+        end = j;
+    }
+}
+
+static void mark_slots_locked(pa_process_t *p, pa_alloc_t *a)
+{
+    size_t first = (a->base - p->base) >> PA_SLOT_SHIFT;
+    size_t n = _pa_align_up(a->size, PA_GRANULARITY) >> PA_SLOT_SHIFT;
+    for (size_t i = first; i < first + n; i++) {
+        p->slots[i] = a;
+        p->used[i >> 6] |= (uint64_t)1 << (i & 63);
+    }
+    if (first <= p->free_hint && p->free_hint < first + n) p->free_hint = first + n;
+}
+
+static void clear_slots_locked(pa_process_t *p, pa_alloc_t *a)
+{
+    size_t first = (a->base - p->base) >> PA_SLOT_SHIFT;
+    size_t n = _pa_align_up(a->size, PA_GRANULARITY) >> PA_SLOT_SHIFT;
+    for (size_t i = first; i < first + n; i++) {
+        p->slots[i] = NULL;
+        p->used[i >> 6] &= ~((uint64_t)1 << (i & 63));
+    }
+    if (first < p->free_hint) p->free_hint = first;
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* Pins                                                                                        */
+
+/* Returns 1 if a pin overlaps [start, end) and would be broken by the change: any change for
+ * `all` (release, decommit), or, for a protection change to `new_state`, loss of the read or
+ * (for writable pins) write access the export relies on. */
+static int pins_block_locked(const pa_process_t *p, uintptr_t start, uintptr_t end, int all,
+                             pa_pstate_t new_state)
+{
+    for (const pa_pin_t *pin = p->pins; pin; pin = pin->next) {
+        if (pin->end <= start || pin->start >= end) continue;
+        if (all) return 1;
+        if ((new_state & PS_GUARD) || !state_readable(new_state)) return 1;
+        if (pin->writable && !state_writable(new_state)) return 1;
+    }
+    return 0;
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* Fault handling                                                                              */
+
+static pa_process_t *process_containing(uintptr_t addr)
+{
+    for (int i = 0; i < PA_MAX_PROCESSES; i++) {
+        pa_process_t *p = atomic_load_explicit(&registry[i], memory_order_acquire);
+        if (p && addr >= p->base && addr < p->base + p->span) return p;
+    }
+    return NULL;
+}
+
+/* Called from the SIGSEGV handler. Returns 1 when the access may be retried. */
+static int mm_fault(uintptr_t addr, int write)
+{
+    pa_process_t *p = process_containing(addr);
+    if (!p) return 0;
+    /* A fault under our own lock is a bug in the core, not something to handle. */
+    if (atomic_load_explicit(&p->lock_owner, memory_order_relaxed) == (uintptr_t)pthread_self())
+        return 0;
+    _pa_lock(p);
+    int handled = 0, guard = 0;
+    uintptr_t page = _pa_align_down(addr, PA_PAGE_SIZE);
+    pa_alloc_t *a = _pa_alloc_at_locked(p, addr);
+    if (a) {
+        pa_pstate_t *s = _pa_pstate(p, page);
+        if ((*s & PS_COMMITTED) && (*s & PS_GUARD)) {
+            *s &= (pa_pstate_t)~PS_GUARD;
+            p->guard_hits++;
+            guard = handled = apply_host_locked(p, page, 1) == 0;
+        } else if (write != 0 && (*s & PS_WATCH_CLEAN) && state_writable(*s)) {
+            *s &= (pa_pstate_t)~PS_WATCH_CLEAN;
+            p->watch_faults++;
+            handled = apply_host_locked(p, page, 1) == 0;
+        } else if (write == 1 ? (state_writable(*s) && !(*s & PS_WATCH_CLEAN))
+                              : (write == 0 && state_readable(*s))) {
+            handled = 1; /* another thread fixed the page between the fault and the lock */
+        }
+    }
+    _pa_unlock(p);
+    if (guard && exception_handler)
+        exception_handler(p, STATUS_GUARD_PAGE_VIOLATION, write == 1, addr);
+    return handled;
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* Processes                                                                                   */
+
+uintptr_t pa_process_min_address(const pa_process_t *p) { return p->min; }
+uintptr_t pa_process_max_address(const pa_process_t *p) { return p->limit - 1; }
+
+pa_process_t *pa_process_create(const pa_process_options_t *options, NTSTATUS *status)
+{
+    size_t span = options && options->address_space ? options->address_space
+                                                    : PA_DEFAULT_ADDRESS_SPACE;
+    NTSTATUS st = STATUS_NO_MEMORY;
+    pa_process_t *p = NULL;
+    /* At least the null slot, one usable slot and the top slot; a granularity multiple. */
+    if (span < 3 * PA_GRANULARITY || (span & (PA_GRANULARITY - 1)) || span > ((size_t)1 << 46)) {
+        st = STATUS_INVALID_PARAMETER;
+        goto fail;
+    }
+    p = _pa_os_alloc(sizeof *p);
+    if (!p) goto fail;
+    p->registry_slot = -1;
+    p->span = span;
+    p->npages = span >> PA_PAGE_SHIFT;
+    p->nslots = span >> PA_SLOT_SHIFT;
+    p->pages = _pa_os_alloc(p->npages * sizeof *p->pages);
+    p->slots = _pa_os_alloc(p->nslots * sizeof *p->slots);
+    p->used = _pa_os_alloc(((p->nslots + 63) / 64) * sizeof *p->used);
+    if (!p->pages || !p->slots || !p->used) goto fail;
+    void *base;
+    if (_pa_os_reserve(span, PA_GRANULARITY, &base)) goto fail;
+    p->base = (uintptr_t)base;
+    p->min = p->base + PA_GRANULARITY;
+    p->limit = p->base + span - PA_GRANULARITY;
+    p->free_hint = 1;
+    p->alloc_pool.item_size = sizeof(pa_alloc_t);
+    p->pin_pool.item_size = sizeof(pa_pin_t);
+    if (options && options->commit_limit)
+        p->commit_limit_pages = _pa_align_up(options->commit_limit, PA_PAGE_SIZE) >> PA_PAGE_SHIFT;
+    pthread_mutex_init(&p->lock, NULL);
+    if (_pa_os_install_fault_handler(mm_fault)) goto fail;
+    for (int i = 0; i < PA_MAX_PROCESSES && p->registry_slot < 0; i++) {
+        pa_process_t *expected = NULL;
+        if (atomic_compare_exchange_strong(&registry[i], &expected, p)) p->registry_slot = i;
+    }
+    if (p->registry_slot < 0) goto fail;
+    if (status) *status = STATUS_SUCCESS;
+    return p;
+fail:
+    if (p) {
+        if (p->base) _pa_os_unmap((void *)p->base, p->span);
+        _pa_os_free(p->used, ((p->nslots + 63) / 64) * sizeof *p->used);
+        _pa_os_free(p->slots, p->nslots * sizeof *p->slots);
+        _pa_os_free(p->pages, p->npages * sizeof *p->pages);
+        _pa_os_free(p, sizeof *p);
+    }
+    if (status) *status = st;
+    return NULL;
+}
+
+NTSTATUS pa_process_destroy(pa_process_t *p)
+{
+    if (!p) return STATUS_INVALID_HANDLE;
+    if (p->is_current) return STATUS_ACCESS_DENIED;
+    _pa_lock(p);
+    int pinned = p->pins != NULL;
+    _pa_unlock(p);
+    if (pinned) return PA_STATUS_BUFFER_EXPORTED;
+    atomic_store(&registry[p->registry_slot], NULL);
+    _pa_os_unmap((void *)p->base, p->span);
+    _pa_pool_destroy(&p->alloc_pool);
+    _pa_pool_destroy(&p->pin_pool);
+    pthread_mutex_destroy(&p->lock);
+    _pa_os_free(p->used, ((p->nslots + 63) / 64) * sizeof *p->used);
+    _pa_os_free(p->slots, p->nslots * sizeof *p->slots);
+    _pa_os_free(p->pages, p->npages * sizeof *p->pages);
+    _pa_os_free(p, sizeof *p);
+    return STATUS_SUCCESS;
+}
+
+static pa_process_t *current_process;
+static pthread_once_t current_once = PTHREAD_ONCE_INIT;
+
+static void create_current(void)
+{
+    current_process = pa_process_create(NULL, NULL);
+    if (!current_process) abort();
+    current_process->is_current = 1;
+}
+
+pa_process_t *pa_process_current(void)
+{
+    pthread_once(&current_once, create_current);
+    return current_process;
+}
+
+void pa_process_stats(pa_process_t *p, pa_vm_stats_t *out)
+{
+    _pa_lock(p);
+    out->reserved = p->reserved_bytes;
+    out->committed = p->committed_pages << PA_PAGE_SHIFT;
+    out->peak_committed = p->peak_committed_pages << PA_PAGE_SHIFT;
+    out->commit_limit = p->commit_limit_pages << PA_PAGE_SHIFT;
+    out->allocations = p->nallocs;
+    out->pins = p->npins;
+    out->guard_hits = p->guard_hits;
+    out->watch_faults = p->watch_faults;
+    _pa_unlock(p);
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* Query                                                                                       */
+
+/* Fills mbi for addr, which lies in [p->base, p->limit). Returns the region's end. */
+static uintptr_t query_locked(const pa_process_t *p, uintptr_t addr, MEMORY_BASIC_INFORMATION *mbi)
+{
+    uintptr_t page = _pa_align_down(addr, PA_PAGE_SIZE);
+    pa_alloc_t *a = _pa_alloc_at_locked(p, page);
+    memset(mbi, 0, sizeof *mbi);
+    mbi->BaseAddress = (void *)page;
+    if (!a) {
+        uintptr_t end;
+        if (page < p->min) {
+            end = p->min;
+        } else {
+            size_t slot = (page - p->base) >> PA_SLOT_SHIFT;
+            size_t next = slot_scan_up(p, slot + 1, p->nslots - 1, 1);
+            end = p->base + ((uintptr_t)next << PA_SLOT_SHIFT);
+            if (end > p->limit) end = p->limit;
+        }
+        mbi->RegionSize = end - page;
+        mbi->State = MEM_FREE;
+        mbi->Protect = PAGE_NOACCESS;
+        return end;
+    }
+    const pa_pstate_t *s = _pa_pstate(p, page);
+    size_t n = (a->base + a->size - page) >> PA_PAGE_SHIFT, i = 1;
+    pa_pstate_t key = s[0] & PS_QUERY_MASK;
+    while (i < n && (s[i] & PS_QUERY_MASK) == key) i++;
+    mbi->AllocationBase = (void *)a->base;
+    mbi->AllocationProtect = a->alloc_prot;
+    mbi->RegionSize = i << PA_PAGE_SHIFT;
+    mbi->State = (key & PS_COMMITTED) ? MEM_COMMIT : MEM_RESERVE;
+    mbi->Protect = _pa_pstate_protect(key, a->alloc_prot);
+    mbi->Type = a->type;
+    return page + mbi->RegionSize;
+}
+
+NTSTATUS pa_nt_query_virtual_memory(pa_process_t *p, const void *address,
+                                    MEMORY_BASIC_INFORMATION *mbi)
+{
+    uintptr_t addr = (uintptr_t)address;
+    if (addr >= p->limit) return STATUS_INVALID_PARAMETER;
+    if (addr < p->base) {
+        /* Below the simulated space: free and never usable, as the first 64 KiB on Windows. */
+        memset(mbi, 0, sizeof *mbi);
+        mbi->BaseAddress = (void *)_pa_align_down(addr, PA_PAGE_SIZE);
+        mbi->RegionSize = p->min - (uintptr_t)mbi->BaseAddress;
+        mbi->State = MEM_FREE;
+        mbi->Protect = PAGE_NOACCESS;
+        return STATUS_SUCCESS;
+    }
+    _pa_lock(p);
+    query_locked(p, addr, mbi);
+    _pa_unlock(p);
+    return STATUS_SUCCESS;
+}
+
+int pa_process_walk(pa_process_t *p, int (*fn)(const pa_region_info_t *r, void *arg), void *arg)
+{
+    int result = 0;
+    _pa_lock(p);
+    uintptr_t addr = p->min;
+    while (addr < p->limit && !result) {
+        pa_region_info_t r;
+        memset(&r, 0, sizeof r);
+        size_t slot = (addr - p->base) >> PA_SLOT_SHIFT;
+        pa_alloc_t *owner_of_slot = p->slots[slot];
+        uintptr_t end = query_locked(p, addr, &r.mbi);
+        if (r.mbi.State == MEM_FREE && owner_of_slot) {
+            /* The tail of an allocation's last slot: free but unusable. */
+            end = _pa_align_up(owner_of_slot->base + owner_of_slot->size, PA_GRANULARITY);
+            r.mbi.RegionSize = end - addr;
+            r.unusable = 1;
+        } else if (r.mbi.State != MEM_FREE) {
+            r.owner = p->slots[slot]->owner;
+        }
+        result = fn(&r, arg);
+        addr = end;
+    }
+    _pa_unlock(p);
+    return result;
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* Commit, decommit, release                                                                   */
+
+static NTSTATUS charge_locked(pa_process_t *p, size_t new_pages)
+{
+    if (p->commit_limit_pages && p->committed_pages + new_pages > p->commit_limit_pages)
+        return STATUS_COMMITMENT_LIMIT;
+    p->committed_pages += new_pages;
+    if (p->committed_pages > p->peak_committed_pages) p->peak_committed_pages = p->committed_pages;
+    return STATUS_SUCCESS;
+}
+
+/* Commits (or re-protects committed) pages [addr, addr + n pages) of one allocation. On
+ * failure nothing changed. */
+static NTSTATUS commit_locked(pa_process_t *p, uintptr_t addr, size_t n, int index, int guard)
+{
+    pa_pstate_t *s = _pa_pstate(p, addr);
+    size_t fresh = 0;
+    for (size_t i = 0; i < n; i++) fresh += !(s[i] & PS_COMMITTED);
+    NTSTATUS st = charge_locked(p, fresh);
+    if (st) return st;
+    /* Keep the old states in case the host refuses (e.g. too many mappings). */
+    pa_pstate_t small[64], *old = n <= 64 ? small : _pa_os_alloc(n * sizeof *old);
+    if (!old) {
+        p->committed_pages -= fresh;
+        return STATUS_NO_MEMORY;
+    }
+    memcpy(old, s, n * sizeof *s);
+    pa_pstate_t bits = (pa_pstate_t)(PS_COMMITTED | (unsigned)index | (guard ? PS_GUARD : 0));
+    for (size_t i = 0; i < n; i++) s[i] = (pa_pstate_t)((s[i] & PS_WATCH_CLEAN) | bits);
+    if (apply_host_locked(p, addr, n)) {
+        memcpy(s, old, n * sizeof *s);
+        apply_host_locked(p, addr, n);
+        p->committed_pages -= fresh;
+        st = STATUS_NO_MEMORY;
+    }
+    if (old != small) _pa_os_free(old, n * sizeof *old);
+    return st;
+}
+
+/* Decommits pages [addr, addr + n pages): contents dropped, write-watch bits kept. */
+static void decommit_locked(pa_process_t *p, uintptr_t addr, size_t n)
+{
+    pa_pstate_t *s = _pa_pstate(p, addr);
+    size_t dropped = 0;
+    for (size_t i = 0; i < n; i++) {
+        dropped += (s[i] & PS_COMMITTED) != 0;
+        s[i] &= PS_WATCH_CLEAN;
+    }
+    p->committed_pages -= dropped;
+    _pa_os_decommit((void *)addr, n << PA_PAGE_SHIFT);
+}
+
+static void release_locked(pa_process_t *p, pa_alloc_t *a)
+{
+    size_t n = a->size >> PA_PAGE_SHIFT;
+    decommit_locked(p, a->base, n);
+    memset(_pa_pstate(p, a->base), 0, n * sizeof(pa_pstate_t));
+    clear_slots_locked(p, a);
+    p->reserved_bytes -= a->size;
+    p->nallocs--;
+    _pa_pool_put(&p->alloc_pool, a);
+}
+
+static NTSTATUS reserve_locked(pa_process_t *p, uintptr_t *base, size_t size, DWORD type,
+                               DWORD protect, pa_owner_t owner, pa_alloc_t **out)
+{
+    size_t nslots = _pa_align_up(size, PA_GRANULARITY) >> PA_SLOT_SHIFT;
+    size_t first;
+    if (*base) {
+        first = (*base - p->base) >> PA_SLOT_SHIFT;
+        if (slot_scan_up(p, first, first + nslots, 1) != first + nslots)
+            return STATUS_CONFLICTING_ADDRESSES;
+    } else {
+        first = find_free_slots_locked(p, nslots, (type & MEM_TOP_DOWN) != 0);
+        if (first == (size_t)-1) return STATUS_NO_MEMORY;
+    }
+    pa_alloc_t *a = _pa_pool_get(&p->alloc_pool);
+    if (!a) return STATUS_NO_MEMORY;
+    a->base = p->base + ((uintptr_t)first << PA_SLOT_SHIFT);
+    a->size = size;
+    a->alloc_prot = protect;
+    a->type = MEM_PRIVATE;
+    a->owner = owner;
+    if (type & MEM_WRITE_WATCH) {
+        a->flags |= PA_ALLOC_WRITE_WATCH;
+        pa_pstate_t *s = _pa_pstate(p, a->base);
+        for (size_t i = 0; i < size >> PA_PAGE_SHIFT; i++) s[i] = PS_WATCH_CLEAN;
+    }
+    mark_slots_locked(p, a);
+    p->reserved_bytes += size;
+    p->nallocs++;
+    *base = a->base;
+    *out = a;
+    return STATUS_SUCCESS;
+}
+
+/* MEM_RESET and MEM_RESET_UNDO on [start, end), which must lie in one allocation. */
+static NTSTATUS reset_locked(pa_process_t *p, uintptr_t start, uintptr_t end, int undo)
+{
+    pa_pstate_t *s = _pa_pstate(p, start);
+    size_t n = (end - start) >> PA_PAGE_SHIFT;
+    if (!undo) {
+        for (size_t i = 0; i < n; i++)
+            if (s[i] & PS_COMMITTED) s[i] |= PS_RESET;
+        _pa_os_reset((void *)start, end - start);
+        return STATUS_SUCCESS;
+    }
+    /* Undo: the data survived iff every reset page is still resident; a write to each page
+     * then cancels the host's lazy free. */
+    NTSTATUS st = STATUS_SUCCESS;
+    for (size_t i = 0; i < n; i++) {
+        if (!(s[i] & PS_RESET)) continue;
+        uintptr_t page = start + (i << PA_PAGE_SHIFT);
+        unsigned char present = 0;
+        s[i] &= (pa_pstate_t)~PS_RESET;
+        if (_pa_os_resident((void *)page, PA_PAGE_SIZE, &present) || !present) {
+            st = (NTSTATUS)0xC0000001; /* STATUS_UNSUCCESSFUL: some data is now zero */
+            continue;
+        }
+        int prot = host_prot(s[i]);
+        if (!(prot & PA_OS_WRITE)) _pa_os_protect((void *)page, PA_PAGE_SIZE, PA_OS_READ | PA_OS_WRITE);
+        volatile unsigned char *b = (volatile unsigned char *)page;
+        *b = *b;
+        if (!(prot & PA_OS_WRITE)) _pa_os_protect((void *)page, PA_PAGE_SIZE, prot);
+    }
+    return st;
+}
+
+static int owner_ok(const pa_alloc_t *a, pa_owner_t owner)
+{
+    return owner == PA_OWNER_ANY || a->owner == owner;
+}
+
+NTSTATUS pa_nt_allocate_virtual_memory(pa_process_t *p, void **base_io, size_t *size_io,
+                                       DWORD type, DWORD protect, pa_owner_t owner)
+{
+    uintptr_t addr = (uintptr_t)*base_io;
+    size_t size = *size_io;
+    int index = 0, guard = 0;
+    NTSTATUS st;
+    /* Zero size is checked first for every type (uv:NtAllocateVirtualMemory). */
+    if (!size) return STATUS_INVALID_PARAMETER;
+    int reset = type == MEM_RESET || type == MEM_RESET_UNDO;
+    if (!reset) {
+        if ((type & MEM_LARGE_PAGES) && (type & MEM_COMMIT) && (type & MEM_RESERVE))
+            return STATUS_PRIVILEGE_NOT_HELD; /* no SeLockMemoryPrivilege here */
+        if (type & ~(DWORD)(MEM_COMMIT | MEM_RESERVE | MEM_TOP_DOWN | MEM_WRITE_WATCH))
+            return STATUS_INVALID_PARAMETER;
+        if (!(type & (MEM_COMMIT | MEM_RESERVE))) return STATUS_INVALID_PARAMETER;
+        if ((type & MEM_WRITE_WATCH) && !(type & MEM_RESERVE)) return STATUS_INVALID_PARAMETER;
+        if ((st = check_protect(protect, 0, &index, &guard))) return st;
+        if (!addr) type |= MEM_RESERVE; /* MEM_COMMIT alone at NULL reserves too */
+    } else if (!addr) {
+        return STATUS_INVALID_PARAMETER;
+    }
+    /* Rounding: reservations start on the granularity, commits on a page; the end is rounded
+     * up to a page (MS:VirtualAlloc). */
+    uintptr_t start, end;
+    if (addr) {
+        start = _pa_align_down(addr, (type & MEM_RESERVE) ? PA_GRANULARITY : PA_PAGE_SIZE);
+        if (addr + size < addr || addr + size > p->limit || start < p->min)
+            return STATUS_INVALID_PARAMETER;
+        end = _pa_align_up(addr + size, PA_PAGE_SIZE);
+    } else {
+        if (size > p->limit - p->min) return STATUS_WORKING_SET_LIMIT_RANGE;
+        start = 0;
+        end = _pa_align_up(size, PA_PAGE_SIZE);
+    }
+    size_t len = end - start;
+
+    _pa_lock(p);
+    pa_alloc_t *a = NULL;
+    if (type & MEM_RESERVE) {
+        st = reserve_locked(p, &start, len, type, protect, owner, &a);
+        if (st) goto out;
+        if (type & MEM_COMMIT) {
+            st = commit_locked(p, start, len >> PA_PAGE_SHIFT, index, guard);
+            if (st) release_locked(p, a);
+        }
+        goto out;
+    }
+    a = _pa_alloc_at_locked(p, start);
+    if (!a || end > a->base + a->size) {
+        st = STATUS_NOT_MAPPED_VIEW;
+        goto out;
+    }
+    if (!owner_ok(a, owner)) {
+        st = PA_STATUS_OWNED;
+        goto out;
+    }
+    if (reset) {
+        st = reset_locked(p, start, end, type == MEM_RESET_UNDO);
+        goto out;
+    }
+    if (p->pins) {
+        pa_pstate_t ns = (pa_pstate_t)(PS_COMMITTED | (unsigned)index | (guard ? PS_GUARD : 0));
+        if (pins_block_locked(p, start, end, 0, ns)) {
+            st = PA_STATUS_BUFFER_EXPORTED;
+            goto out;
+        }
+    }
+    st = commit_locked(p, start, len >> PA_PAGE_SHIFT, index, guard);
+out:
+    _pa_unlock(p);
+    if (st == STATUS_SUCCESS) {
+        *base_io = (void *)start;
+        *size_io = len;
+    }
+    return st;
+}
+
+NTSTATUS pa_nt_free_virtual_memory(pa_process_t *p, void **base_io, size_t *size_io, DWORD type,
+                                   pa_owner_t owner)
+{
+    uintptr_t addr = (uintptr_t)*base_io;
+    size_t size = *size_io;
+    NTSTATUS st = STATUS_SUCCESS;
+    if (type != MEM_DECOMMIT && type != MEM_RELEASE) return STATUS_INVALID_PARAMETER;
+    if (!addr || addr < p->min || addr >= p->limit) return STATUS_INVALID_PARAMETER;
+    if (addr + size < addr) return STATUS_INVALID_PARAMETER;
+    uintptr_t start = _pa_align_down(addr, PA_PAGE_SIZE);
+    _pa_lock(p);
+    pa_alloc_t *a = _pa_alloc_at_locked(p, start);
+    uintptr_t end;
+    if (!a) {
+        st = STATUS_MEMORY_NOT_ALLOCATED;
+        goto out;
+    }
+    if (a->type != MEM_PRIVATE) { /* views are unmapped, not freed (k32:test_MapViewOfFile) */
+        st = STATUS_INVALID_PARAMETER;
+        goto out;
+    }
+    if (!owner_ok(a, owner)) {
+        st = PA_STATUS_OWNED;
+        goto out;
+    }
+    if (size == 0) {
+        /* The whole allocation, from its base. */
+        if (start != a->base) {
+            st = STATUS_FREE_VM_NOT_AT_BASE;
+            goto out;
+        }
+        end = a->base + a->size;
+    } else {
+        end = _pa_align_up(addr + size, PA_PAGE_SIZE);
+        if (end > a->base + a->size) {
+            st = STATUS_UNABLE_TO_FREE_VM;
+            goto out;
+        }
+    }
+    if (p->pins && pins_block_locked(p, start, end, 1, 0)) {
+        st = PA_STATUS_BUFFER_EXPORTED;
+        goto out;
+    }
+    if (type == MEM_RELEASE) {
+        /* Partial release (Windows 10's NT-level split) is not modelled: only whole
+         * allocations are released. */
+        if (start != a->base || end != a->base + a->size) {
+            st = STATUS_UNABLE_TO_FREE_VM;
+            goto out;
+        }
+        release_locked(p, a);
+    } else {
+        decommit_locked(p, start, (end - start) >> PA_PAGE_SHIFT);
+    }
+    *base_io = (void *)start;
+    *size_io = end - start;
+out:
+    _pa_unlock(p);
+    return st;
+}
+
+NTSTATUS pa_nt_protect_virtual_memory(pa_process_t *p, void **base_io, size_t *size_io,
+                                      DWORD protect, DWORD *old_protect, pa_owner_t owner)
+{
+    uintptr_t addr = (uintptr_t)*base_io;
+    size_t size = *size_io;
+    int index, guard;
+    NTSTATUS st;
+    if (addr < p->min || addr >= p->limit || addr + size < addr) return STATUS_INVALID_PARAMETER;
+    uintptr_t start = _pa_align_down(addr, PA_PAGE_SIZE);
+    uintptr_t end = _pa_align_up(addr + (size ? size : 1), PA_PAGE_SIZE);
+    _pa_lock(p);
+    pa_alloc_t *a = _pa_alloc_at_locked(p, start);
+    if (!a || end > a->base + a->size) { /* one allocation only (MS:VirtualProtect) */
+        st = STATUS_INVALID_PARAMETER;
+        goto out;
+    }
+    if ((st = check_protect(protect, a->type != MEM_PRIVATE, &index, &guard))) goto out;
+    if (!old_protect) {
+        st = STATUS_ACCESS_VIOLATION;
+        goto out;
+    }
+    if (!owner_ok(a, owner)) {
+        st = PA_STATUS_OWNED;
+        goto out;
+    }
+    pa_pstate_t *s = _pa_pstate(p, start);
+    size_t n = (end - start) >> PA_PAGE_SHIFT;
+    for (size_t i = 0; i < n; i++) {
+        if (!(s[i] & PS_COMMITTED)) {
+            st = STATUS_NOT_COMMITTED;
+            goto out;
+        }
+    }
+    pa_pstate_t ns = (pa_pstate_t)(PS_COMMITTED | (unsigned)index | (guard ? PS_GUARD : 0));
+    if (p->pins && pins_block_locked(p, start, end, 0, ns)) {
+        st = PA_STATUS_BUFFER_EXPORTED;
+        goto out;
+    }
+    *old_protect = _pa_pstate_protect(s[0], a->alloc_prot);
+    /* commit_locked on committed pages charges nothing and only changes protection. */
+    st = commit_locked(p, start, n, index, guard);
+    if (st == STATUS_SUCCESS) {
+        *base_io = (void *)start;
+        *size_io = end - start;
+    }
+out:
+    _pa_unlock(p);
+    return st;
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* Write watch                                                                                 */
+
+/* The write-watched allocation holding [base, base + size), or NULL (STATUS_INVALID_PARAMETER
+ * for the caller). */
+static pa_alloc_t *watched_locked(pa_process_t *p, uintptr_t base, size_t size)
+{
+    if (base < p->min || base >= p->limit || base + size < base) return NULL;
+    pa_alloc_t *a = _pa_alloc_at_locked(p, base);
+    if (!a || !(a->flags & PA_ALLOC_WRITE_WATCH) || base + size > a->base + a->size) return NULL;
+    return a;
+}
+
+/* Re-arms the watch on [start, end) (page-rounded). */
+static void rearm_locked(pa_process_t *p, uintptr_t start, uintptr_t end)
+{
+    pa_pstate_t *s = _pa_pstate(p, start);
+    size_t n = (end - start) >> PA_PAGE_SHIFT;
+    for (size_t i = 0; i < n; i++) s[i] |= PS_WATCH_CLEAN;
+    apply_host_locked(p, start, n);
+}
+
+NTSTATUS pa_nt_get_write_watch(pa_process_t *p, DWORD flags, void *base, size_t size,
+                               void **addresses, ULONG_PTR *count, ULONG *granularity)
+{
+    /* Order of checks as k32:test_write_watch pins them (see the reference, fact 81). */
+    if (flags & ~(DWORD)WRITE_WATCH_FLAG_RESET) return STATUS_INVALID_PARAMETER;
+    if (!size) return STATUS_INVALID_PARAMETER;
+    if (!count) return STATUS_ACCESS_VIOLATION;
+    if (!*count) return STATUS_INVALID_PARAMETER;
+    if (!addresses || !granularity) return STATUS_ACCESS_VIOLATION;
+    uintptr_t start = _pa_align_down((uintptr_t)base, PA_PAGE_SIZE);
+    _pa_lock(p);
+    NTSTATUS st = STATUS_SUCCESS;
+    if (!watched_locked(p, (uintptr_t)base, size)) {
+        st = STATUS_INVALID_PARAMETER;
+        goto out;
+    }
+    uintptr_t end = _pa_align_up((uintptr_t)base + size, PA_PAGE_SIZE), scanned = start;
+    const pa_pstate_t *s = _pa_pstate(p, start);
+    ULONG_PTR found = 0;
+    for (uintptr_t a = start; a < end && found < *count; a += PA_PAGE_SIZE, s++) {
+        if (!(*s & PS_WATCH_CLEAN)) addresses[found++] = (void *)a;
+        scanned = a + PA_PAGE_SIZE;
+    }
+    if (flags & WRITE_WATCH_FLAG_RESET) rearm_locked(p, start, scanned);
+    *count = found;
+    *granularity = (ULONG)PA_PAGE_SIZE;
+out:
+    _pa_unlock(p);
+    return st;
+}
+
+NTSTATUS pa_nt_reset_write_watch(pa_process_t *p, void *base, size_t size)
+{
+    if (!size) return STATUS_INVALID_PARAMETER;
+    _pa_lock(p);
+    NTSTATUS st = STATUS_SUCCESS;
+    if (!watched_locked(p, (uintptr_t)base, size))
+        st = STATUS_INVALID_PARAMETER;
+    else
+        rearm_locked(p, _pa_align_down((uintptr_t)base, PA_PAGE_SIZE),
+                     _pa_align_up((uintptr_t)base + size, PA_PAGE_SIZE));
+    _pa_unlock(p);
+    return st;
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* Checked access and pins                                                                     */
+
+/* Checks that every page of [start, start + size) may be read (or written), in address order,
+ * as a real access would meet them: the first guard page raises (and loses its guard), the
+ * first inaccessible page is an access violation. size > 0. */
+static NTSTATUS check_access_locked(pa_process_t *p, uintptr_t start, size_t size, int write,
+                                    uintptr_t *fault)
+{
+    uintptr_t end = start + size;
+    if (end < start || start < p->base || end > p->base + p->span) {
+        *fault = start < p->base || start >= p->base + p->span ? start : p->base + p->span;
+        return STATUS_ACCESS_VIOLATION;
+    }
+    for (uintptr_t page = _pa_align_down(start, PA_PAGE_SIZE); page < end; page += PA_PAGE_SIZE) {
+        uintptr_t at = page < start ? start : page;
+        pa_pstate_t *s = _pa_alloc_at_locked(p, page) ? _pa_pstate(p, page) : NULL;
+        *fault = at;
+        if (!s || !(*s & PS_COMMITTED)) return STATUS_ACCESS_VIOLATION;
+        if (*s & PS_GUARD) {
+            *s &= (pa_pstate_t)~PS_GUARD;
+            p->guard_hits++;
+            apply_host_locked(p, page, 1);
+            return STATUS_GUARD_PAGE_VIOLATION;
+        }
+        if (write ? !state_writable(*s) : !state_readable(*s)) return STATUS_ACCESS_VIOLATION;
+    }
+    return STATUS_SUCCESS;
+}
+
+/* A write to write-watched pages records it and lifts the host's write protection. */
+static void note_writes_locked(pa_process_t *p, uintptr_t start, size_t size)
+{
+    uintptr_t first = _pa_align_down(start, PA_PAGE_SIZE), end = start + size;
+    for (uintptr_t page = first; page < end; page += PA_PAGE_SIZE) {
+        pa_pstate_t *s = _pa_pstate(p, page);
+        if (*s & PS_WATCH_CLEAN) {
+            *s &= (pa_pstate_t)~PS_WATCH_CLEAN;
+            apply_host_locked(p, page, 1);
+        }
+    }
+}
+
+NTSTATUS pa_mm_read(pa_process_t *p, const void *address, void *out, size_t size,
+                    uintptr_t *fault)
+{
+    if (!size) return STATUS_SUCCESS;
+    uintptr_t dummy;
+    _pa_lock(p);
+    NTSTATUS st = check_access_locked(p, (uintptr_t)address, size, 0, fault ? fault : &dummy);
+    if (st == STATUS_SUCCESS) memcpy(out, address, size);
+    _pa_unlock(p);
+    return st;
+}
+
+NTSTATUS pa_mm_write(pa_process_t *p, void *address, const void *data, size_t size,
+                     uintptr_t *fault)
+{
+    if (!size) return STATUS_SUCCESS;
+    uintptr_t dummy;
+    _pa_lock(p);
+    NTSTATUS st = check_access_locked(p, (uintptr_t)address, size, 1, fault ? fault : &dummy);
+    if (st == STATUS_SUCCESS) {
+        note_writes_locked(p, (uintptr_t)address, size);
+        memcpy(address, data, size);
+    }
+    _pa_unlock(p);
+    return st;
+}
+
+NTSTATUS pa_mm_pin(pa_process_t *p, void *address, size_t size, int want_write, int *writable,
+                   uintptr_t *fault, pa_pin_t **pin_out)
+{
+    uintptr_t start = (uintptr_t)address, dummy;
+    if (!fault) fault = &dummy;
+    _pa_lock(p);
+    NTSTATUS st = size ? check_access_locked(p, start, size, 0, fault) : STATUS_SUCCESS;
+    if (st) goto out;
+    int w = want_write && size;
+    for (uintptr_t page = _pa_align_down(start, PA_PAGE_SIZE); w && page < start + size;
+         page += PA_PAGE_SIZE) {
+        pa_pstate_t s = *_pa_pstate(p, page);
+        unsigned i = s & PS_PROT_MASK;
+        /* Copy-on-write pages are exported read-only: the copy is made by a checked write. */
+        w = state_writable(s) && i != 3 && i != 7;
+    }
+    pa_pin_t *pin = _pa_pool_get(&p->pin_pool);
+    if (!pin) {
+        st = STATUS_NO_MEMORY;
+        goto out;
+    }
+    pin->start = _pa_align_down(start, PA_PAGE_SIZE);
+    pin->end = size ? _pa_align_up(start + size, PA_PAGE_SIZE) : pin->start;
+    pin->writable = w;
+    pin->next = p->pins;
+    if (p->pins) p->pins->prev = pin;
+    p->pins = pin;
+    p->npins++;
+    *writable = w;
+    *pin_out = pin;
+out:
+    _pa_unlock(p);
+    return st;
+}
+
+void pa_mm_unpin(pa_process_t *p, pa_pin_t *pin)
+{
+    _pa_lock(p);
+    if (pin->prev) pin->prev->next = pin->next;
+    else p->pins = pin->next;
+    if (pin->next) pin->next->prev = pin->prev;
+    p->npins--;
+    _pa_pool_put(&p->pin_pool, pin);
+    _pa_unlock(p);
+}

@@ -1,0 +1,152 @@
+/* os/linux.c: the host side of the memory manager on Linux (and other POSIX hosts with
+ * MAP_NORESERVE). The only file that calls mmap, mprotect, madvise, munmap, mincore and
+ * sigaction; see os.h for the contract.
+ */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE
+#endif
+#include "os.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <signal.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <ucontext.h>
+#include <unistd.h>
+
+#ifndef MAP_NORESERVE
+#define MAP_NORESERVE 0
+#endif
+
+static int unix_prot(int prot)
+{
+    int u = PROT_NONE;
+    if (prot & PA_OS_READ) u |= PROT_READ;
+    if (prot & PA_OS_WRITE) u |= PROT_WRITE;
+    if (prot & PA_OS_EXEC) u |= PROT_EXEC;
+    return u;
+}
+
+int _pa_os_reserve(size_t size, size_t align, void **out)
+{
+    size_t span = size + align;
+    if (span < size) return ENOMEM;
+    char *raw = mmap(NULL, span, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    if (raw == MAP_FAILED) return errno;
+    uintptr_t base = ((uintptr_t)raw + align - 1) & ~(uintptr_t)(align - 1);
+    size_t head = base - (uintptr_t)raw, tail = span - head - size;
+    if (head) munmap(raw, head);
+    if (tail) munmap((char *)base + size, tail);
+    *out = (void *)base;
+    return 0;
+}
+
+int _pa_os_unmap(void *addr, size_t size)
+{
+    return munmap(addr, size) ? errno : 0;
+}
+
+int _pa_os_protect(void *addr, size_t size, int prot)
+{
+    return mprotect(addr, size, unix_prot(prot)) ? errno : 0;
+}
+
+int _pa_os_decommit(void *addr, size_t size)
+{
+    void *r = mmap(addr, size, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_FIXED,
+                   -1, 0);
+    return r == MAP_FAILED ? errno : 0;
+}
+
+int _pa_os_reset(void *addr, size_t size)
+{
+#ifdef MADV_FREE
+    if (madvise(addr, size, MADV_FREE) == 0) return 0;
+#endif
+    return madvise(addr, size, MADV_DONTNEED) ? errno : 0;
+}
+
+int _pa_os_resident(void *addr, size_t size, unsigned char *present)
+{
+    if (mincore(addr, size, present)) return errno;
+    size_t n = (size + 4095) / 4096;
+    for (size_t i = 0; i < n; i++) present[i] &= 1;
+    return 0;
+}
+
+void *_pa_os_alloc(size_t size)
+{
+    void *p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    return p == MAP_FAILED ? NULL : p;
+}
+
+void _pa_os_free(void *addr, size_t size)
+{
+    if (addr) munmap(addr, size);
+}
+
+unsigned _pa_os_ncpu(void)
+{
+    long n = sysconf(_SC_NPROCESSORS_ONLN);
+    return n > 0 ? (unsigned)n : 1;
+}
+
+/* ---- fault handling ---- */
+
+static pa_os_fault_fn fault_fn;
+static struct sigaction previous_segv, previous_bus;
+static pthread_once_t fault_once = PTHREAD_ONCE_INIT;
+static int fault_install_error;
+
+/* 1 write, 0 read/execute, -1 unknown: from the x86 page-fault error code where we have it. */
+static int fault_is_write(void *context)
+{
+#if defined(__x86_64__) && defined(REG_ERR)
+    const ucontext_t *uc = context;
+    return (uc->uc_mcontext.gregs[REG_ERR] & 2) ? 1 : 0;
+#else
+    (void)context;
+    return -1;
+#endif
+}
+
+static void chain(int sig, siginfo_t *info, void *context)
+{
+    const struct sigaction *prev = sig == SIGBUS ? &previous_bus : &previous_segv;
+    if (prev->sa_flags & SA_SIGINFO) {
+        prev->sa_sigaction(sig, info, context);
+    } else if (prev->sa_handler != SIG_DFL && prev->sa_handler != SIG_IGN) {
+        prev->sa_handler(sig);
+    } else {
+        /* Default action: restore it and return; the access faults again and kills us, with
+         * the right signal and core dump. */
+        signal(sig, SIG_DFL);
+    }
+}
+
+static void on_fault(int sig, siginfo_t *info, void *context)
+{
+    int saved = errno;
+    int handled = fault_fn && fault_fn((uintptr_t)info->si_addr, fault_is_write(context));
+    errno = saved;
+    if (!handled) chain(sig, info, context);
+}
+
+static void install_once(void)
+{
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_sigaction = on_fault;
+    sa.sa_flags = SA_SIGINFO | SA_NODEFER | SA_ONSTACK;
+    sigemptyset(&sa.sa_mask);
+    if (sigaction(SIGSEGV, &sa, &previous_segv) || sigaction(SIGBUS, &sa, &previous_bus))
+        fault_install_error = errno;
+}
+
+int _pa_os_install_fault_handler(pa_os_fault_fn handler)
+{
+    fault_fn = handler;
+    pthread_once(&fault_once, install_once);
+    return fault_install_error;
+}

@@ -1,0 +1,48 @@
+/* os/os.h: the narrow contract between the pyalloc core and the host OS.
+ *
+ * Only the files in csrc/os/ call mmap, mprotect, madvise, munmap or sigaction; the memory
+ * manager (mm.c) sees the host through these functions alone. Every function returns 0 on
+ * success and an errno value on failure unless it says otherwise.
+ */
+#ifndef PA_OS_H
+#define PA_OS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* Host protections, independent of <sys/mman.h>. */
+#define PA_OS_NONE 0
+#define PA_OS_READ 1
+#define PA_OS_WRITE 2
+#define PA_OS_EXEC 4
+
+/* Reserves size bytes aligned to align (a power of two) as inaccessible, uncharged address
+ * space. *out receives the base. */
+int _pa_os_reserve(size_t size, size_t align, void **out);
+/* Returns a reservation (or any part of _pa_os_reserve/_pa_os_alloc memory) to the host. */
+int _pa_os_unmap(void *addr, size_t size);
+/* Changes the host protection of whole pages. */
+int _pa_os_protect(void *addr, size_t size, int prot);
+/* Drops the contents of whole pages and makes them inaccessible; they read as zero once
+ * made accessible again. The range stays reserved. */
+int _pa_os_decommit(void *addr, size_t size);
+/* Tells the host that the contents of whole pages are no longer needed (they may be kept or
+ * replaced by zeros). */
+int _pa_os_reset(void *addr, size_t size);
+/* Fills present[i] with 1 for each page of the range that is resident (mincore). */
+int _pa_os_resident(void *addr, size_t size, unsigned char *present);
+/* Zeroed, readable and writable memory for the core's own bookkeeping (never malloc: the
+ * core must run under a program whose malloc is ours). */
+void *_pa_os_alloc(size_t size);
+void _pa_os_free(void *addr, size_t size);
+
+/* Number of online processors (at least 1). */
+unsigned _pa_os_ncpu(void);
+
+/* Installs the process-wide fault handler once. On a SIGSEGV/SIGBUS, handler(addr, write) is
+ * called with write = 1 (write), 0 (read or execute) or -1 (unknown); it returns non-zero when
+ * it fixed the cause, and the access is retried; otherwise the previous handler runs. */
+typedef int (*pa_os_fault_fn)(uintptr_t addr, int write);
+int _pa_os_install_fault_handler(pa_os_fault_fn handler);
+
+#endif /* PA_OS_H */
