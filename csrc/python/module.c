@@ -1,0 +1,255 @@
+/* module.c: the extension module pyalloc._core: multi-phase init, module state, constants,
+ * argument parsing shared by every function, and the module-level functions.
+ */
+#include "binding.h"
+
+/* ---- argument parsing ---- */
+
+int pa_parse_args(const char *fname, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames,
+                  const char *const *names, int nrequired, PyObject **out)
+{
+    int n = 0;
+    while (names[n]) n++;
+    if (nargs > n) {
+        PyErr_Format(PyExc_TypeError, "%s() takes at most %d arguments (%zd given)", fname, n,
+                     nargs);
+        return -1;
+    }
+    for (Py_ssize_t i = 0; i < nargs; i++) out[i] = args[i];
+    Py_ssize_t nkw = kwnames ? PyTuple_GET_SIZE(kwnames) : 0;
+    for (Py_ssize_t k = 0; k < nkw; k++) {
+        PyObject *key = PyTuple_GET_ITEM(kwnames, k);
+        int i = 0;
+        while (i < n && PyUnicode_CompareWithASCIIString(key, names[i]) != 0) i++;
+        if (i == n) {
+            PyErr_Format(PyExc_TypeError, "%s() got an unexpected keyword argument '%U'", fname,
+                         key);
+            return -1;
+        }
+        if (i < nargs || out[i]) {
+            PyErr_Format(PyExc_TypeError, "%s() got multiple values for argument '%s'", fname,
+                         names[i]);
+            return -1;
+        }
+        out[i] = args[nargs + k];
+    }
+    for (int i = 0; i < nrequired; i++) {
+        if (!out[i]) {
+            PyErr_Format(PyExc_TypeError, "%s() missing required argument '%s' (pos %d)", fname,
+                         names[i], i + 1);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+static int arg_unsigned(PyObject *o, unsigned long long max, const char *what,
+                        unsigned long long *out)
+{
+    if (!PyLong_Check(o)) {
+        PyErr_Format(PyExc_TypeError, "%s must be an int, not %.100s", what, Py_TYPE(o)->tp_name);
+        return -1;
+    }
+    unsigned long long v = PyLong_AsUnsignedLongLong(o);
+    if (v == (unsigned long long)-1 && PyErr_Occurred()) {
+        PyErr_Clear();
+        PyErr_Format(PyExc_OverflowError, "%s must be in [0, 0x%llx]", what, max);
+        return -1;
+    }
+    if (v > max) {
+        PyErr_Format(PyExc_OverflowError, "%s must be in [0, 0x%llx]", what, max);
+        return -1;
+    }
+    *out = v;
+    return 0;
+}
+
+int pa_arg_ptr(PyObject *o, uintptr_t *out)
+{
+    unsigned long long v = 0;
+    if (o != Py_None && arg_unsigned(o, UINTPTR_MAX, "an address", &v)) return -1;
+    *out = (uintptr_t)v;
+    return 0;
+}
+
+int pa_arg_size(PyObject *o, size_t *out)
+{
+    unsigned long long v;
+    if (arg_unsigned(o, SIZE_MAX, "a size", &v)) return -1;
+    *out = (size_t)v;
+    return 0;
+}
+
+int pa_arg_dword(PyObject *o, DWORD *out)
+{
+    unsigned long long v;
+    if (arg_unsigned(o, 0xFFFFFFFFull, "a DWORD", &v)) return -1;
+    *out = (DWORD)v;
+    return 0;
+}
+
+/* ---- constants (values from pyalloc/wintypes.h; names listed once here) ---- */
+
+#define PA_CONSTANTS(C)                                                                          \
+    C(MEM_COMMIT) C(MEM_RESERVE) C(MEM_DECOMMIT) C(MEM_RELEASE) C(MEM_FREE) C(MEM_PRIVATE)      \
+    C(MEM_MAPPED) C(MEM_RESET) C(MEM_TOP_DOWN) C(MEM_WRITE_WATCH) C(MEM_PHYSICAL) C(MEM_IMAGE)  \
+    C(MEM_RESET_UNDO) C(MEM_LARGE_PAGES) C(MEM_4MB_PAGES) C(AT_ROUND_TO_PAGE)                   \
+    C(WRITE_WATCH_FLAG_RESET)                                                                   \
+    C(PAGE_NOACCESS) C(PAGE_READONLY) C(PAGE_READWRITE) C(PAGE_WRITECOPY) C(PAGE_EXECUTE)       \
+    C(PAGE_EXECUTE_READ) C(PAGE_EXECUTE_READWRITE) C(PAGE_EXECUTE_WRITECOPY) C(PAGE_GUARD)      \
+    C(PAGE_NOCACHE) C(PAGE_WRITECOMBINE)                                                        \
+    C(SEC_FILE) C(SEC_IMAGE) C(SEC_RESERVE) C(SEC_COMMIT) C(SEC_NOCACHE) C(SEC_WRITECOMBINE)    \
+    C(SEC_LARGE_PAGES) C(FILE_MAP_COPY) C(FILE_MAP_WRITE) C(FILE_MAP_READ) C(FILE_MAP_EXECUTE)  \
+    C(FILE_MAP_ALL_ACCESS)                                                                      \
+    C(ERROR_SUCCESS) C(ERROR_FILE_NOT_FOUND) C(ERROR_ACCESS_DENIED) C(ERROR_INVALID_HANDLE)     \
+    C(ERROR_NOT_ENOUGH_MEMORY) C(ERROR_OUTOFMEMORY) C(ERROR_BAD_LENGTH) C(ERROR_GEN_FAILURE)    \
+    C(ERROR_NOT_SUPPORTED) C(ERROR_INVALID_PARAMETER) C(ERROR_INSUFFICIENT_BUFFER)              \
+    C(ERROR_ALREADY_EXISTS) C(ERROR_BAD_EXE_FORMAT) C(ERROR_NO_MORE_ITEMS)                      \
+    C(ERROR_INVALID_ADDRESS) C(ERROR_NOACCESS) C(ERROR_FILE_INVALID) C(ERROR_MAPPED_ALIGNMENT)  \
+    C(ERROR_PRIVILEGE_NOT_HELD) C(ERROR_COMMITMENT_LIMIT)                                       \
+    C(PROCESSOR_ARCHITECTURE_AMD64) C(PROCESSOR_ARCHITECTURE_ARM64) C(PROCESSOR_AMD_X8664)
+
+static int add_constants(PyObject *module)
+{
+#define C(name) if (PyModule_AddIntConstant(module, #name, (long)(name))) return -1;
+    PA_CONSTANTS(C)
+#undef C
+    /* Unsigned NTSTATUS values, as Windows headers print them. */
+    if (PyModule_AddIntConstant(module, "STATUS_ACCESS_VIOLATION", 0xC0000005l) ||
+        PyModule_AddIntConstant(module, "STATUS_GUARD_PAGE_VIOLATION", 0x80000001l) ||
+        PyModule_AddIntConstant(module, "PAGE_SIZE", (long)PA_PAGE_SIZE) ||
+        PyModule_AddIntConstant(module, "ALLOCATION_GRANULARITY", (long)PA_GRANULARITY) ||
+        PyModule_AddIntConstant(module, "DEFAULT_ADDRESS_SPACE", (long)PA_DEFAULT_ADDRESS_SPACE) ||
+        PyModule_AddIntConstant(module, "OWNER_APP", (long)PA_OWNER_APP) ||
+        PyModule_AddIntConstant(module, "OWNER_HEAP", (long)PA_OWNER_HEAP))
+        return -1;
+    return 0;
+}
+
+/* ---- module-level functions that are not Windows-named ---- */
+
+static PyObject *mod_current_process(PyObject *module, PyObject *Py_UNUSED(ignored))
+{
+    return Py_XNewRef(pa_current_process(module));
+}
+
+static PyObject *mod_set_process_class(PyObject *module, PyObject *cls)
+{
+    pa_state *st = pa_get_state(module);
+    if (!PyType_Check(cls) || !PyType_IsSubtype((PyTypeObject *)cls, st->Process))
+        return PyErr_Format(PyExc_TypeError, "expected a subclass of Process");
+    if (st->current)
+        return PyErr_Format(PyExc_RuntimeError, "the current process object already exists");
+    Py_XSETREF(st->current_class, Py_NewRef(cls));
+    Py_RETURN_NONE;
+}
+
+static PyObject *mod_FormatMessage(PyObject *module, PyObject *arg)
+{
+    DWORD code;
+    (void)module;
+    if (pa_arg_dword(arg, &code)) return NULL;
+    const char *name = pa_error_name(code), *msg = pa_error_message(code);
+    if (!name) return PyUnicode_FromFormat("Win32 error %lu", (unsigned long)code);
+    return PyUnicode_FromFormat("%s (%lu): %s", name, (unsigned long)code, msg);
+}
+
+static PyObject *mod_error_name(PyObject *module, PyObject *arg)
+{
+    DWORD code;
+    (void)module;
+    if (pa_arg_dword(arg, &code)) return NULL;
+    const char *name = pa_error_name(code);
+    if (!name) Py_RETURN_NONE;
+    return PyUnicode_FromString(name);
+}
+
+static PyObject *mod_protect_name(PyObject *module, PyObject *arg)
+{
+    DWORD v;
+    (void)module;
+    if (pa_arg_dword(arg, &v)) return NULL;
+    return pa_protect_name(v);
+}
+
+static PyMethodDef extra_functions[] = {
+    {"current_process", mod_current_process, METH_NOARGS,
+     "current_process() -> Process: the process the module-level functions act on."},
+    {"_set_process_class", mod_set_process_class, METH_O,
+     "Sets the class of the current-process object (before its first use)."},
+    {"FormatMessage", mod_FormatMessage, METH_O,
+     "FormatMessage(code) -> str: 'ERROR_NAME (code): message'."},
+    {"error_name", mod_error_name, METH_O, "error_name(code) -> 'ERROR_...' or None."},
+    {"protect_name", mod_protect_name, METH_O,
+     "protect_name(protect) -> 'PAGE_READWRITE|PAGE_GUARD'."},
+    {NULL, NULL, 0, NULL},
+};
+
+/* ---- module lifecycle ---- */
+
+static int module_exec(PyObject *module)
+{
+    pa_state *st = pa_get_state(module);
+    if (pa_errors_init(module, st) || pa_structs_init(module, st) ||
+        pa_export_type_init(module, st) || pa_process_type_init(module, st) ||
+        add_constants(module) || PyModule_AddFunctions(module, pa_process_functions) ||
+        PyModule_AddFunctions(module, extra_functions))
+        return -1;
+    return 0;
+}
+
+static int module_traverse(PyObject *module, visitproc visit, void *arg)
+{
+    pa_state *st = pa_get_state(module);
+    Py_VISIT(st->Process);
+    Py_VISIT(st->Export);
+    Py_VISIT(st->MemoryBasicInformation);
+    Py_VISIT(st->SystemInfo);
+    Py_VISIT(st->WinError);
+    Py_VISIT(st->AccessViolation);
+    Py_VISIT(st->GuardPageViolation);
+    Py_VISIT(st->current);
+    Py_VISIT(st->current_class);
+    return 0;
+}
+
+static int module_clear(PyObject *module)
+{
+    pa_state *st = pa_get_state(module);
+    Py_CLEAR(st->Process);
+    Py_CLEAR(st->Export);
+    Py_CLEAR(st->MemoryBasicInformation);
+    Py_CLEAR(st->SystemInfo);
+    Py_CLEAR(st->WinError);
+    Py_CLEAR(st->AccessViolation);
+    Py_CLEAR(st->GuardPageViolation);
+    Py_CLEAR(st->current);
+    Py_CLEAR(st->current_class);
+    return 0;
+}
+
+static void module_free(void *module)
+{
+    module_clear((PyObject *)module);
+}
+
+static PyModuleDef_Slot module_slots[] = {
+    {Py_mod_exec, module_exec},
+    {0, NULL},
+};
+
+PyModuleDef pa_module_def = {
+    PyModuleDef_HEAD_INIT,
+    .m_name = "pyalloc._core",
+    .m_doc = "The C core of pyalloc: the Windows memory-allocation stack on Linux.",
+    .m_size = sizeof(pa_state),
+    .m_slots = module_slots,
+    .m_traverse = module_traverse,
+    .m_clear = module_clear,
+    .m_free = module_free,
+};
+
+PyMODINIT_FUNC PyInit__core(void)
+{
+    return PyModuleDef_Init(&pa_module_def);
+}

@@ -1,0 +1,501 @@
+/* process.c: pyalloc.Process, one simulated Windows process, and the Windows-named functions.
+ *
+ * Each Windows-named function is written once, as a Process method; the module-level function
+ * of the same name calls it on the current process (pa_current_process). Pointers are Python
+ * ints (None or 0 for NULL). A Win32 failure raises WinError with the last error; memory that
+ * a checked access cannot reach raises AccessViolation or GuardPageViolation, never a crash.
+ * All calls keep the GIL, so close() cannot race with a call on another Python thread.
+ */
+#include "binding.h"
+
+#define STATE(self) pa_get_state(((ProcessObject *)(self))->module)
+#define PROC(self) (((ProcessObject *)(self))->p)
+
+static int check_open(PyObject *self)
+{
+    if (PROC(self)) return 0;
+    PyErr_SetString(PyExc_ValueError, "operation on a closed Process");
+    return -1;
+}
+
+/* Parses the arguments of a Windows-named method and checks that the process is open. */
+#define PARSE(fname, names, nreq, out)                                                           \
+    do {                                                                                         \
+        if (check_open(self) ||                                                                  \
+            pa_parse_args(fname, args, nargs, kwnames, names, nreq, out))                        \
+            return NULL;                                                                         \
+    } while (0)
+
+/* ---- lifetime ---- */
+
+static PyObject *wrap_process(PyTypeObject *cls, PyObject *module, pa_process_t *p, int owned)
+{
+    ProcessObject *self = (ProcessObject *)cls->tp_alloc(cls, 0);
+    if (!self) return NULL;
+    self->p = p;
+    self->owned = owned;
+    self->module = Py_NewRef(module);
+    return (PyObject *)self;
+}
+
+static PyObject *Process_new(PyTypeObject *cls, PyObject *args, PyObject *kwds)
+{
+    static char *kwlist[] = {"address_space", "commit_limit", NULL};
+    PyObject *space_o = Py_None, *limit_o = Py_None;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "|$OO:Process", kwlist, &space_o, &limit_o))
+        return NULL;
+    pa_process_options_t opt = {0, 0};
+    if (space_o != Py_None && pa_arg_size(space_o, &opt.address_space)) return NULL;
+    if (limit_o != Py_None && pa_arg_size(limit_o, &opt.commit_limit)) return NULL;
+    if (space_o != Py_None && (opt.address_space < 3 * PA_GRANULARITY ||
+                               opt.address_space % PA_GRANULARITY ||
+                               opt.address_space > ((size_t)1 << 46)))
+        return PyErr_Format(PyExc_ValueError,
+                            "address_space must be a multiple of 64 KiB from 192 KiB to 64 TiB");
+    if (limit_o != Py_None && opt.commit_limit == 0)
+        return PyErr_Format(PyExc_ValueError, "commit_limit must be positive, or None");
+    PyObject *module = PyType_GetModuleByDef(cls, &pa_module_def);
+    if (!module) return NULL;
+    NTSTATUS status;
+    pa_process_t *p = pa_process_create(&opt, &status);
+    if (!p) return PyErr_NoMemory();
+    PyObject *self = wrap_process(cls, module, p, 1);
+    if (!self) pa_process_destroy(p);
+    return self;
+}
+
+/* Destroys the simulated process. BufferError while a view is alive. */
+static int close_process(ProcessObject *self)
+{
+    if (!self->p || !self->owned) return 0;
+    if (self->exports) {
+        PyErr_SetString(PyExc_BufferError, "cannot close a Process while views of it exist");
+        return -1;
+    }
+    if (pa_process_destroy(self->p) != STATUS_SUCCESS) {
+        PyErr_SetString(PyExc_BufferError, "cannot close a Process while views of it exist");
+        return -1;
+    }
+    self->p = NULL;
+    return 0;
+}
+
+static PyObject *Process_close(PyObject *self, PyObject *Py_UNUSED(ignored))
+{
+    if (!((ProcessObject *)self)->owned)
+        return PyErr_Format(PyExc_ValueError, "the current process cannot be closed");
+    if (close_process((ProcessObject *)self)) return NULL;
+    Py_RETURN_NONE;
+}
+
+static PyObject *Process_enter(PyObject *self, PyObject *Py_UNUSED(ignored))
+{
+    if (check_open(self)) return NULL;
+    return Py_NewRef(self);
+}
+
+static PyObject *Process_exit(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    (void)args;
+    (void)nargs;
+    if (((ProcessObject *)self)->owned && close_process((ProcessObject *)self)) return NULL;
+    Py_RETURN_FALSE;
+}
+
+static int Process_traverse(PyObject *self, visitproc visit, void *arg)
+{
+    Py_VISIT(Py_TYPE(self));
+    Py_VISIT(((ProcessObject *)self)->module);
+    return 0;
+}
+
+static int Process_clear(PyObject *self)
+{
+    Py_CLEAR(((ProcessObject *)self)->module);
+    return 0;
+}
+
+static void Process_dealloc(PyObject *self)
+{
+    ProcessObject *po = (ProcessObject *)self;
+    PyTypeObject *tp = Py_TYPE(self);
+    PyObject_GC_UnTrack(self);
+    /* No exporter can be alive: each holds a reference to us. */
+    if (po->p && po->owned) pa_process_destroy(po->p);
+    po->p = NULL;
+    Process_clear(self);
+    tp->tp_free(self);
+    Py_DECREF(tp);
+}
+
+static PyObject *Process_repr(PyObject *self)
+{
+    ProcessObject *po = (ProcessObject *)self;
+    const char *name = Py_TYPE(self)->tp_name;
+    if (!po->p) return PyUnicode_FromFormat("<%s (closed)>", name);
+    pa_vm_stats_t s;
+    pa_process_stats(po->p, &s);
+    char range[64];
+    snprintf(range, sizeof range, "0x%zx-0x%zx", (size_t)pa_process_min_address(po->p),
+             (size_t)pa_process_max_address(po->p));
+    return PyUnicode_FromFormat("<%s%s %s: %zu allocations, %zu KiB reserved, %zu KiB committed>",
+                                name, po->owned ? "" : " (current)", range, s.allocations,
+                                s.reserved >> 10, s.committed >> 10);
+}
+
+/* ---- the Windows-named functions ---- */
+
+static PyObject *VirtualAlloc_impl(PyObject *self, PyObject *const *args, Py_ssize_t nargs,
+                                   PyObject *kwnames)
+{
+    static const char *const names[] = {"address", "size", "allocation_type", "protect", NULL};
+    PyObject *a[4] = {NULL};
+    uintptr_t address;
+    size_t size;
+    DWORD type, protect;
+    PARSE("VirtualAlloc", names, 4, a);
+    if (pa_arg_ptr(a[0], &address) || pa_arg_size(a[1], &size) || pa_arg_dword(a[2], &type) ||
+        pa_arg_dword(a[3], &protect))
+        return NULL;
+    void *r = pa_virtual_alloc(PROC(self), (void *)address, size, type, protect, PA_OWNER_APP);
+    if (!r) return pa_raise_last_error(STATE(self));
+    return PyLong_FromUnsignedLongLong((uintptr_t)r);
+}
+
+static PyObject *VirtualFree_impl(PyObject *self, PyObject *const *args, Py_ssize_t nargs,
+                                  PyObject *kwnames)
+{
+    static const char *const names[] = {"address", "size", "free_type", NULL};
+    PyObject *a[3] = {NULL};
+    uintptr_t address;
+    size_t size;
+    DWORD type;
+    PARSE("VirtualFree", names, 3, a);
+    if (pa_arg_ptr(a[0], &address) || pa_arg_size(a[1], &size) || pa_arg_dword(a[2], &type))
+        return NULL;
+    if (!pa_virtual_free(PROC(self), (void *)address, size, type, PA_OWNER_APP))
+        return pa_raise_last_error(STATE(self));
+    Py_RETURN_TRUE;
+}
+
+static PyObject *VirtualProtect_impl(PyObject *self, PyObject *const *args, Py_ssize_t nargs,
+                                     PyObject *kwnames)
+{
+    static const char *const names[] = {"address", "size", "new_protect", NULL};
+    PyObject *a[3] = {NULL};
+    uintptr_t address;
+    size_t size;
+    DWORD protect, old = 0;
+    PARSE("VirtualProtect", names, 3, a);
+    if (pa_arg_ptr(a[0], &address) || pa_arg_size(a[1], &size) || pa_arg_dword(a[2], &protect))
+        return NULL;
+    if (!pa_virtual_protect(PROC(self), (void *)address, size, protect, &old, PA_OWNER_APP))
+        return pa_raise_last_error(STATE(self));
+    return PyLong_FromUnsignedLong(old);
+}
+
+static PyObject *VirtualQuery_impl(PyObject *self, PyObject *const *args, Py_ssize_t nargs,
+                                   PyObject *kwnames)
+{
+    static const char *const names[] = {"address", NULL};
+    PyObject *a[1] = {NULL};
+    uintptr_t address;
+    MEMORY_BASIC_INFORMATION mbi;
+    PARSE("VirtualQuery", names, 1, a);
+    if (pa_arg_ptr(a[0], &address)) return NULL;
+    if (!pa_virtual_query(PROC(self), (void *)address, &mbi, sizeof mbi))
+        return pa_raise_last_error(STATE(self));
+    return pa_mbi_new(STATE(self), &mbi);
+}
+
+static PyObject *GetSystemInfo_impl(PyObject *self, PyObject *const *args, Py_ssize_t nargs,
+                                    PyObject *kwnames)
+{
+    static const char *const names[] = {NULL};
+    SYSTEM_INFO si;
+    PARSE("GetSystemInfo", names, 0, NULL);
+    pa_get_system_info(PROC(self), &si);
+    return pa_system_info_new(STATE(self), &si);
+}
+
+static PyObject *GetWriteWatch_impl(PyObject *self, PyObject *const *args, Py_ssize_t nargs,
+                                    PyObject *kwnames)
+{
+    static const char *const names[] = {"flags", "address", "size", "count", NULL};
+    PyObject *a[4] = {NULL, NULL, NULL, NULL};
+    DWORD flags;
+    uintptr_t address;
+    size_t size, count;
+    PARSE("GetWriteWatch", names, 3, a);
+    if (pa_arg_dword(a[0], &flags) || pa_arg_ptr(a[1], &address) || pa_arg_size(a[2], &size))
+        return NULL;
+    if (a[3] && a[3] != Py_None) {
+        if (pa_arg_size(a[3], &count)) return NULL;
+    } else {
+        /* Room for every page of the range (the range must lie in one allocation anyway). */
+        size_t pages = (size_t)((address + size + PA_PAGE_SIZE - 1) / PA_PAGE_SIZE -
+                                address / PA_PAGE_SIZE);
+        count = pages ? pages : 1;
+    }
+    if (count > ((size_t)1 << 24)) count = (size_t)1 << 24;
+    PVOID *addresses = count ? PyMem_Malloc(count * sizeof(PVOID)) : NULL;
+    if (count && !addresses) return PyErr_NoMemory();
+    ULONG_PTR n = count;
+    ULONG granularity = 0;
+    UINT r = pa_get_write_watch(PROC(self), flags, (void *)address, size,
+                                count ? addresses : NULL, &n, &granularity);
+    PyObject *list = NULL, *result = NULL;
+    if (r != 0) {
+        pa_raise_last_error(STATE(self));
+        goto done;
+    }
+    list = PyList_New((Py_ssize_t)n);
+    if (!list) goto done;
+    for (ULONG_PTR i = 0; i < n; i++) {
+        PyObject *v = PyLong_FromUnsignedLongLong((uintptr_t)addresses[i]);
+        if (!v) goto done;
+        PyList_SET_ITEM(list, (Py_ssize_t)i, v);
+    }
+    result = Py_BuildValue("(Ok)", list, (unsigned long)granularity);
+done:
+    Py_XDECREF(list);
+    PyMem_Free(addresses);
+    return result;
+}
+
+static PyObject *ResetWriteWatch_impl(PyObject *self, PyObject *const *args, Py_ssize_t nargs,
+                                      PyObject *kwnames)
+{
+    static const char *const names[] = {"address", "size", NULL};
+    PyObject *a[2] = {NULL};
+    uintptr_t address;
+    size_t size;
+    PARSE("ResetWriteWatch", names, 2, a);
+    if (pa_arg_ptr(a[0], &address) || pa_arg_size(a[1], &size)) return NULL;
+    if (pa_reset_write_watch(PROC(self), (void *)address, size) != 0)
+        return pa_raise_last_error(STATE(self));
+    Py_RETURN_TRUE;
+}
+
+static PyObject *GetLastError_impl(PyObject *self, PyObject *const *args, Py_ssize_t nargs,
+                                   PyObject *kwnames)
+{
+    static const char *const names[] = {NULL};
+    (void)self;
+    if (pa_parse_args("GetLastError", args, nargs, kwnames, names, 0, NULL)) return NULL;
+    return PyLong_FromUnsignedLong(pa_get_last_error());
+}
+
+static PyObject *SetLastError_impl(PyObject *self, PyObject *const *args, Py_ssize_t nargs,
+                                   PyObject *kwnames)
+{
+    static const char *const names[] = {"code", NULL};
+    PyObject *a[1] = {NULL};
+    DWORD code;
+    (void)self;
+    if (pa_parse_args("SetLastError", args, nargs, kwnames, names, 1, a) ||
+        pa_arg_dword(a[0], &code))
+        return NULL;
+    pa_set_last_error(code);
+    Py_RETURN_NONE;
+}
+
+/* ---- memory access ---- */
+
+static PyObject *read_impl(PyObject *self, PyObject *const *args, Py_ssize_t nargs,
+                           PyObject *kwnames)
+{
+    static const char *const names[] = {"address", "size", NULL};
+    PyObject *a[2] = {NULL};
+    uintptr_t address, fault = 0;
+    size_t size;
+    PARSE("read", names, 2, a);
+    if (pa_arg_ptr(a[0], &address) || pa_arg_size(a[1], &size)) return NULL;
+    if (size > (size_t)PY_SSIZE_T_MAX) return PyErr_NoMemory();
+    PyObject *out = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)size);
+    if (!out) return NULL;
+    NTSTATUS s = pa_mm_read(PROC(self), (void *)address, PyBytes_AS_STRING(out), size, &fault);
+    if (s != STATUS_SUCCESS) {
+        Py_DECREF(out);
+        return pa_raise_access(STATE(self), s, fault, "read");
+    }
+    return out;
+}
+
+static PyObject *write_impl(PyObject *self, PyObject *const *args, Py_ssize_t nargs,
+                            PyObject *kwnames)
+{
+    static const char *const names[] = {"address", "data", NULL};
+    PyObject *a[2] = {NULL};
+    uintptr_t address, fault = 0;
+    PARSE("write", names, 2, a);
+    if (pa_arg_ptr(a[0], &address)) return NULL;
+    Py_buffer buf;
+    if (PyObject_GetBuffer(a[1], &buf, PyBUF_SIMPLE)) return NULL;
+    NTSTATUS s = pa_mm_write(PROC(self), (void *)address, buf.buf, (size_t)buf.len, &fault);
+    PyBuffer_Release(&buf);
+    if (s != STATUS_SUCCESS) return pa_raise_access(STATE(self), s, fault, "write");
+    Py_RETURN_NONE;
+}
+
+static PyObject *view_impl(PyObject *self, PyObject *const *args, Py_ssize_t nargs,
+                           PyObject *kwnames)
+{
+    static const char *const names[] = {"address", "size", NULL};
+    PyObject *a[2] = {NULL};
+    uintptr_t address;
+    size_t size;
+    PARSE("view", names, 2, a);
+    if (pa_arg_ptr(a[0], &address) || pa_arg_size(a[1], &size)) return NULL;
+    return pa_export_view((ProcessObject *)self, address, size);
+}
+
+/* ---- Process-only methods ---- */
+
+static PyObject *Process_stats(PyObject *self, PyObject *Py_UNUSED(ignored))
+{
+    if (check_open(self)) return NULL;
+    pa_vm_stats_t s;
+    pa_process_stats(PROC(self), &s);
+    return Py_BuildValue("{sKsKsKsKsKsKsKsK}", "reserved", (unsigned long long)s.reserved,
+                         "committed", (unsigned long long)s.committed, "peak_committed",
+                         (unsigned long long)s.peak_committed, "commit_limit",
+                         (unsigned long long)s.commit_limit, "allocations",
+                         (unsigned long long)s.allocations, "pins", (unsigned long long)s.pins,
+                         "guard_hits", (unsigned long long)s.guard_hits, "watch_faults",
+                         (unsigned long long)s.watch_faults);
+}
+
+static int walk_one(const pa_region_info_t *r, void *arg)
+{
+    const MEMORY_BASIC_INFORMATION *m = &r->mbi;
+    PyObject *t = Py_BuildValue("(KKkkkKkkO)", (unsigned long long)(uintptr_t)m->BaseAddress,
+                                (unsigned long long)m->RegionSize, (unsigned long)m->State,
+                                (unsigned long)m->Protect, (unsigned long)m->Type,
+                                (unsigned long long)(uintptr_t)m->AllocationBase,
+                                (unsigned long)m->AllocationProtect, (unsigned long)r->owner,
+                                r->unusable ? Py_True : Py_False);
+    if (!t || PyList_Append((PyObject *)arg, t)) {
+        Py_XDECREF(t);
+        return -1;
+    }
+    Py_DECREF(t);
+    return 0;
+}
+
+static PyObject *Process_walk(PyObject *self, PyObject *Py_UNUSED(ignored))
+{
+    if (check_open(self)) return NULL;
+    PyObject *list = PyList_New(0);
+    if (list && pa_process_walk(PROC(self), walk_one, list)) Py_CLEAR(list);
+    return list;
+}
+
+static PyObject *Process_get_closed(PyObject *self, void *Py_UNUSED(closure))
+{
+    return PyBool_FromLong(PROC(self) == NULL);
+}
+
+static PyObject *Process_get_is_current(PyObject *self, void *Py_UNUSED(closure))
+{
+    return PyBool_FromLong(!((ProcessObject *)self)->owned);
+}
+
+/* ---- method tables ---- */
+
+#define PA_WINDOWS_FUNCTIONS(X)                                                                  \
+    X(VirtualAlloc, "VirtualAlloc(address, size, allocation_type, protect) -> int\n\n"          \
+                    "Reserves and/or commits pages; returns the (rounded) base address.")       \
+    X(VirtualFree, "VirtualFree(address, size, free_type) -> True\n\n"                          \
+                   "MEM_DECOMMIT pages or MEM_RELEASE a whole allocation (size 0).")            \
+    X(VirtualProtect, "VirtualProtect(address, size, new_protect) -> old_protect")              \
+    X(VirtualQuery, "VirtualQuery(address) -> MEMORY_BASIC_INFORMATION")                        \
+    X(GetSystemInfo, "GetSystemInfo() -> SYSTEM_INFO")                                          \
+    X(GetWriteWatch, "GetWriteWatch(flags, address, size, count=None) -> (addresses, granularity)\n\n" \
+                     "Pages written since the last reset in a MEM_WRITE_WATCH allocation.")     \
+    X(ResetWriteWatch, "ResetWriteWatch(address, size) -> True")                                \
+    X(GetLastError, "GetLastError() -> int: the calling thread's last Win32 error.")            \
+    X(SetLastError, "SetLastError(code): sets the calling thread's last Win32 error.")          \
+    X(read, "read(address, size) -> bytes\n\nRaises AccessViolation or GuardPageViolation "     \
+            "where a real read would fault; all or nothing.")                                   \
+    X(write, "write(address, data)\n\nWrites a bytes-like object; raises AccessViolation or "   \
+             "GuardPageViolation where a real write would fault; all or nothing.")              \
+    X(view, "view(address, size) -> memoryview\n\nA live view of the memory, read-only unless " \
+            "every page is writable. While it exists, freeing, decommitting or protecting its " \
+            "pages so that it would dangle raises BufferError.")
+
+/* Module-level versions: the same implementation on the current process. */
+#define X(name, doc)                                                                             \
+    static PyObject *mod_##name(PyObject *module, PyObject *const *args, Py_ssize_t nargs,       \
+                                PyObject *kwnames)                                               \
+    {                                                                                            \
+        PyObject *self = pa_current_process(module);                                             \
+        return self ? name##_impl(self, args, nargs, kwnames) : NULL;                            \
+    }
+PA_WINDOWS_FUNCTIONS(X)
+#undef X
+
+#define X(name, doc) {#name, (PyCFunction)(void (*)(void))mod_##name, METH_FASTCALL | METH_KEYWORDS, doc},
+PyMethodDef pa_process_functions[] = {PA_WINDOWS_FUNCTIONS(X){NULL, NULL, 0, NULL}};
+#undef X
+
+#define X(name, doc) {#name, (PyCFunction)(void (*)(void))name##_impl, METH_FASTCALL | METH_KEYWORDS, doc},
+static PyMethodDef Process_methods[] = {
+    PA_WINDOWS_FUNCTIONS(X)
+    {"close", Process_close, METH_NOARGS,
+     "close(): destroys the simulated process and all its memory (BufferError while views exist)."},
+    {"__enter__", Process_enter, METH_NOARGS, NULL},
+    {"__exit__", (PyCFunction)(void (*)(void))Process_exit, METH_FASTCALL, NULL},
+    {"stats", Process_stats, METH_NOARGS,
+     "stats() -> dict: reserved, committed, peak_committed, commit_limit, allocations, pins, "
+     "guard_hits, watch_faults."},
+    {"_walk", Process_walk, METH_NOARGS,
+     "_walk() -> list of (base, size, state, protect, type, allocation_base, "
+     "allocation_protect, owner, unusable) covering the whole usable address space."},
+    {NULL, NULL, 0, NULL},
+};
+#undef X
+
+static PyGetSetDef Process_getset[] = {
+    {"closed", Process_get_closed, NULL, "True once close() has run.", NULL},
+    {"is_current", Process_get_is_current, NULL,
+     "True for the process the module-level functions act on.", NULL},
+    {NULL, NULL, NULL, NULL, NULL},
+};
+
+static PyType_Slot Process_slots[] = {
+    {Py_tp_doc, "Process(*, address_space=None, commit_limit=None)\n\n"
+                "An isolated simulated Windows process: its own address space (64 GiB by "
+                "default; address_space=2**31 gives a 32-bit-sized one) reserved from the host "
+                "at creation, and an optional commit limit in bytes."},
+    {Py_tp_new, Process_new},
+    {Py_tp_dealloc, Process_dealloc},
+    {Py_tp_traverse, Process_traverse},
+    {Py_tp_clear, Process_clear},
+    {Py_tp_repr, Process_repr},
+    {Py_tp_methods, Process_methods},
+    {Py_tp_getset, Process_getset},
+    {0, NULL},
+};
+
+static PyType_Spec Process_spec = {
+    "pyalloc._core.Process", sizeof(ProcessObject), 0,
+    Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE | Py_TPFLAGS_HAVE_GC, Process_slots,
+};
+
+int pa_process_type_init(PyObject *module, pa_state *st)
+{
+    st->Process = (PyTypeObject *)PyType_FromModuleAndSpec(module, &Process_spec, NULL);
+    if (!st->Process) return -1;
+    return PyModule_AddType(module, st->Process);
+}
+
+PyObject *pa_current_process(PyObject *module)
+{
+    pa_state *st = pa_get_state(module);
+    if (!st->current) {
+        PyTypeObject *cls = st->current_class ? (PyTypeObject *)st->current_class : st->Process;
+        st->current = wrap_process(cls, module, pa_process_current(), 0);
+    }
+    return st->current;
+}

@@ -1,0 +1,91 @@
+"""pyalloc: the Windows memory-allocation stack, in C, running for real on Linux.
+
+The stack, bottom up (each layer calls only the one below it):
+
+1. the kernel-mode memory manager: one simulated address space per :class:`Process`;
+2. the VirtualAlloc family: :func:`VirtualAlloc`, :func:`VirtualFree`, :func:`VirtualProtect`,
+   :func:`VirtualQuery`, :func:`GetSystemInfo`, :func:`GetWriteWatch`, :func:`ResetWriteWatch`;
+3. the heap, 4. the CRT, 5. new/delete (as they land).
+
+Every Windows-named function exists at module level, acting on :func:`current_process`, and
+as a method of :class:`Process` with the same signature. Pointers are ints (None or 0 for
+NULL). Failures raise :class:`WinError`; faults raise :class:`AccessViolation` or
+:class:`GuardPageViolation`; nothing a Python caller does can crash the interpreter.
+"""
+from __future__ import annotations
+
+from typing import NamedTuple
+
+from . import errors
+from .errors import AccessViolation, GuardPageViolation, StructuredException, WinError
+from . import _core
+from ._core import *  # noqa: F401,F403  (constants, structures, Windows-named functions)
+from ._core import (
+    MEMORY_BASIC_INFORMATION,
+    SYSTEM_INFO,
+    FormatMessage,
+    current_process,
+    error_name,
+    protect_name,
+)
+
+__version__ = "0.1.0"
+
+
+class Region(NamedTuple):
+    """One entry of :meth:`Process.regions`: a VirtualQuery region, or the unusable tail of an
+    allocation's last 64 KiB slot."""
+
+    base: int
+    size: int
+    state: int  # MEM_FREE, MEM_RESERVE or MEM_COMMIT
+    protect: int
+    type: int  # MEM_PRIVATE, MEM_MAPPED or 0
+    allocation_base: int
+    allocation_protect: int
+    owner: int  # OWNER_APP, OWNER_HEAP, ...
+    unusable: bool
+
+    @property
+    def end(self) -> int:
+        return self.base + self.size
+
+    @property
+    def kind(self) -> str:
+        """The region's category in VMMap's vocabulary: Free, Unusable, Reserved,
+        Private Data, Heap, Mapped File/Shareable."""
+        if self.unusable:
+            return "Unusable"
+        if self.state == _core.MEM_FREE:
+            return "Free"
+        if self.owner == _core.OWNER_HEAP:
+            return "Heap"
+        if self.type == _core.MEM_MAPPED:
+            return "Shareable"
+        if self.state == _core.MEM_RESERVE:
+            return "Reserved"
+        return "Private Data"
+
+
+class Process(_core.Process):
+    """An isolated simulated Windows process (see the C type's docstring for options)."""
+
+    def regions(self) -> list[Region]:
+        """Walks the whole usable address space, lowest address first: free ranges, the
+        unusable tails of 64 KiB slots, reserved and committed regions (the data an
+        address-space map is drawn from). Contiguous, from lpMinimumApplicationAddress to
+        lpMaximumApplicationAddress."""
+        return [Region(*r) for r in self._walk()]
+
+
+_core._set_process_class(Process)
+
+__all__ = [name for name in dir(_core) if not name.startswith("_")] + [
+    "Process",
+    "Region",
+    "WinError",
+    "StructuredException",
+    "AccessViolation",
+    "GuardPageViolation",
+    "errors",
+]

@@ -1,0 +1,58 @@
+"""The pyalloc command: ``python -m pyalloc demo`` (or ``pyalloc demo``)."""
+from __future__ import annotations
+
+import argparse
+import sys
+
+import pyalloc as pa
+from .textmap import format_map, format_size
+
+
+def demo() -> int:
+    """A few allocations in a fresh process, and the map they make."""
+    with pa.Process(address_space=1 << 32) as p:
+        print(p)
+        print()
+        a = p.VirtualAlloc(None, 8, pa.MEM_COMMIT | pa.MEM_RESERVE, pa.PAGE_READWRITE)
+        print(f"VirtualAlloc(NULL, 8, MEM_COMMIT|MEM_RESERVE, PAGE_READWRITE) -> {a:#x}")
+        print(f"   {p.VirtualQuery(a)}")
+        print(f"   {p.VirtualQuery(a + 0x1000)}")
+        print("   8 bytes cost one committed 4 KiB page and a whole 64 KiB slot: "
+              "the other 60 KiB are free but unusable.")
+        b = p.VirtualAlloc(None, 1 << 20, pa.MEM_RESERVE, pa.PAGE_NOACCESS)
+        p.VirtualAlloc(b, 3 * 4096, pa.MEM_COMMIT, pa.PAGE_READWRITE)
+        p.VirtualAlloc(b + 3 * 4096, 4096, pa.MEM_COMMIT, pa.PAGE_READWRITE | pa.PAGE_GUARD)
+        print(f"reserved 1 MiB at {b:#x}, committed 12 KiB of it and a guard page after them")
+        try:
+            p.read(b + 3 * 4096, 1)
+        except pa.GuardPageViolation as e:
+            print(f"   touching the guard page raised {e!r}; the guard is now gone")
+        c = p.VirtualAlloc(None, 64 << 10, pa.MEM_COMMIT | pa.MEM_RESERVE | pa.MEM_WRITE_WATCH,
+                           pa.PAGE_READWRITE)
+        p.write(c + 0x2000, b"hello")
+        written, gran = p.GetWriteWatch(0, c, 64 << 10)
+        print(f"write watch on {c:#x}: wrote 5 bytes at +0x2000; GetWriteWatch -> "
+              f"{[hex(x) for x in written]}, granularity {format_size(gran)}")
+        try:
+            p.VirtualFree(a, 0, pa.MEM_RELEASE)
+            p.VirtualFree(a, 0, pa.MEM_RELEASE)
+        except pa.WinError as e:
+            print(f"releasing twice raised WinError: {e}")
+        a = p.VirtualAlloc(None, 8, pa.MEM_COMMIT | pa.MEM_RESERVE, pa.PAGE_READWRITE)
+        print()
+        print(format_map(p))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="pyalloc", description=pa.__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("demo", help="print an address-space map of a few allocations")
+    args = parser.parse_args(argv)
+    if args.command == "demo":
+        return demo()
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
