@@ -30,7 +30,7 @@ $(BUILD)/libpyalloc.a: $(CORE_OBJ)
 $(BUILD)/libpyalloc.so: $(CORE_OBJ)
 	$(CC) -shared -pthread -o $@ $^
 
-$(BUILD)/tests/%: tests/c/%.c tests/c/ctest.h $(BUILD)/libpyalloc.a
+$(BUILD)/tests/%: tests/c/%.c $(wildcard tests/c/*.h) $(BUILD)/libpyalloc.a
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) -Itests/c $< $(BUILD)/libpyalloc.a -o $@
 
