@@ -14,7 +14,9 @@ CORE = [
     "csrc/os/linux.c",
     "csrc/status.c",
     "csrc/mm.c",
+    "csrc/section.c",
     "csrc/virtual.c",
+    "csrc/filemap.c",
 ]
 # The binding: one file per Python type, one for errors.
 BINDING = [

@@ -53,8 +53,47 @@ typedef uint16_t pa_pstate_t;
 #define PS_COMMITTED 0x0010u
 #define PS_WATCH_CLEAN 0x0020u /* write-watched and not written since the last reset */
 #define PS_RESET 0x0040u       /* MEM_RESET applied and not undone */
+#define PS_PRIVATE_MAP 0x0080u /* view page mapped copy-on-write from its section */
+#define PS_COPIED 0x0100u      /* view page written through copy-on-write: private for good */
 /* Bits that VirtualQuery compares to split regions (write watch and reset are invisible). */
 #define PS_QUERY_MASK (PS_PROT_MASK | PS_GUARD | PS_COMMITTED)
+
+/* ---- sections (section.c) ----
+ * Every section has a header: in the shared object for named pagefile sections (so all host
+ * processes share the handle count and the commit bitmap), in private memory otherwise. */
+typedef struct pa_section_header_s {
+    _Atomic(uint64_t) magic;
+    _Atomic(uint32_t) handles;    /* open handles in all host processes (named sections) */
+    _Atomic(uint32_t) commit_gen; /* bumped by every SEC_RESERVE commit */
+    uint64_t size;
+    DWORD protect, attributes;
+    _Atomic(uint64_t) committed[]; /* SEC_RESERVE: one bit per page */
+} pa_section_header_t;
+
+typedef struct pa_section_s {
+    _Atomic(long) refs;   /* handles and views in this host process */
+    long handles;         /* handles in this host process (under the handle-table lock) */
+    int fd;
+    int file_backed;
+    int header_shared;    /* header lives in the shared object (named pagefile section) */
+    int published;        /* listed under its name */
+    uint64_t size;        /* mappable bytes */
+    uint64_t data_offset; /* where the data starts in fd */
+    DWORD protect;        /* PAGE_* given at creation */
+    DWORD attributes;     /* SEC_COMMIT or SEC_RESERVE, with SEC_NOCACHE / SEC_WRITECOMBINE */
+    pa_section_header_t *header;
+    size_t header_size;
+    char name[256];
+    struct pa_section_s *next; /* published names */
+} pa_section_t;
+
+void _pa_section_ref(pa_section_t *s);
+void _pa_section_unref(pa_section_t *s);
+int _pa_section_page_committed(const pa_section_t *s, uint64_t page);
+void _pa_section_commit(pa_section_t *s, uint64_t first, uint64_t n);
+uint32_t _pa_section_generation(const pa_section_t *s);
+/* Access bits of a PAGE_* base protection: 1 read, 2 write, 4 execute (WRITECOPY reads). */
+unsigned _pa_protect_access(DWORD protect);
 
 /* ---- allocations ---- */
 #define PA_ALLOC_WRITE_WATCH 0x1u
@@ -66,6 +105,9 @@ typedef struct pa_alloc_s {
     DWORD type;          /* MEM_PRIVATE or MEM_MAPPED */
     uint32_t flags;      /* PA_ALLOC_* */
     pa_owner_t owner;
+    pa_section_t *section; /* views: the section (referenced) */
+    uint64_t offset;       /* views: byte offset of the view in the section */
+    uint32_t gen;          /* views: section commit generation last synced */
     struct pa_alloc_s *next_free; /* pool link while free */
 } pa_alloc_t;
 
@@ -131,6 +173,10 @@ static inline DWORD _pa_pstate_protect(pa_pstate_t s, DWORD alloc_prot)
     if (s & PS_GUARD) prot |= PAGE_GUARD;
     return prot | (alloc_prot & (PAGE_NOCACHE | PAGE_WRITECOMBINE));
 }
+
+/* Maps a view of s (checked by section.c) into p. */
+NTSTATUS _pa_mm_map_view(pa_process_t *p, pa_section_t *s, void **base, uint64_t offset,
+                         size_t *size, DWORD protect);
 
 /* Set the thread's last error (status.c). */
 void _pa_set_last_status(NTSTATUS status);

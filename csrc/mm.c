@@ -158,6 +158,38 @@ static int apply_host_locked(pa_process_t *p, uintptr_t addr, size_t n)
     return 0;
 }
 
+/* Brings a SEC_RESERVE view's page states up to date with its section's commit bitmap:
+ * another view (or host process) may have committed pages since. */
+static void sync_view_locked(pa_process_t *p, pa_alloc_t *a)
+{
+    pa_section_t *sec = a->section;
+    if (!sec || !(sec->attributes & SEC_RESERVE)) return;
+    uint32_t gen = _pa_section_generation(sec);
+    if (gen == a->gen) return;
+    a->gen = gen;
+    pa_pstate_t *s = _pa_pstate(p, a->base);
+    size_t n = a->size >> PA_PAGE_SHIFT;
+    uint64_t first = a->offset >> PA_PAGE_SHIFT;
+    pa_pstate_t bits = (pa_pstate_t)(PS_COMMITTED | (unsigned)__builtin_ctz(a->alloc_prot & 0xFF));
+    int copy = (a->alloc_prot & (PAGE_WRITECOPY | PAGE_EXECUTE_WRITECOPY)) != 0;
+    for (size_t i = 0; i < n; i++) {
+        if ((s[i] & PS_COMMITTED) || !_pa_section_page_committed(sec, first + i)) continue;
+        s[i] = (pa_pstate_t)(bits | (copy ? PS_PRIVATE_MAP : 0));
+        apply_host_locked(p, a->base + (i << PA_PAGE_SHIFT), 1);
+    }
+}
+
+/* A write to a copy-on-write page makes it private and writable for good (the host copies
+ * it on the retried write); VirtualQuery then reports PAGE_READWRITE for it. */
+static void copy_on_write_locked(pa_process_t *p, uintptr_t page)
+{
+    pa_pstate_t *s = _pa_pstate(p, page);
+    unsigned i = *s & PS_PROT_MASK;
+    if (i != 3 && i != 7) return;
+    *s = (pa_pstate_t)((*s & ~PS_PROT_MASK) | (i == 3 ? 2u : 6u) | PS_COPIED);
+    apply_host_locked(p, page, 1);
+}
+
 /* ------------------------------------------------------------------------------------------ */
 /* Slot bitmap                                                                                 */
 
@@ -293,10 +325,15 @@ static int mm_fault(uintptr_t addr, int write)
     pa_alloc_t *a = _pa_alloc_at_locked(p, addr);
     if (a) {
         pa_pstate_t *s = _pa_pstate(p, page);
+        sync_view_locked(p, a);
+        unsigned idx = *s & PS_PROT_MASK;
         if ((*s & PS_COMMITTED) && (*s & PS_GUARD)) {
             *s &= (pa_pstate_t)~PS_GUARD;
             p->guard_hits++;
             guard = handled = apply_host_locked(p, page, 1) == 0;
+        } else if (write != 0 && (*s & PS_COMMITTED) && (idx == 3 || idx == 7)) {
+            copy_on_write_locked(p, page);
+            handled = 1;
         } else if (write != 0 && (*s & PS_WATCH_CLEAN) && state_writable(*s)) {
             *s &= (pa_pstate_t)~PS_WATCH_CLEAN;
             p->watch_faults++;
@@ -379,6 +416,10 @@ NTSTATUS pa_process_destroy(pa_process_t *p)
     _pa_unlock(p);
     if (pinned) return PA_STATUS_BUFFER_EXPORTED;
     atomic_store(&registry[p->registry_slot], NULL);
+    for (size_t i = 0; i < p->nslots; i++) {
+        pa_alloc_t *a = p->slots[i];
+        if (a && a->section && a->base == p->base + (i << PA_SLOT_SHIFT)) _pa_section_unref(a->section);
+    }
     _pa_os_unmap((void *)p->base, p->span);
     _pa_pool_destroy(&p->alloc_pool);
     _pa_pool_destroy(&p->pin_pool);
@@ -424,7 +465,7 @@ void pa_process_stats(pa_process_t *p, pa_vm_stats_t *out)
 /* Query                                                                                       */
 
 /* Fills mbi for addr, which lies in [p->base, p->limit). Returns the region's end. */
-static uintptr_t query_locked(const pa_process_t *p, uintptr_t addr, MEMORY_BASIC_INFORMATION *mbi)
+static uintptr_t query_locked(pa_process_t *p, uintptr_t addr, MEMORY_BASIC_INFORMATION *mbi)
 {
     uintptr_t page = _pa_align_down(addr, PA_PAGE_SIZE);
     pa_alloc_t *a = _pa_alloc_at_locked(p, page);
@@ -445,6 +486,7 @@ static uintptr_t query_locked(const pa_process_t *p, uintptr_t addr, MEMORY_BASI
         mbi->Protect = PAGE_NOACCESS;
         return end;
     }
+    sync_view_locked(p, a);
     const pa_pstate_t *s = _pa_pstate(p, page);
     size_t n = (a->base + a->size - page) >> PA_PAGE_SHIFT, i = 1;
     pa_pstate_t key = s[0] & PS_QUERY_MASK;
@@ -496,6 +538,7 @@ int pa_process_walk(pa_process_t *p, int (*fn)(const pa_region_info_t *r, void *
             r.unusable = 1;
         } else if (r.mbi.State != MEM_FREE) {
             r.owner = p->slots[slot]->owner;
+            r.mapped_file = p->slots[slot]->section && p->slots[slot]->section->file_backed;
         }
         result = fn(&r, arg);
         addr = end;
@@ -518,11 +561,14 @@ static NTSTATUS charge_locked(pa_process_t *p, size_t new_pages)
 
 /* Commits (or re-protects committed) pages [addr, addr + n pages) of one allocation. On
  * failure nothing changed. */
-static NTSTATUS commit_locked(pa_process_t *p, uintptr_t addr, size_t n, int index, int guard)
+static NTSTATUS commit_locked(pa_process_t *p, pa_alloc_t *a, uintptr_t addr, size_t n,
+                              int index, int guard)
 {
     pa_pstate_t *s = _pa_pstate(p, addr);
     size_t fresh = 0;
-    for (size_t i = 0; i < n; i++) fresh += !(s[i] & PS_COMMITTED);
+    /* The commit charge counts private pages; a section's pages are charged to it. */
+    if (a->type == MEM_PRIVATE)
+        for (size_t i = 0; i < n; i++) fresh += !(s[i] & PS_COMMITTED);
     NTSTATUS st = charge_locked(p, fresh);
     if (st) return st;
     /* Keep the old states in case the host refuses (e.g. too many mappings). */
@@ -533,7 +579,11 @@ static NTSTATUS commit_locked(pa_process_t *p, uintptr_t addr, size_t n, int ind
     }
     memcpy(old, s, n * sizeof *s);
     pa_pstate_t bits = (pa_pstate_t)(PS_COMMITTED | (unsigned)index | (guard ? PS_GUARD : 0));
-    for (size_t i = 0; i < n; i++) s[i] = (pa_pstate_t)((s[i] & PS_WATCH_CLEAN) | bits);
+    /* Write watch and MEM_RESET survive a protection change: the host may still drop a
+     * reset page, so MEM_RESET_UNDO must keep checking it. */
+    for (size_t i = 0; i < n; i++)
+        s[i] = (pa_pstate_t)((s[i] & (PS_WATCH_CLEAN | PS_RESET | PS_PRIVATE_MAP | PS_COPIED)) |
+                             bits);
     if (apply_host_locked(p, addr, n)) {
         memcpy(s, old, n * sizeof *s);
         apply_host_locked(p, addr, n);
@@ -560,6 +610,13 @@ static void decommit_locked(pa_process_t *p, uintptr_t addr, size_t n)
 static void release_locked(pa_process_t *p, pa_alloc_t *a)
 {
     size_t n = a->size >> PA_PAGE_SHIFT;
+    if (a->section) {
+        /* A view's pages are charged to its section: clear them before decommit_locked,
+         * which then only replaces the mapping. */
+        memset(_pa_pstate(p, a->base), 0, n * sizeof(pa_pstate_t));
+        _pa_section_unref(a->section);
+        a->section = NULL;
+    }
     decommit_locked(p, a->base, n);
     memset(_pa_pstate(p, a->base), 0, n * sizeof(pa_pstate_t));
     clear_slots_locked(p, a);
@@ -569,7 +626,7 @@ static void release_locked(pa_process_t *p, pa_alloc_t *a)
 }
 
 static NTSTATUS reserve_locked(pa_process_t *p, uintptr_t *base, size_t size, DWORD type,
-                               DWORD protect, pa_owner_t owner, pa_alloc_t **out)
+                               DWORD mem_type, DWORD protect, pa_owner_t owner, pa_alloc_t **out)
 {
     size_t nslots = _pa_align_up(size, PA_GRANULARITY) >> PA_SLOT_SHIFT;
     size_t first;
@@ -586,7 +643,7 @@ static NTSTATUS reserve_locked(pa_process_t *p, uintptr_t *base, size_t size, DW
     a->base = p->base + ((uintptr_t)first << PA_SLOT_SHIFT);
     a->size = size;
     a->alloc_prot = protect;
-    a->type = MEM_PRIVATE;
+    a->type = mem_type;
     a->owner = owner;
     if (type & MEM_WRITE_WATCH) {
         a->flags |= PA_ALLOC_WRITE_WATCH;
@@ -678,10 +735,10 @@ NTSTATUS pa_nt_allocate_virtual_memory(pa_process_t *p, void **base_io, size_t *
     _pa_lock(p);
     pa_alloc_t *a = NULL;
     if (type & MEM_RESERVE) {
-        st = reserve_locked(p, &start, len, type, protect, owner, &a);
+        st = reserve_locked(p, &start, len, type, MEM_PRIVATE, protect, owner, &a);
         if (st) goto out;
         if (type & MEM_COMMIT) {
-            st = commit_locked(p, start, len >> PA_PAGE_SHIFT, index, guard);
+            st = commit_locked(p, a, start, len >> PA_PAGE_SHIFT, index, guard);
             if (st) release_locked(p, a);
         }
         goto out;
@@ -695,6 +752,24 @@ NTSTATUS pa_nt_allocate_virtual_memory(pa_process_t *p, void **base_io, size_t *
         st = PA_STATUS_OWNED;
         goto out;
     }
+    if (a->type == MEM_MAPPED) {
+        if (a->section->file_backed) { /* views of files are always committed (fact 100) */
+            st = reset ? STATUS_INVALID_PARAMETER : STATUS_ALREADY_COMMITTED;
+            goto out;
+        }
+        if (!reset) {
+            /* Pagefile views: the access asked for must be the view's (facts 98-99). */
+            if ((st = check_protect(protect, 1, &index, &guard))) goto out;
+            unsigned want = _pa_protect_access(protect), have = _pa_protect_access(a->alloc_prot);
+            if ((want & have) != want) {
+                st = STATUS_INVALID_PAGE_PROTECTION;
+                goto out;
+            }
+            sync_view_locked(p, a);
+            _pa_section_commit(a->section, (a->offset + (start - a->base)) >> PA_PAGE_SHIFT,
+                               len >> PA_PAGE_SHIFT);
+        }
+    }
     if (reset) {
         st = reset_locked(p, start, end, type == MEM_RESET_UNDO);
         goto out;
@@ -706,7 +781,8 @@ NTSTATUS pa_nt_allocate_virtual_memory(pa_process_t *p, void **base_io, size_t *
             goto out;
         }
     }
-    st = commit_locked(p, start, len >> PA_PAGE_SHIFT, index, guard);
+    st = commit_locked(p, a, start, len >> PA_PAGE_SHIFT, index, guard);
+    if (a->type == MEM_MAPPED) a->gen = _pa_section_generation(a->section);
 out:
     _pa_unlock(p);
     if (st == STATUS_SUCCESS) {
@@ -777,6 +853,28 @@ out:
     return st;
 }
 
+/* Before view pages change protection: a copy-on-write protection needs a private mapping of
+ * the section (fact 108: the file must not see the writes); leaving copy-on-write on a shared
+ * view before any write returns the page to the shared mapping. */
+static NTSTATUS remap_view_pages_locked(pa_process_t *p, pa_alloc_t *a, uintptr_t start, size_t n,
+                                        int index)
+{
+    int copy = index == 3 || index == 7;
+    int view_copy = (a->alloc_prot & (PAGE_WRITECOPY | PAGE_EXECUTE_WRITECOPY)) != 0;
+    pa_pstate_t *s = _pa_pstate(p, start);
+    for (size_t i = 0; i < n; i++) {
+        int private_map = (s[i] & PS_PRIVATE_MAP) != 0;
+        if (copy == private_map || (s[i] & PS_COPIED) || view_copy) continue;
+        uintptr_t page = start + (i << PA_PAGE_SHIFT);
+        uint64_t off = a->section->data_offset + a->offset + (page - a->base);
+        if (_pa_os_map_fd((void *)page, PA_PAGE_SIZE, PA_OS_NONE, a->section->fd, off, !copy))
+            return STATUS_NO_MEMORY;
+        s[i] = (pa_pstate_t)(copy ? (s[i] | PS_PRIVATE_MAP) : (s[i] & ~PS_PRIVATE_MAP));
+        apply_host_locked(p, page, 1);
+    }
+    return STATUS_SUCCESS;
+}
+
 NTSTATUS pa_nt_protect_virtual_memory(pa_process_t *p, void **base_io, size_t *size_io,
                                       DWORD protect, DWORD *old_protect, pa_owner_t owner)
 {
@@ -802,6 +900,15 @@ NTSTATUS pa_nt_protect_virtual_memory(pa_process_t *p, void **base_io, size_t *s
         st = PA_STATUS_OWNED;
         goto out;
     }
+    if (a->type == MEM_MAPPED) {
+        /* A view's pages may only narrow the view's access (fact 59). */
+        unsigned want = _pa_protect_access(protect), have = _pa_protect_access(a->alloc_prot);
+        if ((want & have) != want) {
+            st = STATUS_INVALID_PAGE_PROTECTION;
+            goto out;
+        }
+        sync_view_locked(p, a);
+    }
     pa_pstate_t *s = _pa_pstate(p, start);
     size_t n = (end - start) >> PA_PAGE_SHIFT;
     for (size_t i = 0; i < n; i++) {
@@ -816,8 +923,9 @@ NTSTATUS pa_nt_protect_virtual_memory(pa_process_t *p, void **base_io, size_t *s
         goto out;
     }
     *old_protect = _pa_pstate_protect(s[0], a->alloc_prot);
+    if (a->type == MEM_MAPPED && (st = remap_view_pages_locked(p, a, start, n, index))) goto out;
     /* commit_locked on committed pages charges nothing and only changes protection. */
-    st = commit_locked(p, start, n, index, guard);
+    st = commit_locked(p, a, start, n, index, guard);
     if (st == STATUS_SUCCESS) {
         *base_io = (void *)start;
         *size_io = end - start;
@@ -903,14 +1011,20 @@ NTSTATUS pa_nt_reset_write_watch(pa_process_t *p, void *base, size_t size)
 static NTSTATUS check_access_locked(pa_process_t *p, uintptr_t start, size_t size, int write,
                                     uintptr_t *fault)
 {
-    uintptr_t end = start + size;
-    if (end < start || start < p->base || end > p->base + p->span) {
-        *fault = start < p->base || start >= p->base + p->span ? start : p->base + p->span;
+    uintptr_t end = start + size, space_end = p->base + p->span;
+    if (start < p->base || start >= space_end) {
+        *fault = start;
         return STATUS_ACCESS_VIOLATION;
     }
+    /* A range running past the simulated space is checked in order up to its end; the
+     * never-usable top slot faults first. */
+    int beyond = end < start || end > space_end;
+    if (beyond) end = space_end;
     for (uintptr_t page = _pa_align_down(start, PA_PAGE_SIZE); page < end; page += PA_PAGE_SIZE) {
         uintptr_t at = page < start ? start : page;
-        pa_pstate_t *s = _pa_alloc_at_locked(p, page) ? _pa_pstate(p, page) : NULL;
+        pa_alloc_t *a = _pa_alloc_at_locked(p, page);
+        if (a && a->section) sync_view_locked(p, a);
+        pa_pstate_t *s = a ? _pa_pstate(p, page) : NULL;
         *fault = at;
         if (!s || !(*s & PS_COMMITTED)) return STATUS_ACCESS_VIOLATION;
         if (*s & PS_GUARD) {
@@ -920,6 +1034,10 @@ static NTSTATUS check_access_locked(pa_process_t *p, uintptr_t start, size_t siz
             return STATUS_GUARD_PAGE_VIOLATION;
         }
         if (write ? !state_writable(*s) : !state_readable(*s)) return STATUS_ACCESS_VIOLATION;
+    }
+    if (beyond) {
+        *fault = space_end;
+        return STATUS_ACCESS_VIOLATION;
     }
     return STATUS_SUCCESS;
 }
@@ -934,6 +1052,7 @@ static void note_writes_locked(pa_process_t *p, uintptr_t start, size_t size)
             *s &= (pa_pstate_t)~PS_WATCH_CLEAN;
             apply_host_locked(p, page, 1);
         }
+        copy_on_write_locked(p, page);
     }
 }
 
@@ -1008,4 +1127,90 @@ void pa_mm_unpin(pa_process_t *p, pa_pin_t *pin)
     p->npins--;
     _pa_pool_put(&p->pin_pool, pin);
     _pa_unlock(p);
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* Views of sections                                                                           */
+
+NTSTATUS _pa_mm_map_view(pa_process_t *p, pa_section_t *sec, void **base_io, uint64_t offset,
+                         size_t *size_io, DWORD protect)
+{
+    uintptr_t base = (uintptr_t)*base_io;
+    size_t len = _pa_align_up(*size_io, PA_PAGE_SIZE);
+    int index, guard;
+    NTSTATUS st = check_protect(protect, 1, &index, &guard);
+    if (st) return st;
+    if (base && (base < p->min || base + len > p->limit || base + len < base))
+        return STATUS_INVALID_PARAMETER;
+    DWORD alloc_prot = protect | ((sec->attributes & SEC_NOCACHE) ? PAGE_NOCACHE : 0) |
+                       ((sec->attributes & SEC_WRITECOMBINE) ? PAGE_WRITECOMBINE : 0);
+    int copy = index == 3 || index == 7;
+    _pa_lock(p);
+    pa_alloc_t *a;
+    st = reserve_locked(p, &base, len, MEM_RESERVE, MEM_MAPPED, alloc_prot, PA_OWNER_APP, &a);
+    if (st) goto out;
+    if (_pa_os_map_fd((void *)base, len, PA_OS_NONE, sec->fd, sec->data_offset + offset, !copy)) {
+        release_locked(p, a);
+        st = STATUS_NO_MEMORY;
+        goto out;
+    }
+    _pa_section_ref(sec);
+    a->section = sec;
+    a->offset = offset;
+    a->gen = _pa_section_generation(sec);
+    pa_pstate_t *s = _pa_pstate(p, base);
+    pa_pstate_t bits = (pa_pstate_t)(PS_COMMITTED | (unsigned)index | (guard ? PS_GUARD : 0) |
+                                     (copy ? PS_PRIVATE_MAP : 0));
+    for (size_t i = 0; i < len >> PA_PAGE_SHIFT; i++)
+        s[i] = _pa_section_page_committed(sec, (offset >> PA_PAGE_SHIFT) + i) ? bits : 0;
+    if (apply_host_locked(p, base, len >> PA_PAGE_SHIFT)) {
+        release_locked(p, a);
+        st = STATUS_NO_MEMORY;
+        goto out;
+    }
+    *base_io = (void *)base;
+    *size_io = len;
+out:
+    _pa_unlock(p);
+    return st;
+}
+
+NTSTATUS pa_nt_unmap_view_of_section(pa_process_t *p, void *address)
+{
+    uintptr_t addr = (uintptr_t)address;
+    NTSTATUS st = STATUS_SUCCESS;
+    if (addr < p->min || addr >= p->limit) return STATUS_NOT_MAPPED_VIEW;
+    _pa_lock(p);
+    pa_alloc_t *a = _pa_alloc_at_locked(p, addr);
+    if (!a || a->type != MEM_MAPPED) /* private memory is freed, not unmapped */
+        st = STATUS_NOT_MAPPED_VIEW;
+    else if (p->pins && pins_block_locked(p, a->base, a->base + a->size, 1, 0))
+        st = PA_STATUS_BUFFER_EXPORTED;
+    else
+        release_locked(p, a);
+    _pa_unlock(p);
+    return st;
+}
+
+NTSTATUS pa_nt_flush_virtual_memory(pa_process_t *p, void *address, size_t size)
+{
+    uintptr_t addr = (uintptr_t)address;
+    NTSTATUS st = STATUS_SUCCESS;
+    if (addr < p->min || addr >= p->limit) return STATUS_INVALID_PARAMETER;
+    _pa_lock(p);
+    pa_alloc_t *a = _pa_alloc_at_locked(p, addr);
+    if (!a || a->type != MEM_MAPPED) {
+        st = (NTSTATUS)0xC0000088; /* STATUS_NOT_MAPPED_DATA */
+        goto out;
+    }
+    uintptr_t start = _pa_align_down(addr, PA_PAGE_SIZE);
+    uintptr_t end = size ? _pa_align_up(addr + size, PA_PAGE_SIZE) : a->base + a->size;
+    if (end > a->base + a->size || end < start) {
+        st = STATUS_INVALID_PARAMETER;
+        goto out;
+    }
+    if (_pa_os_sync((void *)start, end - start)) st = STATUS_ACCESS_DENIED;
+out:
+    _pa_unlock(p);
+    return st;
 }

@@ -83,6 +83,7 @@ typedef struct pa_region_info_s {
     MEMORY_BASIC_INFORMATION mbi;
     pa_owner_t owner;       /* for allocated regions */
     int unusable;           /* 1: free pages between an allocation's end and its last slot's end */
+    int mapped_file;        /* 1: a view of a file (0 for pagefile-backed views) */
 } pa_region_info_t;
 
 /* ---- processes (csrc/mm.c) ---- */
@@ -160,6 +161,46 @@ UINT pa_get_write_watch(pa_process_t *p, DWORD flags, PVOID base, SIZE_T size, P
                         ULONG_PTR *count, PULONG granularity);
 UINT pa_reset_write_watch(pa_process_t *p, LPVOID base, SIZE_T size);
 
+/* ---- sections: shared memory and file mappings (csrc/section.c, csrc/mm.c) ----
+ * Handles name kernel objects (sections and files) in one table shared by every process of
+ * this host process, so that a section handle can be mapped into several pa_process_t; a
+ * handle is a small multiple of 4, as on Windows, and a stale or made-up one fails with
+ * STATUS_INVALID_HANDLE. Unnamed pagefile sections are memfds; named ones are POSIX shared
+ * memory objects that other host processes open by the same name. */
+
+/* A file handle for fd (which is duplicated: close fd as you like). */
+NTSTATUS pa_nt_file_handle(int fd, HANDLE *handle);
+/* NtCreateSection. protect: PAGE_READONLY, _READWRITE, _WRITECOPY, _EXECUTE_READ,
+ * _EXECUTE_READWRITE, _EXECUTE_WRITECOPY. attributes: SEC_COMMIT (default) or SEC_RESERVE, with
+ * SEC_NOCACHE or SEC_WRITECOMBINE. file: a file handle or NULL / INVALID_HANDLE_VALUE for the
+ * pagefile. max_size 0: the file's size. A name that exists gives a handle to the existing
+ * object and *existed = 1. */
+NTSTATUS pa_nt_create_section(HANDLE *handle, DWORD access, uint64_t max_size, DWORD protect,
+                              DWORD attributes, HANDLE file, const char *name, int *existed);
+/* NtOpenSection by name (STATUS_OBJECT_NAME_NOT_FOUND if there is none). */
+NTSTATUS pa_nt_open_section(HANDLE *handle, DWORD access, const char *name);
+/* NtQuerySection: the section's size (page-rounded for the pagefile, exact for files). */
+NTSTATUS pa_nt_query_section(HANDLE section, uint64_t *size, DWORD *attributes, DWORD *protect);
+/* NtMapViewOfSection: maps [offset, offset + *size) (*size 0: to the end) at *base (NULL:
+ * anywhere) with view protection protect. */
+NTSTATUS pa_nt_map_view_of_section(HANDLE section, pa_process_t *p, void **base, uint64_t offset,
+                                   size_t *size, DWORD protect);
+/* NtUnmapViewOfSection: address may be anywhere inside the view. */
+NTSTATUS pa_nt_unmap_view_of_section(pa_process_t *p, void *address);
+/* NtFlushVirtualMemory: writes a file view's dirty pages to the file and waits. */
+NTSTATUS pa_nt_flush_virtual_memory(pa_process_t *p, void *address, size_t size);
+/* NtClose. */
+NTSTATUS pa_nt_close(HANDLE handle);
+
+/* Layer 2 (csrc/filemap.c): Win32 results and last errors. */
+HANDLE pa_create_file_mapping(HANDLE file, DWORD protect, uint64_t max_size, const char *name);
+HANDLE pa_open_file_mapping(DWORD access, const char *name);
+LPVOID pa_map_view_of_file(pa_process_t *p, HANDLE mapping, DWORD access, uint64_t offset,
+                           SIZE_T size, LPVOID base);
+BOOL pa_unmap_view_of_file(pa_process_t *p, LPCVOID address);
+BOOL pa_flush_view_of_file(pa_process_t *p, LPCVOID address, SIZE_T size);
+BOOL pa_close_handle(HANDLE handle);
+
 /* ---- structured exceptions seen by C code (csrc/mm.c) ----
  * A guard page touched by a direct load or store raises STATUS_GUARD_PAGE_VIOLATION: the guard
  * is cleared, the handler below (if any) is called, and the access is retried, as when a
@@ -169,6 +210,109 @@ UINT pa_reset_write_watch(pa_process_t *p, LPVOID base, SIZE_T size);
 typedef void (*pa_exception_handler_t)(pa_process_t *p, NTSTATUS code, int write,
                                        uintptr_t address);
 void pa_set_exception_handler(pa_exception_handler_t handler);
+
+/* ==== layer 3: heap (csrc/heap*.c) ====
+ * HeapCreate and friends with the process explicit. Results and last errors are Win32's
+ * (heap.md section 1): NULL / FALSE / (SIZE_T)-1 with the last error set. A heap handle is the
+ * heap's 64 KiB-aligned base address. Misuse never crashes and never corrupts a heap: a
+ * handle that is not a live heap of the process fails with ERROR_INVALID_HANDLE (a NULL one
+ * with ERROR_NOACCESS), a pointer that is not a busy block of the heap (double free, foreign
+ * or wild pointer) fails with ERROR_INVALID_PARAMETER; pointers are checked against the heap's
+ * own segments and the process's address space before anything is read through them.
+ * HEAP_GENERATE_EXCEPTIONS is accepted; the failure is reported as a result (C has no SEH),
+ * and pa_heap_last_status() gives the status Windows would raise. */
+
+/* Debug options of one heap (pa_heap_options_t.debug); the environment variables
+ * PYALLOC_HEAP_TAIL_CHECK, _FREE_CHECK, _VALIDATE_ALL, _PAGE_HEAP (=1) add them to every heap,
+ * as the GlobalFlag image option does on Windows (heap.md fact 6). */
+#define PA_HEAP_DEBUG_TAIL_CHECK 0x1u   /* 16 bytes of 0xAB after each block, checked */
+#define PA_HEAP_DEBUG_FREE_CHECK 0x2u   /* freed blocks filled with 0xFEEEFEEE, new ones with
+                                           0xBAADF00D; the fill is checked */
+#define PA_HEAP_DEBUG_VALIDATE_ALL 0x4u /* HeapValidate(heap, 0, NULL) on every call */
+#define PA_HEAP_DEBUG_PAGE_HEAP 0x8u    /* every block at the end of its own pages, followed by a
+                                           PAGE_NOACCESS page; freed blocks decommitted */
+
+typedef struct pa_heap_options_s {
+    uint32_t debug;        /* PA_HEAP_DEBUG_* */
+    int no_lfh;            /* 1: never activate the low-fragmentation front end */
+    size_t large_cache;    /* bytes of freed large blocks kept for reuse; (size_t)-1 = default
+                              (64 MiB or PYALLOC_HEAP_LARGE_CACHE). A reused block is not
+                              zeroed unless HEAP_ZERO_MEMORY is given. */
+} pa_heap_options_t;
+
+#define PA_HEAP_BUCKETS 128 /* LFH size classes: 16-byte steps to 1 KiB, 16 per octave to 16 KiB */
+
+/* Statistics of one heap, cheap to read (no walk). */
+typedef struct pa_heap_stats_s {
+    size_t reserved;        /* bytes of all the heap's reservations */
+    size_t committed;       /* bytes of them committed */
+    size_t busy_bytes;      /* requested bytes of live blocks */
+    size_t busy_blocks;
+    size_t free_bytes;      /* committed bytes in free back-end blocks, headers included */
+    size_t free_blocks;
+    size_t largest_free;    /* user bytes of the largest free back-end block */
+    size_t overhead;        /* committed - busy_bytes - free_bytes */
+    size_t large_blocks;    /* live blocks served by their own reservation */
+    size_t cached_large_bytes; /* reserved bytes of freed large blocks kept for reuse */
+    size_t segments;        /* regions, as HeapWalk lists them */
+    uint32_t lfh_active;    /* buckets served by the LFH */
+    uint32_t debug;         /* PA_HEAP_DEBUG_* in force */
+    uint64_t bucket_busy[PA_HEAP_BUCKETS]; /* live LFH blocks per bucket */
+} pa_heap_stats_t;
+
+/* HeapCreate. options: HEAP_NO_SERIALIZE, HEAP_GENERATE_EXCEPTIONS, HEAP_CREATE_ENABLE_EXECUTE,
+ * and here also HEAP_TAIL_CHECKING_ENABLED / HEAP_FREE_CHECKING_ENABLED (which Windows'
+ * HeapCreate drops, heap.md fact 5). maximum 0 = growable. NULL + ERROR_NOT_ENOUGH_MEMORY or
+ * ERROR_INVALID_PARAMETER on failure. */
+HANDLE pa_heap_create(pa_process_t *p, DWORD options, SIZE_T initial, SIZE_T maximum);
+/* pa_heap_create with per-heap options (NULL = defaults). */
+HANDLE pa_heap_create_ex(pa_process_t *p, DWORD options, SIZE_T initial, SIZE_T maximum,
+                         const pa_heap_options_t *heap_options);
+/* HeapDestroy: releases every reservation of the heap. FALSE + ERROR_INVALID_HANDLE for a
+ * handle that is not a heap of p, or for the process heap. */
+BOOL pa_heap_destroy(pa_process_t *p, HANDLE heap);
+/* GetProcessHeap: the process heap, created on first use (growable, serialized). */
+HANDLE pa_heap_get_process_heap(pa_process_t *p);
+/* GetProcessHeaps: the number of heaps; fills heaps[] (process heap first, then creation
+ * order) when count is large enough. */
+DWORD pa_heap_get_process_heaps(pa_process_t *p, DWORD count, HANDLE *heaps);
+LPVOID pa_heap_alloc(pa_process_t *p, HANDLE heap, DWORD flags, SIZE_T size);
+/* HeapReAlloc: mem NULL -> NULL with the last error 0. On failure mem stays valid. */
+LPVOID pa_heap_realloc(pa_process_t *p, HANDLE heap, DWORD flags, LPVOID mem, SIZE_T size);
+/* HeapFree: mem NULL -> TRUE. */
+BOOL pa_heap_free(pa_process_t *p, HANDLE heap, DWORD flags, LPVOID mem);
+/* HeapSize: the exact requested size, or (SIZE_T)-1 with the last error set. */
+SIZE_T pa_heap_size(pa_process_t *p, HANDLE heap, DWORD flags, LPCVOID mem);
+/* HeapValidate: mem NULL checks the whole heap. Never changes the last error. */
+BOOL pa_heap_validate(pa_process_t *p, HANDLE heap, DWORD flags, LPCVOID mem);
+/* HeapCompact: coalesces, decommits and releases what it can; returns the largest committed
+ * free block (0 with the last error 0 when there is none). */
+SIZE_T pa_heap_compact(pa_process_t *p, HANDLE heap, DWORD flags);
+/* HeapLock / HeapUnlock (recursive; no exclusion on a HEAP_NO_SERIALIZE heap). HeapUnlock by a
+ * thread that does not hold the lock: FALSE + ERROR_NOT_OWNER. */
+BOOL pa_heap_lock(pa_process_t *p, HANDLE heap);
+BOOL pa_heap_unlock(pa_process_t *p, HANDLE heap);
+/* HeapWalk: start with entry->lpData = NULL; FALSE + ERROR_NO_MORE_ITEMS at the end. Regions
+ * (segments) first, each followed by its blocks and uncommitted ranges, then large blocks. */
+BOOL pa_heap_walk(pa_process_t *p, HANDLE heap, LPPROCESS_HEAP_ENTRY entry);
+BOOL pa_heap_set_information(pa_process_t *p, HANDLE heap, HEAP_INFORMATION_CLASS info_class,
+                             PVOID info, SIZE_T length);
+BOOL pa_heap_query_information(pa_process_t *p, HANDLE heap, HEAP_INFORMATION_CLASS info_class,
+                               PVOID info, SIZE_T length, PSIZE_T return_length);
+/* Statistics. FALSE + ERROR_INVALID_HANDLE for a bad handle. */
+BOOL pa_heap_stats(pa_process_t *p, HANDLE heap, pa_heap_stats_t *out);
+/* For direct access from Python: STATUS_SUCCESS iff [address, address + size) lies within the
+ * user bytes of one busy block of some heap of p; then *heap_out, *block_out and *block_size
+ * (may be NULL) give the heap, the block's user pointer and its requested size. Otherwise
+ * STATUS_ACCESS_VIOLATION. size 0 asks about the byte at address. */
+NTSTATUS pa_heap_find_block(pa_process_t *p, const void *address, size_t size, HANDLE *heap_out,
+                            void **block_out, size_t *block_size);
+/* The NTSTATUS of the calling thread's last failed heap call (what HEAP_GENERATE_EXCEPTIONS
+ * would raise: STATUS_NO_MEMORY, STATUS_ACCESS_VIOLATION, STATUS_INVALID_PARAMETER...). */
+NTSTATUS pa_heap_last_status(void);
+/* Destroys every heap of p, the process heap included. Call it before pa_process_destroy:
+ * the heap layer keeps a registry of each process's heaps that must not outlive them. */
+void pa_heap_process_detach(pa_process_t *p);
 
 #ifdef __cplusplus
 }

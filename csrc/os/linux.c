@@ -8,6 +8,8 @@
 #include "os.h"
 
 #include <errno.h>
+#include <fcntl.h>
+#include <sys/stat.h>
 #include <pthread.h>
 #include <signal.h>
 #include <string.h>
@@ -84,6 +86,98 @@ void *_pa_os_alloc(size_t size)
 void _pa_os_free(void *addr, size_t size)
 {
     if (addr) munmap(addr, size);
+}
+
+int _pa_os_map_fd(void *addr, size_t size, int prot, int fd, uint64_t offset, int shared)
+{
+    void *r = mmap(addr, size, unix_prot(prot), (shared ? MAP_SHARED : MAP_PRIVATE) | MAP_FIXED,
+                   fd, (off_t)offset);
+    return r == MAP_FAILED ? errno : 0;
+}
+
+int _pa_os_memfd(uint64_t size, int *fd)
+{
+    int f = memfd_create("pyalloc-section", MFD_CLOEXEC);
+    if (f < 0) return errno;
+    if (ftruncate(f, (off_t)size)) {
+        int e = errno;
+        close(f);
+        return e;
+    }
+    *fd = f;
+    return 0;
+}
+
+int _pa_os_shm_open(const char *name, int create, int excl, int *fd, int *created)
+{
+    int f = -1;
+    *created = 0;
+    if (create) {
+        f = shm_open(name, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+        if (f >= 0) *created = 1;
+        else if (errno != EEXIST || excl) return errno;
+    }
+    if (f < 0) f = shm_open(name, O_RDWR | O_CLOEXEC, 0600);
+    if (f < 0) return errno;
+    *fd = f;
+    return 0;
+}
+
+int _pa_os_shm_unlink(const char *name)
+{
+    return shm_unlink(name) ? errno : 0;
+}
+
+int _pa_os_fd_size(int fd, uint64_t *size)
+{
+    struct stat st;
+    if (fstat(fd, &st)) return errno;
+    *size = (uint64_t)st.st_size;
+    return 0;
+}
+
+int _pa_os_fd_grow(int fd, uint64_t size)
+{
+    uint64_t now;
+    int e = _pa_os_fd_size(fd, &now);
+    if (e || now >= size) return e;
+    return ftruncate(fd, (off_t)size) ? errno : 0;
+}
+
+int _pa_os_fd_access(int fd, int *can_read, int *can_write)
+{
+    int fl = fcntl(fd, F_GETFL);
+    if (fl < 0) return errno;
+    int mode = fl & O_ACCMODE;
+    *can_read = mode == O_RDONLY || mode == O_RDWR;
+    *can_write = mode == O_WRONLY || mode == O_RDWR;
+    return 0;
+}
+
+int _pa_os_dup(int fd, int *out)
+{
+    int f = fcntl(fd, F_DUPFD_CLOEXEC, 3);
+    if (f < 0) return errno;
+    *out = f;
+    return 0;
+}
+
+void _pa_os_close(int fd)
+{
+    if (fd >= 0) close(fd);
+}
+
+int _pa_os_sync(void *addr, size_t size)
+{
+    return msync(addr, size, MS_SYNC) ? errno : 0;
+}
+
+int _pa_os_map_shared(int fd, uint64_t offset, size_t size, void **out)
+{
+    void *r = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, (off_t)offset);
+    if (r == MAP_FAILED) return errno;
+    *out = r;
+    return 0;
 }
 
 unsigned _pa_os_ncpu(void)

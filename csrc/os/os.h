@@ -36,6 +36,29 @@ int _pa_os_resident(void *addr, size_t size, unsigned char *present);
 void *_pa_os_alloc(size_t size);
 void _pa_os_free(void *addr, size_t size);
 
+/* ---- files and shared memory, for sections ---- */
+/* Maps size bytes of fd at offset over [addr, addr + size) (which must be inside a reservation),
+ * shared (writes reach the object) or private (copy-on-write), with host protection prot. */
+int _pa_os_map_fd(void *addr, size_t size, int prot, int fd, uint64_t offset, int shared);
+/* An anonymous shareable memory object of size bytes (memfd). *fd receives it. */
+int _pa_os_memfd(uint64_t size, int *fd);
+/* Opens the named shared memory object (POSIX shm). create: create it if missing; excl: fail
+ * with EEXIST if it exists. *created tells which happened. */
+int _pa_os_shm_open(const char *name, int create, int excl, int *fd, int *created);
+int _pa_os_shm_unlink(const char *name);
+/* Size of the object behind fd; grows it to size if smaller (never shrinks). */
+int _pa_os_fd_size(int fd, uint64_t *size);
+int _pa_os_fd_grow(int fd, uint64_t size);
+/* Whether fd was opened for reading and for writing (*can_read, *can_write). */
+int _pa_os_fd_access(int fd, int *can_read, int *can_write);
+int _pa_os_dup(int fd, int *out);
+void _pa_os_close(int fd);
+/* Writes dirty pages of [addr, addr + size) back to their file and waits (msync MS_SYNC). */
+int _pa_os_sync(void *addr, size_t size);
+/* Maps [offset, offset + size) of fd into fresh host memory, read-write and shared (for section
+ * headers). *out receives it; release with _pa_os_free. */
+int _pa_os_map_shared(int fd, uint64_t offset, size_t size, void **out);
+
 /* Number of online processors (at least 1). */
 unsigned _pa_os_ncpu(void);
 

@@ -112,6 +112,14 @@ typedef struct _SYSTEM_INFO {
 #define FILE_MAP_EXECUTE 0x00000020
 #define FILE_MAP_ALL_ACCESS 0x000F001F
 
+#define SECTION_QUERY 0x0001
+#define SECTION_MAP_WRITE 0x0002
+#define SECTION_MAP_READ 0x0004
+#define SECTION_MAP_EXECUTE 0x0008
+#define SECTION_EXTEND_SIZE 0x0010
+#define SECTION_MAP_EXECUTE_EXPLICIT 0x0020
+#define INVALID_HANDLE_VALUE ((HANDLE)(intptr_t)-1)
+
 /* ---- Win32 error codes (winerror.h) ---- */
 #define ERROR_SUCCESS 0
 #define ERROR_FILE_NOT_FOUND 2
@@ -158,8 +166,74 @@ typedef struct _SYSTEM_INFO {
 #define STATUS_NOT_SUPPORTED ((NTSTATUS)0xC00000BB)
 #define STATUS_MAPPED_FILE_SIZE_ZERO ((NTSTATUS)0xC000011E)
 #define STATUS_COMMITMENT_LIMIT ((NTSTATUS)0xC000012D)
+#define STATUS_OBJECT_NAME_NOT_FOUND ((NTSTATUS)0xC0000034)
+#define STATUS_OBJECT_NAME_EXISTS ((NTSTATUS)0x40000000)
+#define STATUS_INVALID_FILE_FOR_SECTION ((NTSTATUS)0xC0000020)
+#define STATUS_INVALID_IMAGE_NOT_MZ ((NTSTATUS)0xC000012F)
 #define STATUS_MAPPED_ALIGNMENT ((NTSTATUS)0xC0000220)
 
 #define NT_SUCCESS(s) ((NTSTATUS)(s) >= 0)
+
+/* ==== layer 3: heap (csrc/heap*.c) ==== values from heap.md's notation section and the SDK */
+
+/* HeapCreate / HeapAlloc flags (heapapi.h, winnt.h). The undocumented ones carry Wine's names. */
+#define HEAP_NO_SERIALIZE 0x00000001
+#define HEAP_GROWABLE 0x00000002
+#define HEAP_GENERATE_EXCEPTIONS 0x00000004
+#define HEAP_ZERO_MEMORY 0x00000008
+#define HEAP_REALLOC_IN_PLACE_ONLY 0x00000010
+#define HEAP_TAIL_CHECKING_ENABLED 0x00000020
+#define HEAP_FREE_CHECKING_ENABLED 0x00000040
+#define HEAP_DISABLE_COALESCE_ON_FREE 0x00000080
+#define HEAP_CREATE_ALIGN_16 0x00010000
+#define HEAP_CREATE_ENABLE_TRACING 0x00020000
+#define HEAP_CREATE_ENABLE_EXECUTE 0x00040000
+#define HEAP_ADD_USER_INFO 0x00000100
+#define HEAP_PRIVATE 0x00001000
+#define HEAP_PAGE_ALLOCS 0x01000000
+#define HEAP_VALIDATE 0x10000000
+#define HEAP_VALIDATE_ALL 0x20000000
+#define HEAP_VALIDATE_PARAMS 0x40000000
+
+/* PROCESS_HEAP_ENTRY.wFlags */
+#define PROCESS_HEAP_REGION 0x0001
+#define PROCESS_HEAP_UNCOMMITTED_RANGE 0x0002
+#define PROCESS_HEAP_ENTRY_BUSY 0x0004
+#define PROCESS_HEAP_SEG_ALLOC 0x0008
+#define PROCESS_HEAP_ENTRY_MOVEABLE 0x0010
+#define PROCESS_HEAP_ENTRY_DDESHARE 0x0020
+
+/* HeapWalk's entry (minwinbase.h, x64 layout: 40 bytes). */
+typedef struct _PROCESS_HEAP_ENTRY {
+    PVOID lpData;
+    DWORD cbData;
+    BYTE cbOverhead;
+    BYTE iRegionIndex;
+    WORD wFlags;
+    union {
+        struct {
+            HANDLE hMem;
+            DWORD dwReserved[3];
+        } Block;
+        struct {
+            DWORD dwCommittedSize;
+            DWORD dwUnCommittedSize;
+            LPVOID lpFirstBlock;
+            LPVOID lpLastBlock;
+        } Region;
+    };
+} PROCESS_HEAP_ENTRY, *LPPROCESS_HEAP_ENTRY, *PPROCESS_HEAP_ENTRY;
+
+typedef enum _HEAP_INFORMATION_CLASS {
+    HeapCompatibilityInformation = 0,
+    HeapEnableTerminationOnCorruption = 1,
+    HeapOptimizeResources = 3,
+} HEAP_INFORMATION_CLASS;
+
+#define ERROR_NOT_OWNER 288
+#define STATUS_UNSUCCESSFUL ((NTSTATUS)0xC0000001)
+#define STATUS_INVALID_INFO_CLASS ((NTSTATUS)0xC0000003)
+#define STATUS_BUFFER_TOO_SMALL ((NTSTATUS)0xC0000023)
+#define STATUS_HEAP_CORRUPTION ((NTSTATUS)0xC0000374)
 
 #endif /* PYALLOC_WINTYPES_H */
