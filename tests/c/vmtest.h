@@ -158,7 +158,21 @@ static inline void vm_install_av_catcher(void)
         }                                                                                        \
     } while (0)
 
-static inline unsigned char vm_load(const void *a) { return *(const volatile unsigned char *)a; }
-static inline void vm_store(void *a, unsigned char v) { *(volatile unsigned char *)a = v; }
+/* A direct load or store that may fault. The compiler barriers matter: a fault runs handlers
+ * that change memory the compiler would otherwise assume untouched across a plain access. */
+#define VM_BARRIER() __asm__ __volatile__("" ::: "memory")
+static inline unsigned char vm_load(const void *a)
+{
+    VM_BARRIER();
+    unsigned char v = *(const volatile unsigned char *)a;
+    VM_BARRIER();
+    return v;
+}
+static inline void vm_store(void *a, unsigned char v)
+{
+    VM_BARRIER();
+    *(volatile unsigned char *)a = v;
+    VM_BARRIER();
+}
 
 #endif /* VMTEST_H */
