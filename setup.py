@@ -25,6 +25,7 @@ BINDING = [
     "csrc/python/structs.c",
     "csrc/python/process.c",
     "csrc/python/export.c",
+    "csrc/python/handle.c",
 ]
 HEADERS = sorted(glob.glob("csrc/**/*.h", recursive=True))
 

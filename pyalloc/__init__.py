@@ -45,6 +45,7 @@ class Region(NamedTuple):
     allocation_protect: int
     owner: int  # OWNER_APP, OWNER_HEAP, ...
     unusable: bool
+    mapped_file: bool = False  # a view of a file (False for pagefile-backed views)
 
     @property
     def end(self) -> int:
@@ -53,7 +54,8 @@ class Region(NamedTuple):
     @property
     def kind(self) -> str:
         """The region's category in VMMap's vocabulary: Free, Unusable, Reserved,
-        Private Data, Heap, Mapped File/Shareable."""
+        Private Data, Heap, Mapped File (a view of a file) or Shareable (a view of
+        pagefile-backed memory)."""
         if self.unusable:
             return "Unusable"
         if self.state == _core.MEM_FREE:
@@ -61,7 +63,7 @@ class Region(NamedTuple):
         if self.owner == _core.OWNER_HEAP:
             return "Heap"
         if self.type == _core.MEM_MAPPED:
-            return "Shareable"
+            return "Mapped File" if self.mapped_file else "Shareable"
         if self.state == _core.MEM_RESERVE:
             return "Reserved"
         return "Private Data"

@@ -17,6 +17,7 @@ typedef struct {
     PyTypeObject *Export;        /* exporter behind Process.view() memoryviews */
     PyTypeObject *MemoryBasicInformation;
     PyTypeObject *SystemInfo;
+    PyTypeObject *Handle;        /* pyalloc.Handle (handle.c) */
     PyObject *WinError;          /* classes from pyalloc.errors */
     PyObject *AccessViolation;
     PyObject *GuardPageViolation;
@@ -72,6 +73,19 @@ int pa_process_type_init(PyObject *module, pa_state *st);
 /* The Process object the module-level functions act on (borrowed). */
 PyObject *pa_current_process(PyObject *module);
 extern PyMethodDef pa_process_functions[]; /* Windows-named methods, also module functions */
+
+/* ---- handles and sections (handle.c) ---- */
+int pa_handle_type_init(PyObject *module, pa_state *st);
+#define PA_DECLARE_IMPL(name)                                                                    \
+    PyObject *name##_impl(PyObject *self, PyObject *const *args, Py_ssize_t nargs,             \
+                          PyObject *kwnames);
+PA_DECLARE_IMPL(CreateFileMapping)
+PA_DECLARE_IMPL(OpenFileMapping)
+PA_DECLARE_IMPL(MapViewOfFile)
+PA_DECLARE_IMPL(MapViewOfFileEx)
+PA_DECLARE_IMPL(UnmapViewOfFile)
+PA_DECLARE_IMPL(FlushViewOfFile)
+PA_DECLARE_IMPL(CloseHandle)
 
 /* ---- view() exporter (export.c) ---- */
 int pa_export_type_init(PyObject *module, pa_state *st);

@@ -100,7 +100,8 @@ int pa_arg_dword(PyObject *o, DWORD *out)
     C(PAGE_NOCACHE) C(PAGE_WRITECOMBINE)                                                        \
     C(SEC_FILE) C(SEC_IMAGE) C(SEC_RESERVE) C(SEC_COMMIT) C(SEC_NOCACHE) C(SEC_WRITECOMBINE)    \
     C(SEC_LARGE_PAGES) C(FILE_MAP_COPY) C(FILE_MAP_WRITE) C(FILE_MAP_READ) C(FILE_MAP_EXECUTE)  \
-    C(FILE_MAP_ALL_ACCESS)                                                                      \
+    C(FILE_MAP_ALL_ACCESS) C(SECTION_QUERY) C(SECTION_MAP_WRITE) C(SECTION_MAP_READ)          \
+    C(SECTION_MAP_EXECUTE) C(SECTION_EXTEND_SIZE) C(SECTION_MAP_EXECUTE_EXPLICIT)               \
     C(ERROR_SUCCESS) C(ERROR_FILE_NOT_FOUND) C(ERROR_ACCESS_DENIED) C(ERROR_INVALID_HANDLE)     \
     C(ERROR_NOT_ENOUGH_MEMORY) C(ERROR_OUTOFMEMORY) C(ERROR_BAD_LENGTH) C(ERROR_GEN_FAILURE)    \
     C(ERROR_NOT_SUPPORTED) C(ERROR_INVALID_PARAMETER) C(ERROR_INSUFFICIENT_BUFFER)              \
@@ -192,6 +193,7 @@ static int module_exec(PyObject *module)
     pa_state *st = pa_get_state(module);
     if (pa_errors_init(module, st) || pa_structs_init(module, st) ||
         pa_export_type_init(module, st) || pa_process_type_init(module, st) ||
+        pa_handle_type_init(module, st) ||
         add_constants(module) || PyModule_AddFunctions(module, pa_process_functions) ||
         PyModule_AddFunctions(module, extra_functions))
         return -1;
@@ -205,6 +207,7 @@ static int module_traverse(PyObject *module, visitproc visit, void *arg)
     Py_VISIT(st->Export);
     Py_VISIT(st->MemoryBasicInformation);
     Py_VISIT(st->SystemInfo);
+    Py_VISIT(st->Handle);
     Py_VISIT(st->WinError);
     Py_VISIT(st->AccessViolation);
     Py_VISIT(st->GuardPageViolation);
@@ -220,6 +223,7 @@ static int module_clear(PyObject *module)
     Py_CLEAR(st->Export);
     Py_CLEAR(st->MemoryBasicInformation);
     Py_CLEAR(st->SystemInfo);
+    Py_CLEAR(st->Handle);
     Py_CLEAR(st->WinError);
     Py_CLEAR(st->AccessViolation);
     Py_CLEAR(st->GuardPageViolation);

@@ -369,12 +369,13 @@ static PyObject *Process_stats(PyObject *self, PyObject *Py_UNUSED(ignored))
 static int walk_one(const pa_region_info_t *r, void *arg)
 {
     const MEMORY_BASIC_INFORMATION *m = &r->mbi;
-    PyObject *t = Py_BuildValue("(KKkkkKkkO)", (unsigned long long)(uintptr_t)m->BaseAddress,
+    PyObject *t = Py_BuildValue("(KKkkkKkkOO)", (unsigned long long)(uintptr_t)m->BaseAddress,
                                 (unsigned long long)m->RegionSize, (unsigned long)m->State,
                                 (unsigned long)m->Protect, (unsigned long)m->Type,
                                 (unsigned long long)(uintptr_t)m->AllocationBase,
                                 (unsigned long)m->AllocationProtect, (unsigned long)r->owner,
-                                r->unusable ? Py_True : Py_False);
+                                r->unusable ? Py_True : Py_False,
+                                r->mapped_file ? Py_True : Py_False);
     if (!t || PyList_Append((PyObject *)arg, t)) {
         Py_XDECREF(t);
         return -1;
@@ -414,6 +415,17 @@ static PyObject *Process_get_is_current(PyObject *self, void *Py_UNUSED(closure)
     X(GetWriteWatch, "GetWriteWatch(flags, address, size, count=None) -> (addresses, granularity)\n\n" \
                      "Pages written since the last reset in a MEM_WRITE_WATCH allocation.")     \
     X(ResetWriteWatch, "ResetWriteWatch(address, size) -> True")                                \
+    X(CreateFileMapping, "CreateFileMapping(file, protect, maximum_size, name=None) -> Handle\n\n" \
+                         "file: None for pagefile-backed memory, or an open file / descriptor. " \
+                         "protect: PAGE_* | SEC_*. An existing name returns a handle to that "  \
+                         "object and sets the last error to ERROR_ALREADY_EXISTS.")            \
+    X(OpenFileMapping, "OpenFileMapping(desired_access, name) -> Handle")                       \
+    X(MapViewOfFile, "MapViewOfFile(mapping, desired_access, offset, size) -> int")             \
+    X(MapViewOfFileEx, "MapViewOfFileEx(mapping, desired_access, offset, size, base_address) -> int") \
+    X(UnmapViewOfFile, "UnmapViewOfFile(address) -> True")                                      \
+    X(FlushViewOfFile, "FlushViewOfFile(address, size) -> True: writes the view's dirty pages " \
+                       "to the file and waits (size 0: to the end of the view).")               \
+    X(CloseHandle, "CloseHandle(handle) -> True")                                               \
     X(GetLastError, "GetLastError() -> int: the calling thread's last Win32 error.")            \
     X(SetLastError, "SetLastError(code): sets the calling thread's last Win32 error.")          \
     X(read, "read(address, size) -> bytes\n\nRaises AccessViolation or GuardPageViolation "     \
@@ -451,7 +463,7 @@ static PyMethodDef Process_methods[] = {
      "guard_hits, watch_faults."},
     {"_walk", Process_walk, METH_NOARGS,
      "_walk() -> list of (base, size, state, protect, type, allocation_base, "
-     "allocation_protect, owner, unusable) covering the whole usable address space."},
+     "allocation_protect, owner, unusable, mapped_file) covering the whole usable address space."},
     {NULL, NULL, 0, NULL},
 };
 #undef X
