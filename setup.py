@@ -13,6 +13,7 @@ from setuptools import Extension, setup
 CORE = [
     "csrc/os/linux.c",
     "csrc/status.c",
+    "csrc/trace.c",
     "csrc/mm.c",
     "csrc/section.c",
     "csrc/virtual.c",

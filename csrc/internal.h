@@ -127,6 +127,15 @@ void *_pa_pool_get(pa_pool_t *pool);
 void _pa_pool_put(pa_pool_t *pool, void *item);
 void _pa_pool_destroy(pa_pool_t *pool);
 
+/* The event ring of one process (trace.c). Writers claim a slot with one fetch-add on head and
+ * publish it by storing its seq last; readers check seq before and after copying. */
+typedef struct pa_trace_s {
+    _Atomic(int) enabled;       /* nesting count; 0 = off */
+    _Atomic(uint64_t) head;     /* events claimed so far */
+    size_t capacity;            /* a power of two */
+    struct pa_trace_slot_s *slots;
+} pa_trace_t;
+
 struct pa_process_s {
     pthread_mutex_t lock;
     _Atomic(uintptr_t) lock_owner; /* pthread_self() of the holder, or 0 (for the fault handler) */
@@ -146,6 +155,7 @@ struct pa_process_s {
     uint64_t guard_hits, watch_faults;
     int registry_slot;
     int is_current;
+    pa_trace_t trace;
 };
 
 /* Locking: every function named _locked expects p->lock held by the caller. */
@@ -177,6 +187,15 @@ static inline DWORD _pa_pstate_protect(pa_pstate_t s, DWORD alloc_prot)
 /* Maps a view of s (checked by section.c) into p. */
 NTSTATUS _pa_mm_map_view(pa_process_t *p, pa_section_t *s, void **base, uint64_t offset,
                          size_t *size, DWORD protect);
+
+/* Records an event if tracing is on (the check is inline; trace.c does the rest). */
+static inline void _pa_trace(pa_process_t *p, uint32_t op, uint64_t address, uint64_t size,
+                             uint64_t flags, uint64_t extra, int64_t result)
+{
+    if (PA_UNLIKELY(atomic_load_explicit(&p->trace.enabled, memory_order_relaxed)))
+        pa_trace_record(p, PA_LAYER_MM, op, address, size, flags, extra, result);
+}
+void _pa_trace_free(pa_process_t *p);
 
 /* Set the thread's last error (status.c). */
 void _pa_set_last_status(NTSTATUS status);

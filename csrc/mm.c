@@ -188,6 +188,7 @@ static void copy_on_write_locked(pa_process_t *p, uintptr_t page)
     if (i != 3 && i != 7) return;
     *s = (pa_pstate_t)((*s & ~PS_PROT_MASK) | (i == 3 ? 2u : 6u) | PS_COPIED);
     apply_host_locked(p, page, 1);
+    _pa_trace(p, PA_OP_COPY_ON_WRITE, page, PA_PAGE_SIZE, 0, 0, 0);
 }
 
 /* ------------------------------------------------------------------------------------------ */
@@ -344,6 +345,9 @@ static int mm_fault(uintptr_t addr, int write)
         }
     }
     _pa_unlock(p);
+    if (handled)
+        _pa_trace(p, guard ? PA_OP_GUARD_HIT : PA_OP_WATCH_FAULT, addr, PA_PAGE_SIZE,
+                  write == 1, 0, guard ? STATUS_GUARD_PAGE_VIOLATION : 0);
     if (guard && exception_handler)
         exception_handler(p, STATUS_GUARD_PAGE_VIOLATION, write == 1, addr);
     return handled;
@@ -421,6 +425,7 @@ NTSTATUS pa_process_destroy(pa_process_t *p)
         if (a && a->section && a->base == p->base + (i << PA_SLOT_SHIFT)) _pa_section_unref(a->section);
     }
     _pa_os_unmap((void *)p->base, p->span);
+    _pa_trace_free(p);
     _pa_pool_destroy(&p->alloc_pool);
     _pa_pool_destroy(&p->pin_pool);
     pthread_mutex_destroy(&p->lock);
@@ -789,6 +794,12 @@ out:
         *base_io = (void *)start;
         *size_io = len;
     }
+    /* One event per effect: a reservation, then its commit. */
+    if ((type & MEM_RESERVE) && !reset)
+        _pa_trace(p, PA_OP_RESERVE, st ? addr : start, st ? size : len, protect, type, st);
+    if ((type & MEM_COMMIT) && !reset && (st == STATUS_SUCCESS || !(type & MEM_RESERVE)))
+        _pa_trace(p, PA_OP_COMMIT, st ? addr : start, st ? size : len, protect, type, st);
+    if (reset) _pa_trace(p, PA_OP_RESET, start, len, type, 0, st);
     return st;
 }
 
@@ -850,6 +861,8 @@ NTSTATUS pa_nt_free_virtual_memory(pa_process_t *p, void **base_io, size_t *size
     *size_io = end - start;
 out:
     _pa_unlock(p);
+    _pa_trace(p, type == MEM_RELEASE ? PA_OP_RELEASE : PA_OP_DECOMMIT, st ? addr : start,
+              st ? size : *size_io, type, 0, st);
     return st;
 }
 
@@ -932,6 +945,8 @@ NTSTATUS pa_nt_protect_virtual_memory(pa_process_t *p, void **base_io, size_t *s
     }
 out:
     _pa_unlock(p);
+    _pa_trace(p, PA_OP_PROTECT, st ? addr : start, st ? size : end - start, protect,
+              st ? 0 : *old_protect, st);
     return st;
 }
 
@@ -1031,6 +1046,7 @@ static NTSTATUS check_access_locked(pa_process_t *p, uintptr_t start, size_t siz
             *s &= (pa_pstate_t)~PS_GUARD;
             p->guard_hits++;
             apply_host_locked(p, page, 1);
+            _pa_trace(p, PA_OP_GUARD_HIT, at, PA_PAGE_SIZE, write, 0, STATUS_GUARD_PAGE_VIOLATION);
             return STATUS_GUARD_PAGE_VIOLATION;
         }
         if (write ? !state_writable(*s) : !state_readable(*s)) return STATUS_ACCESS_VIOLATION;
@@ -1172,6 +1188,7 @@ NTSTATUS _pa_mm_map_view(pa_process_t *p, pa_section_t *sec, void **base_io, uin
     *size_io = len;
 out:
     _pa_unlock(p);
+    _pa_trace(p, PA_OP_MAP_VIEW, base, len, protect, offset, st);
     return st;
 }
 
@@ -1182,6 +1199,8 @@ NTSTATUS pa_nt_unmap_view_of_section(pa_process_t *p, void *address)
     if (addr < p->min || addr >= p->limit) return STATUS_NOT_MAPPED_VIEW;
     _pa_lock(p);
     pa_alloc_t *a = _pa_alloc_at_locked(p, addr);
+    uintptr_t vbase = a ? a->base : addr;
+    size_t vsize = a ? a->size : 0;
     if (!a || a->type != MEM_MAPPED) /* private memory is freed, not unmapped */
         st = STATUS_NOT_MAPPED_VIEW;
     else if (p->pins && pins_block_locked(p, a->base, a->base + a->size, 1, 0))
@@ -1189,6 +1208,7 @@ NTSTATUS pa_nt_unmap_view_of_section(pa_process_t *p, void *address)
     else
         release_locked(p, a);
     _pa_unlock(p);
+    _pa_trace(p, PA_OP_UNMAP_VIEW, vbase, vsize, 0, 0, st);
     return st;
 }
 

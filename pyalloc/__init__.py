@@ -18,6 +18,7 @@ from typing import NamedTuple
 
 from . import errors
 from .errors import AccessViolation, GuardPageViolation, StructuredException, WinError
+from .trace import Trace, TraceEvent
 from . import _core
 from ._core import *  # noqa: F401,F403  (constants, structures, Windows-named functions)
 from ._core import (
@@ -79,12 +80,30 @@ class Process(_core.Process):
         lpMaximumApplicationAddress."""
         return [Region(*r) for r in self._walk()]
 
+    # Jupyter shows a Process as its address-space map (pyalloc.viz; matplotlib is imported
+    # only then, and without it the HTML is the text map).
+    def _repr_png_(self) -> bytes | None:
+        from . import viz
+        return viz.repr_png(self)
+
+    def _repr_html_(self) -> str | None:
+        from . import viz
+        return viz.repr_html(self)
+
+    def trace(self, capacity: int = 0) -> Trace:
+        """``with process.trace() as events:`` records every layer's operations on this
+        process into ``events`` (a list of :class:`~pyalloc.trace.TraceEvent`). capacity is
+        the ring's size in events (default 65536)."""
+        return Trace(self, capacity)
+
 
 _core._set_process_class(Process)
 
 __all__ = [name for name in dir(_core) if not name.startswith("_")] + [
     "Process",
     "Region",
+    "Trace",
+    "TraceEvent",
     "WinError",
     "StructuredException",
     "AccessViolation",

@@ -201,6 +201,58 @@ BOOL pa_unmap_view_of_file(pa_process_t *p, LPCVOID address);
 BOOL pa_flush_view_of_file(pa_process_t *p, LPCVOID address, SIZE_T size);
 BOOL pa_close_handle(HANDLE handle);
 
+/* ---- event trace (csrc/trace.c) ----
+ * Every layer can record its operations into a ring buffer per process: off by default and
+ * then one relaxed load per operation. The memory manager records what changes the address
+ * space (page-rounded, as it happened); the higher layers record their own calls. Readers
+ * never block writers: an event overwritten while being read is skipped, and counted. */
+typedef enum {
+    PA_LAYER_MM = 1, PA_LAYER_VIRTUAL = 2, PA_LAYER_HEAP = 3, PA_LAYER_CRT = 4, PA_LAYER_NEW = 5
+} pa_trace_layer_t;
+
+typedef enum {
+    /* layer 1 */
+    PA_OP_RESERVE = 1, PA_OP_COMMIT, PA_OP_DECOMMIT, PA_OP_RELEASE, PA_OP_PROTECT, PA_OP_RESET,
+    PA_OP_MAP_VIEW, PA_OP_UNMAP_VIEW, PA_OP_GUARD_HIT, PA_OP_WATCH_FAULT, PA_OP_COPY_ON_WRITE,
+    /* layer 3 */
+    PA_OP_HEAP_CREATE = 32, PA_OP_HEAP_DESTROY, PA_OP_HEAP_ALLOC, PA_OP_HEAP_REALLOC,
+    PA_OP_HEAP_FREE, PA_OP_HEAP_COMPACT,
+    /* layer 4 */
+    PA_OP_MALLOC = 64, PA_OP_CALLOC, PA_OP_REALLOC, PA_OP_FREE, PA_OP_ALIGNED_MALLOC,
+    PA_OP_ALIGNED_FREE,
+    /* layer 5 */
+    PA_OP_NEW = 96, PA_OP_DELETE, PA_OP_NEW_ARRAY, PA_OP_DELETE_ARRAY,
+} pa_trace_op_t;
+
+typedef struct pa_trace_event_s {
+    uint64_t seq;       /* 1, 2, 3, ... per process */
+    uint64_t time_ns;   /* CLOCK_MONOTONIC */
+    uint32_t layer;     /* pa_trace_layer_t */
+    uint32_t op;        /* pa_trace_op_t */
+    uint64_t address;   /* the address operated on (or returned) */
+    uint64_t size;      /* bytes */
+    uint64_t flags;     /* the call's flags / protection / type */
+    uint64_t extra;     /* op-specific: old protection, heap handle, new address, ... */
+    int64_t result;     /* NTSTATUS, BOOL or 0 */
+} pa_trace_event_t;
+
+/* Starts recording into a ring of capacity events (0: 65536); nested calls count. */
+NTSTATUS pa_trace_start(pa_process_t *p, size_t capacity);
+/* Stops when every pa_trace_start has been matched. */
+void pa_trace_stop(pa_process_t *p);
+int pa_trace_enabled(const pa_process_t *p);
+/* The sequence number the next event will get. */
+uint64_t pa_trace_next_seq(const pa_process_t *p);
+/* Copies up to max events with seq >= since, oldest first; returns how many. *next_since is
+ * where to continue; *lost counts events overwritten before they could be read. */
+size_t pa_trace_read(pa_process_t *p, uint64_t since, pa_trace_event_t *out, size_t max,
+                     uint64_t *next_since, uint64_t *lost);
+/* Records one event (any layer). Cheap no-op while tracing is off. */
+void pa_trace_record(pa_process_t *p, uint32_t layer, uint32_t op, uint64_t address,
+                     uint64_t size, uint64_t flags, uint64_t extra, int64_t result);
+/* "VirtualAlloc"-style names for display, or NULL. */
+const char *pa_trace_op_name(uint32_t op);
+
 /* ---- structured exceptions seen by C code (csrc/mm.c) ----
  * A guard page touched by a direct load or store raises STATUS_GUARD_PAGE_VIOLATION: the guard
  * is cleared, the handler below (if any) is called, and the access is retried, as when a

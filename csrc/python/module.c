@@ -173,7 +173,18 @@ static PyObject *mod_protect_name(PyObject *module, PyObject *arg)
     return pa_protect_name(v);
 }
 
+static PyObject *mod_trace_op_name(PyObject *module, PyObject *arg)
+{
+    DWORD op;
+    (void)module;
+    if (pa_arg_dword(arg, &op)) return NULL;
+    const char *name = pa_trace_op_name(op);
+    if (!name) Py_RETURN_NONE;
+    return PyUnicode_FromString(name);
+}
+
 static PyMethodDef extra_functions[] = {
+    {"trace_op_name", mod_trace_op_name, METH_O, "trace_op_name(op) -> str or None."},
     {"current_process", mod_current_process, METH_NOARGS,
      "current_process() -> Process: the process the module-level functions act on."},
     {"_set_process_class", mod_set_process_class, METH_O,

@@ -392,6 +392,62 @@ static PyObject *Process_walk(PyObject *self, PyObject *Py_UNUSED(ignored))
     return list;
 }
 
+/* ---- event trace ---- */
+
+static PyObject *Process_trace_start(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    size_t capacity = 0;
+    if (check_open(self)) return NULL;
+    if (nargs > 1) return PyErr_Format(PyExc_TypeError, "_trace_start(capacity=0)");
+    if (nargs == 1 && pa_arg_size(args[0], &capacity)) return NULL;
+    if (pa_trace_start(PROC(self), capacity) != STATUS_SUCCESS) return PyErr_NoMemory();
+    return PyLong_FromUnsignedLongLong(pa_trace_next_seq(PROC(self)));
+}
+
+static PyObject *Process_trace_stop(PyObject *self, PyObject *Py_UNUSED(ignored))
+{
+    if (check_open(self)) return NULL;
+    pa_trace_stop(PROC(self));
+    Py_RETURN_NONE;
+}
+
+/* _trace_read(since) -> ([(seq, time_ns, layer, op, address, size, flags, extra, result)],
+ * next_since, lost) */
+static PyObject *Process_trace_read(PyObject *self, PyObject *arg)
+{
+    size_t since;
+    if (check_open(self) || pa_arg_size(arg, &since)) return NULL;
+    PyObject *list = PyList_New(0);
+    if (!list) return NULL;
+    enum { CHUNK = 256 };
+    pa_trace_event_t buf[CHUNK];
+    uint64_t next = since, lost_total = 0;
+    for (;;) {
+        uint64_t lost;
+        size_t n = pa_trace_read(PROC(self), next, buf, CHUNK, &next, &lost);
+        lost_total += lost;
+        for (size_t i = 0; i < n; i++) {
+            const pa_trace_event_t *e = &buf[i];
+            PyObject *t = Py_BuildValue("(KKkkKKKKL)", (unsigned long long)e->seq,
+                                        (unsigned long long)e->time_ns, (unsigned long)e->layer,
+                                        (unsigned long)e->op, (unsigned long long)e->address,
+                                        (unsigned long long)e->size, (unsigned long long)e->flags,
+                                        (unsigned long long)e->extra, (long long)e->result);
+            if (!t || PyList_Append(list, t)) {
+                Py_XDECREF(t);
+                Py_DECREF(list);
+                return NULL;
+            }
+            Py_DECREF(t);
+        }
+        if (n < CHUNK) break;
+    }
+    PyObject *r = Py_BuildValue("(OKK)", list, (unsigned long long)next,
+                                (unsigned long long)lost_total);
+    Py_DECREF(list);
+    return r;
+}
+
 static PyObject *Process_get_closed(PyObject *self, void *Py_UNUSED(closure))
 {
     return PyBool_FromLong(PROC(self) == NULL);
@@ -461,6 +517,11 @@ static PyMethodDef Process_methods[] = {
     {"stats", Process_stats, METH_NOARGS,
      "stats() -> dict: reserved, committed, peak_committed, commit_limit, allocations, pins, "
      "guard_hits, watch_faults."},
+    {"_trace_start", (PyCFunction)(void (*)(void))Process_trace_start, METH_FASTCALL,
+     "_trace_start(capacity=0) -> next seq: starts (or nests) event recording."},
+    {"_trace_stop", Process_trace_stop, METH_NOARGS, "_trace_stop(): ends one _trace_start."},
+    {"_trace_read", Process_trace_read, METH_O,
+     "_trace_read(since) -> (events as tuples, next_since, lost)."},
     {"_walk", Process_walk, METH_NOARGS,
      "_walk() -> list of (base, size, state, protect, type, allocation_base, "
      "allocation_protect, owner, unusable, mapped_file) covering the whole usable address space."},
