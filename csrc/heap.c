@@ -1,0 +1,1755 @@
+/* heap.c: layer 3, the NT-style heap's back end and its public entry points.
+ *
+ * Owns heap objects, the per-process registry of heaps, segments (reserved and committed only
+ * through layer 2 with owner PA_OWNER_HEAP), blocks with 16-byte headers carved from them,
+ * free lists with splitting and coalescing, decommit of free segment tails, large blocks
+ * served by their own reservation (and a cache of freed ones), HeapReAlloc, HeapWalk,
+ * HeapValidate, HeapCompact, HeapLock and the information classes. Small requests go to the
+ * low-fragmentation front end (heap_lfh.c) once their bucket is active; debug fills and the
+ * page heap are in heap_debug.c. Structures and invariants: heap_internal.h.
+ *
+ * Checking handles and pointers: a handle is accepted only if it is in the registry of the
+ * process (cached per thread, invalidated by a global epoch that every HeapDestroy bumps); a
+ * pointer only if it lies in the committed part of one of the heap's segments, in a live LFH
+ * subsegment, or at the start of one of the process's committed allocations (asked of layer
+ * 1) - before anything is read through it.
+ */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE
+#endif
+#include <sched.h>
+#include <string.h>
+#include <time.h>
+
+#include "heap_internal.h"
+
+/* ------------------------------------------------------------------------------------------ */
+/* Errors                                                                                      */
+
+static __thread NTSTATUS heap_status __attribute__((tls_model("initial-exec")));
+
+int _pa_heap_fail(NTSTATUS status)
+{
+    heap_status = status;
+    _pa_set_last_status(status);
+    return 0;
+}
+
+int _pa_heap_fail_win32(NTSTATUS status, DWORD error)
+{
+    heap_status = status;
+    pa_set_last_error(error);
+    return 0;
+}
+
+NTSTATUS pa_heap_last_status(void) { return heap_status; }
+
+/* A handle that is not a heap: NULL reads as an access violation, anything else is invalid. */
+static int fail_handle(HANDLE handle)
+{
+    return handle ? _pa_heap_fail(STATUS_INVALID_HANDLE) : _pa_heap_fail(STATUS_ACCESS_VIOLATION);
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* Registry of heaps per process, and the per-thread cache of checked handles                  */
+
+#define PA_HEAP_MAX_PROCS 1024
+
+typedef struct proc_rec_s {
+    pa_process_t *p;
+    pa_heap_t *process_heap;
+    pa_heap_t *first, *last; /* creation order through next_heap */
+    DWORD count;
+} proc_rec_t;
+
+static pthread_mutex_t registry_lock = PTHREAD_MUTEX_INITIALIZER;
+static proc_rec_t procs[PA_HEAP_MAX_PROCS];
+static int nprocs;
+static _Atomic uint64_t heap_epoch = 1;
+static _Atomic uint64_t next_heap_id = 1;
+
+/* One checked (process, handle) pair; valid while epoch == heap_epoch. */
+typedef struct tls_ent_s {
+    pa_heap_t *heap;
+    pa_process_t *p;
+    uint64_t epoch;
+    uint64_t id;
+    pa_lfh_tcache_t *tc;
+} tls_ent_t;
+
+#define TLS_ENTS 4
+static __thread tls_ent_t tls_ents[TLS_ENTS] __attribute__((tls_model("initial-exec")));
+static __thread unsigned tls_next __attribute__((tls_model("initial-exec")));
+static pthread_key_t tls_key;
+static pthread_once_t tls_key_once = PTHREAD_ONCE_INIT;
+
+static proc_rec_t *rec_find_locked(pa_process_t *p, int create)
+{
+    proc_rec_t *hole = NULL;
+    for (int i = 0; i < nprocs; i++) {
+        if (procs[i].p == p) return &procs[i];
+        if (!procs[i].p && !hole) hole = &procs[i];
+    }
+    if (!create) return NULL;
+    if (!hole) {
+        if (nprocs == PA_HEAP_MAX_PROCS) return NULL;
+        hole = &procs[nprocs++];
+    }
+    memset(hole, 0, sizeof *hole);
+    hole->p = p;
+    return hole;
+}
+
+/* Is h a live heap of p? Registry lock held. */
+static int registered_locked(pa_process_t *p, const pa_heap_t *h, uint64_t id)
+{
+    proc_rec_t *r = rec_find_locked(p, 0);
+    if (!r) return 0;
+    for (pa_heap_t *x = r->first; x; x = x->next_heap)
+        if (x == h) return !id || x->id == id;
+    return 0;
+}
+
+pa_heap_t *_pa_heap_from_handle(pa_process_t *p, HANDLE handle)
+{
+    pa_heap_t *h = handle;
+    if (!p || !h || ((uintptr_t)h & (PA_GRANULARITY - 1))) return NULL;
+    pthread_mutex_lock(&registry_lock);
+    int ok = registered_locked(p, h, 0) && h->signature == PA_HEAP_SIGNATURE &&
+             h->magic == PA_HEAP_MAGIC && h->self == h;
+    pthread_mutex_unlock(&registry_lock);
+    return ok ? h : NULL;
+}
+
+/* Gives a thread cache back if its heap still lives. Registry lock held. */
+static void tls_drop_locked(tls_ent_t *e)
+{
+    if (e->tc && registered_locked(e->p, e->heap, e->id)) _pa_lfh_tcache_release(e->heap, e->tc);
+    memset(e, 0, sizeof *e);
+}
+
+static void tls_thread_exit(void *arg)
+{
+    (void)arg;
+    pthread_mutex_lock(&registry_lock);
+    for (int i = 0; i < TLS_ENTS; i++) tls_drop_locked(&tls_ents[i]);
+    pthread_mutex_unlock(&registry_lock);
+}
+
+static void tls_key_init(void) { pthread_key_create(&tls_key, tls_thread_exit); }
+
+static inline tls_ent_t *tls_lookup(pa_process_t *p, HANDLE handle)
+{
+    uint64_t ep = atomic_load_explicit(&heap_epoch, memory_order_acquire);
+    for (int i = 0; i < TLS_ENTS; i++) {
+        tls_ent_t *e = &tls_ents[i];
+        if (e->heap == handle && e->p == p && e->epoch == ep && handle) return e;
+    }
+    return NULL;
+}
+
+/* Checks handle against the registry and caches it. NULL (last error set) when invalid. */
+static tls_ent_t *tls_validate(pa_process_t *p, HANDLE handle)
+{
+    tls_ent_t *e = tls_lookup(p, handle);
+    if (e) return e;
+    uint64_t ep = atomic_load_explicit(&heap_epoch, memory_order_acquire);
+    pa_heap_t *h = _pa_heap_from_handle(p, handle);
+    if (!h) {
+        fail_handle(handle);
+        return NULL;
+    }
+    pthread_mutex_lock(&registry_lock);
+    /* Reuse this heap's stale entry (keeping its cache), else a stale one, else round robin. */
+    for (int i = 0; i < TLS_ENTS && !e; i++)
+        if (tls_ents[i].heap == h && tls_ents[i].p == p && tls_ents[i].id == h->id) e = &tls_ents[i];
+    for (int i = 0; i < TLS_ENTS && !e; i++)
+        if (!tls_ents[i].heap || tls_ents[i].epoch != ep) e = &tls_ents[i];
+    if (!e) e = &tls_ents[tls_next++ % TLS_ENTS];
+    if (e->heap != h || e->p != p || e->id != h->id) tls_drop_locked(e);
+    e->heap = h;
+    e->p = p;
+    e->id = h->id;
+    e->epoch = ep;
+    if (!e->tc && h->lfh) {
+        e->tc = _pa_lfh_tcache_claim(h);
+        if (e->tc) {
+            pthread_once(&tls_key_once, tls_key_init);
+            pthread_setspecific(tls_key, (void *)1);
+        }
+    }
+    pthread_mutex_unlock(&registry_lock);
+    return e;
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* Locking                                                                                     */
+
+int _pa_heap_enter(pa_heap_t *h, DWORD flags)
+{
+    if ((h->flags | flags) & HEAP_NO_SERIALIZE) return 0;
+    pthread_mutex_lock(&h->lock);
+    return 1;
+}
+
+void _pa_heap_leave(pa_heap_t *h, int locked)
+{
+    if (locked) pthread_mutex_unlock(&h->lock);
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* Blocks and free lists                                                                       */
+
+#define U PA_HEAP_UNIT
+#define HEAP_HDR_SIZE (_pa_align_up(sizeof(pa_heap_t), U))
+#define SEG_HDR_SIZE (_pa_align_up(sizeof(pa_segment_t), U))
+
+_Static_assert(offsetof(pa_heap_t, signature) == 0x10, "heap.md fact 5");
+_Static_assert(offsetof(pa_heap_t, flags) == 0x70, "heap.md fact 5");
+_Static_assert(offsetof(pa_heap_t, force_flags) == 0x74, "heap.md fact 5");
+/* REGION cbData <= 0x1000 (fact 46); fixed-heap limits of fact 26 need 0x600 < H <= 0xBE0. */
+_Static_assert(sizeof(pa_heap_t) > 0x600 && sizeof(pa_heap_t) <= 0xBE0, "heap header size");
+_Static_assert(sizeof(pa_block_t) == 16 && sizeof(pa_large_t) == 64, "block layouts");
+
+static inline pa_block_t *blk_next(pa_block_t *b) { return (pa_block_t *)((char *)b + (size_t)b->size * U); }
+static inline pa_block_t *blk_prev(pa_block_t *b)
+{
+    return b->prev_size ? (pa_block_t *)((char *)b - (size_t)b->prev_size * U) : NULL;
+}
+static inline void *blk_user(pa_block_t *b) { return b + 1; }
+static inline size_t blk_requested(const pa_block_t *b) { return (size_t)b->size * U - U - b->extra; }
+
+static void fl_insert(pa_heap_t *h, pa_block_t *b)
+{
+    pa_free_t *f = (pa_free_t *)b;
+    unsigned c = _pa_free_class(b->size);
+    f->prev = NULL;
+    f->next = h->free[c];
+    if (f->next) f->next->prev = f;
+    h->free[c] = f;
+    h->freemap[c >> 6] |= (uint64_t)1 << (c & 63);
+    h->ctr.free_bytes += (size_t)b->size * U;
+    h->ctr.free_blocks++;
+}
+
+static void fl_remove(pa_heap_t *h, pa_block_t *b)
+{
+    pa_free_t *f = (pa_free_t *)b;
+    unsigned c = _pa_free_class(b->size);
+    if (f->prev) f->prev->next = f->next;
+    else h->free[c] = f->next;
+    if (f->next) f->next->prev = f->prev;
+    if (!h->free[c]) h->freemap[c >> 6] &= ~((uint64_t)1 << (c & 63));
+    h->ctr.free_bytes -= (size_t)b->size * U;
+    h->ctr.free_blocks--;
+}
+
+/* Writes a header of `units` granules at b and fixes the next block's prev_size. */
+static void blk_init(pa_heap_t *h, pa_block_t *b, uint32_t units, uint32_t prev, uint8_t flags)
+{
+    b->size = units;
+    b->prev_size = prev;
+    b->extra = 0;
+    b->flags = flags;
+    b->bucket = 0;
+    b->tag = _pa_blk_tag(h, b);
+    blk_next(b)->prev_size = units;
+}
+
+/* Makes [b, b + units) one free block (header already placed by the caller or not), fills it
+ * when free checking, and lists it. */
+static void make_free(pa_heap_t *h, pa_block_t *b, uint32_t units, uint32_t prev)
+{
+    blk_init(h, b, units, prev, 0);
+    if (h->debug & PA_HEAP_DEBUG_FREE_CHECK) {
+        _pa_heap_fill_free((char *)b + sizeof(pa_free_t), (size_t)units * U - sizeof(pa_free_t));
+        b->flags |= PA_BLK_FILLED;
+    }
+    fl_insert(h, b);
+}
+
+/* The first free block of at least `units` granules, removed from its list; NULL if none. */
+static pa_block_t *fl_take(pa_heap_t *h, size_t units)
+{
+    unsigned c = _pa_free_class(units);
+    if (c >= PA_FREE_EXACT) {
+        int budget = 32;
+        for (pa_free_t *f = h->free[c]; f && budget--; f = f->next)
+            if (f->hdr.size >= units) {
+                fl_remove(h, &f->hdr);
+                return &f->hdr;
+            }
+        c++;
+    }
+    for (unsigned w = c >> 6; w < sizeof h->freemap / sizeof *h->freemap; w++) {
+        uint64_t bits = h->freemap[w];
+        if (w == c >> 6) bits &= ~(uint64_t)0 << (c & 63);
+        if (!bits) continue;
+        unsigned k = w * 64 + (unsigned)__builtin_ctzll(bits);
+        pa_block_t *b = &h->free[k]->hdr;
+        fl_remove(h, b);
+        return b;
+    }
+    return NULL;
+}
+
+/* Granules of a back-end block for a request of n bytes (room for the tail pattern when tail
+ * checking). n must be <= PA_HEAP_MAX_REQUEST. */
+static size_t units_for(const pa_heap_t *h, size_t n)
+{
+    size_t data = (h->debug & PA_HEAP_DEBUG_TAIL_CHECK) ? n + U : (n ? n : 1);
+    return _pa_align_up(data, U) / U + 1;
+}
+
+/* Turns free block b (off the lists) into a busy one of `units` granules for n bytes,
+ * splitting off the rest when it can hold a block. */
+static void *carve(pa_heap_t *h, pa_block_t *b, size_t units, size_t n, DWORD flags)
+{
+    size_t have = b->size;
+    if (have - units >= 2) {
+        pa_block_t *rest = (pa_block_t *)((char *)b + units * U);
+        b->size = (uint32_t)units;
+        make_free(h, rest, (uint32_t)(have - units), (uint32_t)units);
+    } else {
+        units = have;
+    }
+    b->size = (uint32_t)units;
+    b->extra = (uint32_t)(units * U - U - n);
+    b->flags = PA_BLK_BUSY;
+    b->bucket = 0;
+    b->tag = _pa_blk_tag(h, b);
+    h->ctr.busy_bytes += n;
+    h->ctr.busy_blocks++;
+    void *user = blk_user(b);
+    if (flags & HEAP_ZERO_MEMORY) memset(user, 0, n);
+    else if (h->debug & PA_HEAP_DEBUG_FREE_CHECK) _pa_heap_fill_new(h, user, n, n);
+    if (h->debug & PA_HEAP_DEBUG_TAIL_CHECK) _pa_heap_fill_tail(user, n);
+    return user;
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* Segments                                                                                    */
+
+static DWORD heap_protect(const pa_heap_t *h)
+{
+    return (h->flags & HEAP_CREATE_ENABLE_EXECUTE) ? PAGE_EXECUTE_READWRITE : PAGE_READWRITE;
+}
+
+static int commit(pa_heap_t *h, uintptr_t addr, size_t size)
+{
+    if (!pa_virtual_alloc(h->process, (void *)addr, size, MEM_COMMIT, heap_protect(h), PA_OWNER_HEAP))
+        return 0;
+    h->ctr.committed += size;
+    return 1;
+}
+
+static int decommit(pa_heap_t *h, uintptr_t addr, size_t size)
+{
+    DWORD saved = pa_get_last_error();
+    int ok = pa_virtual_free(h->process, (void *)addr, size, MEM_DECOMMIT, PA_OWNER_HEAP);
+    pa_set_last_error(saved); /* a pinned range simply stays committed */
+    if (ok) h->ctr.committed -= size;
+    return ok;
+}
+
+static void *reserve(pa_heap_t *h, size_t size)
+{
+    void *base = pa_virtual_alloc(h->process, NULL, size, MEM_RESERVE, heap_protect(h), PA_OWNER_HEAP);
+    if (base) h->ctr.reserved += _pa_align_up(size, PA_PAGE_SIZE);
+    return base;
+}
+
+static void release(pa_heap_t *h, void *base, size_t reserved, size_t committed)
+{
+    DWORD saved = pa_get_last_error();
+    if (pa_virtual_free(h->process, base, 0, MEM_RELEASE, PA_OWNER_HEAP)) {
+        h->ctr.reserved -= _pa_align_up(reserved, PA_PAGE_SIZE);
+        h->ctr.committed -= committed;
+    }
+    pa_set_last_error(saved);
+}
+
+static void seg_init(pa_heap_t *h, pa_segment_t *s, uintptr_t base, size_t hdr, size_t reserved,
+                     size_t committed)
+{
+    s->magic = PA_SEG_MAGIC;
+    s->kind = PA_SEG_BACKEND;
+    s->heap = h;
+    s->base = base;
+    s->first = base + hdr;
+    s->commit_end = base + committed;
+    s->end = base + reserved;
+    s->min_commit = s->commit_end;
+    pa_block_t *end = (pa_block_t *)(s->commit_end - U);
+    uint32_t units = (uint32_t)((s->commit_end - U - s->first) / U);
+    end->size = 1;
+    end->flags = PA_BLK_END | PA_BLK_BUSY;
+    end->extra = 0;
+    end->bucket = 0;
+    end->tag = _pa_blk_tag(h, end);
+    make_free(h, (pa_block_t *)s->first, units, 0);
+}
+
+/* Index of the segment (any kind) containing addr in [base, end), or -1. */
+static int seg_index(const pa_heap_t *h, uintptr_t addr)
+{
+    for (unsigned i = 0; i < h->nsegs; i++) {
+        const pa_segment_t *s = h->segs[i];
+        size_t size = s->kind == PA_SEG_LFH ? ((const pa_lfh_seg_t *)s)->size : s->end - s->base;
+        if (addr - s->base < size) return (int)i;
+    }
+    return -1;
+}
+
+static pa_segment_t *backend_seg_of(const pa_heap_t *h, uintptr_t addr)
+{
+    int i = seg_index(h, addr);
+    return i >= 0 && h->segs[i]->kind == PA_SEG_BACKEND ? h->segs[i] : NULL;
+}
+
+static int seg_append(pa_heap_t *h, pa_segment_t *s)
+{
+    if (h->nsegs == PA_HEAP_MAX_SEGMENTS) return 0;
+    h->segs[h->nsegs++] = s;
+    return 1;
+}
+
+static void seg_remove(pa_heap_t *h, pa_segment_t *s)
+{
+    for (unsigned i = 0; i < h->nsegs; i++)
+        if (h->segs[i] == s) {
+            memmove(&h->segs[i], &h->segs[i + 1], (h->nsegs - i - 1) * sizeof *h->segs);
+            h->nsegs--;
+            return;
+        }
+}
+
+/* Commits at least `bytes` more at the tail of s; the new space joins the last free block.
+ * Returns 0 when s has no room or layer 2 refuses. */
+static int seg_extend(pa_heap_t *h, pa_segment_t *s, size_t bytes)
+{
+    size_t room = s->end - s->commit_end;
+    size_t want = _pa_align_up(bytes, PA_PAGE_SIZE);
+    if (want > room) return 0;
+    size_t step = want < PA_GRANULARITY ? PA_GRANULARITY : want;
+    if (step > room) step = room;
+    if (!commit(h, s->commit_end, step)) return 0;
+    pa_block_t *old_end = (pa_block_t *)(s->commit_end - U);
+    uint32_t prev = old_end->prev_size;
+    s->commit_end += step;
+    pa_block_t *end = (pa_block_t *)(s->commit_end - U);
+    end->size = 1;
+    end->flags = PA_BLK_END | PA_BLK_BUSY;
+    end->extra = 0;
+    end->bucket = 0;
+    end->tag = _pa_blk_tag(h, end);
+    pa_block_t *last = prev ? (pa_block_t *)((char *)old_end - (size_t)prev * U) : NULL;
+    if (last && !(last->flags & PA_BLK_BUSY)) {
+        fl_remove(h, last);
+        make_free(h, last, (uint32_t)((uintptr_t)end - (uintptr_t)last) / U, last->prev_size);
+    } else {
+        make_free(h, old_end, (uint32_t)((uintptr_t)end - (uintptr_t)old_end) / U, prev);
+    }
+    return 1;
+}
+
+/* Makes room for a block of `units` granules: commits more of a segment or reserves a new
+ * one (growable heaps). Returns 0 with nothing changed when it cannot. */
+static int grow(pa_heap_t *h, size_t units)
+{
+    size_t bytes = units * U;
+    for (unsigned i = 0; i < h->nsegs; i++) {
+        pa_segment_t *s = h->segs[i];
+        if (s->kind != PA_SEG_BACKEND) continue;
+        pa_block_t *end = (pa_block_t *)(s->commit_end - U);
+        pa_block_t *last = blk_prev(end);
+        size_t have = last && !(last->flags & PA_BLK_BUSY) ? (size_t)last->size * U : 0;
+        if (s->end - s->commit_end + have >= bytes + (have ? 0 : U) &&
+            seg_extend(h, s, bytes + U - have))
+            return 1;
+    }
+    if (h->maximum) return 0;
+    size_t need = _pa_align_up(SEG_HDR_SIZE + bytes + U, PA_GRANULARITY);
+    size_t size = h->grow_size > need ? h->grow_size : need;
+    void *base = reserve(h, size);
+    if (!base) return 0;
+    size_t first_commit = _pa_align_up(SEG_HDR_SIZE + bytes + U, PA_PAGE_SIZE);
+    if (first_commit < PA_GRANULARITY) first_commit = PA_GRANULARITY;
+    if (first_commit > size) first_commit = size;
+    if (!commit(h, (uintptr_t)base, first_commit)) {
+        release(h, base, size, 0);
+        return 0;
+    }
+    pa_segment_t *s = base;
+    if (!seg_append(h, s)) {
+        release(h, base, size, first_commit);
+        return 0;
+    }
+    seg_init(h, s, (uintptr_t)base, SEG_HDR_SIZE, size, first_commit);
+    s->min_commit = s->base + PA_GRANULARITY;
+    if (h->grow_size < ((size_t)64 << 20)) h->grow_size *= 2;
+    return 1;
+}
+
+pa_lfh_seg_t *_pa_heap_new_lfh_segment_locked(pa_heap_t *h, size_t size)
+{
+    if (h->nsegs == PA_HEAP_MAX_SEGMENTS) return _pa_heap_fail(STATUS_NO_MEMORY), NULL;
+    void *base = reserve(h, size);
+    if (!base) return NULL;
+    if (!commit(h, (uintptr_t)base, PA_LFH_CHUNK)) {
+        release(h, base, size, 0);
+        return NULL;
+    }
+    pa_lfh_seg_t *s = base;
+    s->magic = PA_LFHSEG_MAGIC;
+    s->kind = PA_SEG_LFH;
+    s->heap = h;
+    s->base = (uintptr_t)base;
+    s->size = size;
+    s->nchunks = (uint32_t)(size / PA_LFH_CHUNK);
+    s->free_chunks = s->nchunks - 1;
+    seg_append(h, (pa_segment_t *)s);
+    return s;
+}
+
+/* After a free: decommits the free tail of s beyond 64 KiB into the last free block, and
+ * releases a secondary segment that became entirely free while the heap has plenty of other
+ * free space. b is the (coalesced, listed) free block. */
+static void seg_trim(pa_heap_t *h, pa_segment_t *s, pa_block_t *b)
+{
+    pa_block_t *end = blk_next(b);
+    if (!(end->flags & PA_BLK_END)) return;
+    size_t seg_bytes = s->end - s->base;
+    if ((uintptr_t)b == s->first && s != &h->seg0 && !(h->ctr.busy_blocks == 0 && h->nsegs == 2) &&
+        h->ctr.free_bytes - (size_t)b->size * U >= seg_bytes) {
+        fl_remove(h, b);
+        seg_remove(h, s);
+        release(h, (void *)s->base, seg_bytes, s->commit_end - s->base);
+        return;
+    }
+    uintptr_t keep = _pa_align_up((uintptr_t)b + sizeof(pa_free_t) + PA_GRANULARITY, PA_PAGE_SIZE);
+    if (keep < s->min_commit) keep = s->min_commit;
+    if (keep + PA_GRANULARITY > s->commit_end) return; /* less than 64 KiB to gain */
+    fl_remove(h, b);
+    if (!decommit(h, keep, s->commit_end - keep)) {
+        fl_insert(h, b);
+        return;
+    }
+    s->commit_end = keep;
+    pa_block_t *nend = (pa_block_t *)(keep - U);
+    nend->size = 1;
+    nend->flags = PA_BLK_END | PA_BLK_BUSY;
+    nend->extra = 0;
+    nend->bucket = 0;
+    nend->tag = _pa_blk_tag(h, nend);
+    b->size = (uint32_t)(((uintptr_t)nend - (uintptr_t)b) / U);
+    nend->prev_size = b->size;
+    fl_insert(h, b);
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* Large blocks                                                                                */
+
+static pa_large_t *large_of(void *user) { return (pa_large_t *)((char *)user - sizeof(pa_large_t)); }
+
+static void large_link(pa_large_t **list, pa_large_t *l)
+{
+    l->prev = NULL;
+    l->next = *list;
+    if (l->next) l->next->prev = l;
+    *list = l;
+}
+
+static void large_unlink(pa_large_t **list, pa_large_t *l)
+{
+    if (l->prev) l->prev->next = l->next;
+    else *list = l->next;
+    if (l->next) l->next->prev = l->prev;
+}
+
+static void *large_alloc_locked(pa_heap_t *h, DWORD flags, size_t n)
+{
+    size_t total = _pa_align_up(sizeof(pa_large_t) + n, PA_PAGE_SIZE);
+    pa_large_t *l = NULL, *best = NULL;
+    for (pa_large_t *c = h->large_cache; c; c = c->next)
+        if (c->reserved >= total && c->reserved - total <= total / 2 &&
+            (!best || c->reserved < best->reserved))
+            best = c;
+    if (best) {
+        if (best->committed < total) {
+            if (!commit(h, (uintptr_t)best + best->committed, total - best->committed)) return NULL;
+            best->committed = total;
+        }
+        large_unlink(&h->large_cache, best);
+        h->ctr.cached_large--;
+        h->ctr.cached_large_bytes -= best->reserved;
+        l = best;
+        if (flags & HEAP_ZERO_MEMORY) memset(l + 1, 0, n);
+    } else {
+        l = reserve(h, total);
+        if (!l) return NULL;
+        if (!commit(h, (uintptr_t)l, total)) {
+            release(h, l, total, 0);
+            return NULL;
+        }
+        l->reserved = total;
+        l->committed = total;
+        l->heap = h;
+    }
+    l->requested = n;
+    l->hdr.size = PA_LARGE_MAGIC;
+    l->hdr.prev_size = 0;
+    l->hdr.extra = 0;
+    l->hdr.flags = PA_BLK_BUSY | PA_BLK_LARGE;
+    l->hdr.bucket = 0;
+    l->hdr.tag = _pa_blk_tag(h, &l->hdr);
+    large_link(&h->large, l);
+    h->ctr.large_blocks++;
+    h->ctr.large_bytes += n;
+    h->ctr.busy_bytes += n;
+    h->ctr.busy_blocks++;
+    return l + 1;
+}
+
+static void large_free_locked(pa_heap_t *h, pa_large_t *l)
+{
+    large_unlink(&h->large, l);
+    h->ctr.large_blocks--;
+    h->ctr.large_bytes -= l->requested;
+    h->ctr.busy_bytes -= l->requested;
+    h->ctr.busy_blocks--;
+    if (h->large_cache_max && l->reserved <= h->large_cache_max / 2) {
+        /* Evict the oldest cached blocks until this one fits. */
+        while (h->large_cache && h->ctr.cached_large_bytes + l->reserved > h->large_cache_max) {
+            pa_large_t *old = h->large_cache;
+            while (old->next) old = old->next;
+            large_unlink(&h->large_cache, old);
+            h->ctr.cached_large--;
+            h->ctr.cached_large_bytes -= old->reserved;
+            release(h, old, old->reserved, old->committed);
+        }
+        l->hdr.flags = PA_BLK_LARGE | PA_BLK_CACHED;
+        large_link(&h->large_cache, l);
+        h->ctr.cached_large++;
+        h->ctr.cached_large_bytes += l->reserved;
+        return;
+    }
+    release(h, l, l->reserved, l->committed);
+}
+
+static void large_flush_cache_locked(pa_heap_t *h)
+{
+    while (h->large_cache) {
+        pa_large_t *l = h->large_cache;
+        large_unlink(&h->large_cache, l);
+        release(h, l, l->reserved, l->committed);
+    }
+    h->ctr.cached_large = h->ctr.cached_large_bytes = 0;
+}
+
+/* Is user a busy large block of h? Asks layer 1 before reading anything. */
+static pa_large_t *large_lookup(pa_heap_t *h, const void *user)
+{
+    uintptr_t a = (uintptr_t)user;
+    if ((a & (PA_GRANULARITY - 1)) != sizeof(pa_large_t)) return NULL;
+    MEMORY_BASIC_INFORMATION mbi;
+    pa_large_t *l = large_of((void *)user);
+    if (pa_nt_query_virtual_memory(h->process, l, &mbi) != STATUS_SUCCESS) return NULL;
+    if (mbi.AllocationBase != (void *)l || mbi.State != MEM_COMMIT ||
+        !(mbi.Protect & (PAGE_READWRITE | PAGE_EXECUTE_READWRITE)) || (mbi.Protect & PAGE_GUARD))
+        return NULL;
+    if (l->heap != h || l->hdr.size != PA_LARGE_MAGIC || l->hdr.tag != _pa_blk_tag(h, &l->hdr) ||
+        l->hdr.flags != (PA_BLK_BUSY | PA_BLK_LARGE))
+        return NULL;
+    return l;
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* Classifying a pointer passed by the user                                                    */
+
+enum { K_BAD, K_BACKEND, K_LFH, K_LARGE, K_PAGE };
+
+typedef struct found_s {
+    int kind;
+    pa_segment_t *seg;
+    pa_block_t *blk;
+    pa_large_t *large;
+    pa_pageblk_t *page;
+} found_t;
+
+/* Is b (inside s's committed blocks) a real busy or free back-end block? */
+static int backend_block_ok(const pa_heap_t *h, const pa_segment_t *s, pa_block_t *b)
+{
+    uintptr_t a = (uintptr_t)b;
+    if ((a & (U - 1)) || a < s->first || a >= s->commit_end - U) return 0;
+    if (b->tag != _pa_blk_tag(h, b) || (b->flags & (PA_BLK_END | PA_BLK_LFH | PA_BLK_LARGE)))
+        return 0;
+    if (b->size < 2 || (size_t)b->size * U > s->commit_end - U - a) return 0;
+    if (blk_next(b)->prev_size != b->size) return 0;
+    if (b->prev_size) {
+        if ((size_t)b->prev_size * U > a - s->first) return 0;
+        if (blk_prev(b)->size != b->prev_size) return 0;
+    } else if (a != s->first) {
+        return 0;
+    }
+    if ((b->flags & PA_BLK_BUSY) && (size_t)b->extra > (size_t)b->size * U - U) return 0;
+    return 1;
+}
+
+/* Finds the busy block whose user pointer is mem. Heap lock held (or NO_SERIALIZE). */
+static int classify_locked(pa_heap_t *h, pa_lfh_tcache_t *tc, const void *mem, found_t *f)
+{
+    memset(f, 0, sizeof *f);
+    uintptr_t a = (uintptr_t)mem;
+    if (h->debug & PA_HEAP_DEBUG_PAGE_HEAP) {
+        int r = _pa_pageheap_lookup_locked(h, mem, &f->page);
+        if (r) return f->kind = r > 0 ? K_PAGE : K_BAD;
+    }
+    if (a & (U - 1)) return K_BAD;
+    int r = _pa_lfh_lookup(h, tc, mem, &f->blk);
+    if (r == PA_LFH_BUSY) return f->kind = K_LFH;
+    if (r == PA_LFH_BAD) return K_BAD;
+    pa_segment_t *s = backend_seg_of(h, a);
+    if (s) {
+        pa_block_t *b = (pa_block_t *)(a - U);
+        if (a < s->first + U || a >= s->commit_end || !backend_block_ok(h, s, b) ||
+            !(b->flags & PA_BLK_BUSY))
+            return K_BAD;
+        f->seg = s;
+        f->blk = b;
+        return f->kind = K_BACKEND;
+    }
+    f->large = large_lookup(h, mem);
+    return f->kind = f->large ? K_LARGE : K_BAD;
+}
+
+static size_t found_size(const found_t *f)
+{
+    switch (f->kind) {
+    case K_BACKEND: return blk_requested(f->blk);
+    case K_LFH: return f->blk->prev_size;
+    case K_LARGE: return f->large->requested;
+    case K_PAGE: return f->page->requested;
+    }
+    return (size_t)-1;
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* Back-end allocation and free                                                                */
+
+static int lfh_eligible(const pa_heap_t *h)
+{
+    return !h->maximum && !(h->flags & HEAP_NO_SERIALIZE) && !h->debug &&
+           !(h->force_flags & 0x80000000u); /* bit 31 of force_flags: our "no LFH" option */
+}
+
+static void *alloc_locked(pa_heap_t *h, DWORD flags, size_t n)
+{
+    if (n > PA_HEAP_MAX_REQUEST) return NULL;
+    if (h->debug & PA_HEAP_DEBUG_PAGE_HEAP) return _pa_pageheap_alloc_locked(h, flags, n);
+    size_t units = units_for(h, n);
+    if (units * U >= PA_HEAP_LARGE_THRESHOLD)
+        return h->maximum ? NULL : large_alloc_locked(h, flags, n);
+    pa_block_t *b = fl_take(h, units);
+    if (!b) {
+        if (!grow(h, units)) return NULL;
+        b = fl_take(h, units);
+        if (!b) return NULL;
+    }
+    void *user = carve(h, b, units, n, flags);
+    if (n <= PA_LFH_MAX_REQUEST && lfh_eligible(h)) _pa_lfh_note_backend_locked(h, n);
+    return user;
+}
+
+void *_pa_heap_backend_alloc_locked(pa_heap_t *h, DWORD flags, size_t size)
+{
+    return alloc_locked(h, flags, size);
+}
+
+/* Frees busy back-end block b of segment s. */
+static void backend_free_locked(pa_heap_t *h, pa_segment_t *s, pa_block_t *b)
+{
+    h->ctr.busy_bytes -= blk_requested(b);
+    h->ctr.busy_blocks--;
+    uint32_t units = b->size;
+    pa_block_t *start = b;
+    if (!(h->flags & HEAP_DISABLE_COALESCE_ON_FREE)) {
+        pa_block_t *next = blk_next(b);
+        if (!(next->flags & PA_BLK_BUSY)) {
+            fl_remove(h, next);
+            units += next->size;
+        }
+        pa_block_t *prev = blk_prev(b);
+        if (prev && !(prev->flags & PA_BLK_BUSY)) {
+            fl_remove(h, prev);
+            units += prev->size;
+            start = prev;
+        }
+    }
+    if (start == b && (h->debug & PA_HEAP_DEBUG_FREE_CHECK) == 0) {
+        blk_init(h, b, units, b->prev_size, 0);
+        fl_insert(h, b);
+    } else if (start == b) {
+        make_free(h, b, units, b->prev_size);
+    } else if (h->debug & PA_HEAP_DEBUG_FREE_CHECK) {
+        /* The previous free block is filled already: fill only what joins it. */
+        size_t old = (size_t)start->size * U;
+        blk_init(h, start, units, start->prev_size, PA_BLK_FILLED);
+        _pa_heap_fill_free((char *)start + old, (size_t)units * U - old);
+        fl_insert(h, start);
+    } else {
+        blk_init(h, start, units, start->prev_size, 0);
+        fl_insert(h, start);
+    }
+    seg_trim(h, s, start);
+}
+
+static BOOL free_found_locked(pa_heap_t *h, pa_lfh_tcache_t *tc, found_t *f)
+{
+    switch (f->kind) {
+    case K_BACKEND:
+        if ((h->debug & PA_HEAP_DEBUG_TAIL_CHECK) &&
+            !_pa_heap_tail_ok(blk_user(f->blk), blk_requested(f->blk)))
+            return _pa_heap_fail(STATUS_HEAP_CORRUPTION), FALSE;
+        backend_free_locked(h, f->seg, f->blk);
+        return TRUE;
+    case K_LFH: _pa_lfh_free(h, tc, f->blk); return TRUE;
+    case K_LARGE: large_free_locked(h, f->large); return TRUE;
+    case K_PAGE:
+        if (!_pa_pageheap_free_locked(h, f->page)) return _pa_heap_fail(STATUS_HEAP_CORRUPTION), FALSE;
+        return TRUE;
+    }
+    return _pa_heap_fail(STATUS_INVALID_PARAMETER), FALSE;
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* Creating and destroying heaps                                                               */
+
+static uint32_t make_cookie(const void *h)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    uint64_t x = (uint64_t)ts.tv_nsec ^ ((uint64_t)ts.tv_sec << 20) ^ (uintptr_t)h ^
+                 atomic_load(&next_heap_id) * 0x9E3779B97F4A7C15ull;
+    x ^= x >> 29;
+    x *= 0xBF58476D1CE4E5B9ull;
+    x ^= x >> 32;
+    return (uint32_t)x;
+}
+
+static HANDLE create_heap(pa_process_t *p, DWORD options, size_t initial, size_t maximum,
+                          const pa_heap_options_t *o, int is_process_heap)
+{
+    if (!p) return _pa_heap_fail(STATUS_INVALID_PARAMETER), NULL;
+    DWORD flags = options & (HEAP_NO_SERIALIZE | HEAP_GENERATE_EXCEPTIONS |
+                             HEAP_CREATE_ENABLE_EXECUTE | HEAP_DISABLE_COALESCE_ON_FREE |
+                             HEAP_CREATE_ALIGN_16);
+    uint32_t debug = _pa_heap_env_debug() | (o ? (o->debug & PA_HEAP_DEBUG_MASK) : 0);
+    if (options & HEAP_TAIL_CHECKING_ENABLED) debug |= PA_HEAP_DEBUG_TAIL_CHECK;
+    if (options & HEAP_FREE_CHECKING_ENABLED) debug |= PA_HEAP_DEBUG_FREE_CHECK;
+    size_t limit = pa_process_max_address(p) - pa_process_min_address(p);
+    if (initial > limit || maximum > limit) return _pa_heap_fail(STATUS_NO_MEMORY), NULL;
+    size_t commit_size = _pa_align_up(initial, PA_PAGE_SIZE);
+    if (commit_size < 2 * PA_PAGE_SIZE) commit_size = 2 * PA_PAGE_SIZE; /* fact 46: 0x2000 */
+    size_t reserve_size;
+    if (maximum) {
+        if (maximum < initial) maximum = initial;
+        reserve_size = _pa_align_up(maximum, PA_GRANULARITY);
+        if (reserve_size < PA_GRANULARITY) reserve_size = PA_GRANULARITY;
+        if (commit_size > reserve_size) commit_size = reserve_size;
+    } else {
+        reserve_size = _pa_align_up(commit_size, PA_GRANULARITY);
+    }
+    DWORD prot = (flags & HEAP_CREATE_ENABLE_EXECUTE) ? PAGE_EXECUTE_READWRITE : PAGE_READWRITE;
+    void *base = pa_virtual_alloc(p, NULL, reserve_size, MEM_RESERVE, prot, PA_OWNER_HEAP);
+    if (!base) return _pa_heap_fail(STATUS_NO_MEMORY), NULL;
+    if (!pa_virtual_alloc(p, base, commit_size, MEM_COMMIT, prot, PA_OWNER_HEAP)) {
+        pa_virtual_free(p, base, 0, MEM_RELEASE, PA_OWNER_HEAP);
+        return _pa_heap_fail(STATUS_NO_MEMORY), NULL;
+    }
+    pa_heap_t *h = base;
+    h->signature = PA_HEAP_SIGNATURE;
+    h->magic = PA_HEAP_MAGIC;
+    h->cookie = make_cookie(h);
+    h->process = p;
+    h->self = h;
+    h->maximum = maximum;
+    h->id = atomic_fetch_add(&next_heap_id, 1);
+    h->debug = debug;
+    h->grow_size = (size_t)1 << 20;
+    size_t cache = o && o->large_cache != (size_t)-1 ? o->large_cache : _pa_heap_env_large_cache();
+    h->large_cache_max = maximum ? 0 : cache;
+    /* Flags as Windows shows them (facts 5 and 6). */
+    DWORD f = flags;
+    if (!maximum) f |= HEAP_GROWABLE;
+    if (!is_process_heap) f |= HEAP_PRIVATE;
+    if (debug & PA_HEAP_DEBUG_TAIL_CHECK) f |= HEAP_TAIL_CHECKING_ENABLED;
+    if (debug & PA_HEAP_DEBUG_FREE_CHECK) f |= HEAP_FREE_CHECKING_ENABLED;
+    if (debug & PA_HEAP_DEBUG_VALIDATE_ALL) f |= HEAP_VALIDATE_ALL;
+    if (debug & PA_HEAP_DEBUG_PAGE_HEAP) f |= HEAP_PAGE_ALLOCS;
+    h->flags = f;
+    h->force_flags = f & ~(DWORD)(HEAP_DISABLE_COALESCE_ON_FREE | HEAP_CREATE_ENABLE_EXECUTE);
+    if (!(f & HEAP_PAGE_ALLOCS)) h->force_flags &= ~(DWORD)(HEAP_GROWABLE | HEAP_PRIVATE);
+    if ((o && o->no_lfh) || _pa_heap_env_no_lfh()) h->force_flags |= 0x80000000u;
+    h->auto_flags = f & HEAP_GROWABLE;
+    pthread_mutexattr_t attr;
+    pthread_mutexattr_init(&attr);
+    pthread_mutexattr_settype(&attr, PTHREAD_MUTEX_RECURSIVE);
+    pthread_mutex_init(&h->lock, &attr);
+    pthread_mutexattr_destroy(&attr);
+    h->ctr.reserved = reserve_size;
+    h->ctr.committed = commit_size;
+    h->segs[h->nsegs++] = &h->seg0;
+    seg_init(h, &h->seg0, (uintptr_t)h, HEAP_HDR_SIZE, reserve_size, commit_size);
+
+    pthread_mutex_lock(&registry_lock);
+    proc_rec_t *r = rec_find_locked(p, 1);
+    if (!r || (is_process_heap && r->process_heap)) {
+        pthread_mutex_unlock(&registry_lock);
+        pthread_mutex_destroy(&h->lock);
+        pa_virtual_free(p, base, 0, MEM_RELEASE, PA_OWNER_HEAP);
+        if (r && is_process_heap) return r->process_heap; /* another thread won the race */
+        return _pa_heap_fail(STATUS_NO_MEMORY), NULL;
+    }
+    if (is_process_heap) {
+        /* The process heap is listed first (fact 2). */
+        r->process_heap = h;
+        h->next_heap = r->first;
+        r->first = h;
+        if (!r->last) r->last = h;
+    } else {
+        if (r->last) r->last->next_heap = h;
+        else r->first = h;
+        r->last = h;
+    }
+    r->count++;
+    pthread_mutex_unlock(&registry_lock);
+    return h;
+}
+
+HANDLE pa_heap_create_ex(pa_process_t *p, DWORD options, SIZE_T initial, SIZE_T maximum,
+                         const pa_heap_options_t *heap_options)
+{
+    return create_heap(p, options, initial, maximum, heap_options, 0);
+}
+
+HANDLE pa_heap_create(pa_process_t *p, DWORD options, SIZE_T initial, SIZE_T maximum)
+{
+    return create_heap(p, options, initial, maximum, NULL, 0);
+}
+
+static __thread struct {
+    pa_process_t *p;
+    pa_heap_t *heap;
+    uint64_t epoch;
+} tls_process_heap __attribute__((tls_model("initial-exec")));
+
+HANDLE pa_heap_get_process_heap(pa_process_t *p)
+{
+    uint64_t ep = atomic_load_explicit(&heap_epoch, memory_order_acquire);
+    if (tls_process_heap.p == p && tls_process_heap.epoch == ep && p) return tls_process_heap.heap;
+    if (!p) return _pa_heap_fail(STATUS_INVALID_PARAMETER), NULL;
+    pthread_mutex_lock(&registry_lock);
+    proc_rec_t *r = rec_find_locked(p, 0);
+    pa_heap_t *h = r ? r->process_heap : NULL;
+    pthread_mutex_unlock(&registry_lock);
+    if (!h) h = create_heap(p, 0, 0, 0, NULL, 1);
+    if (h) {
+        tls_process_heap.p = p;
+        tls_process_heap.heap = h;
+        tls_process_heap.epoch = ep;
+    }
+    return h;
+}
+
+DWORD pa_heap_get_process_heaps(pa_process_t *p, DWORD count, HANDLE *heaps)
+{
+    if (!pa_heap_get_process_heap(p)) return 0;
+    pthread_mutex_lock(&registry_lock);
+    proc_rec_t *r = rec_find_locked(p, 0);
+    DWORD total = r ? r->count : 0;
+    if (heaps && count >= total) {
+        DWORD i = 0;
+        for (pa_heap_t *h = r->first; h; h = h->next_heap) heaps[i++] = h;
+    }
+    pthread_mutex_unlock(&registry_lock);
+    return total;
+}
+
+/* Releases everything of h, which is out of the registry. */
+static void destroy_heap_memory(pa_heap_t *h)
+{
+    pthread_mutex_lock(&h->lock);
+    pa_process_t *p = h->process;
+    while (h->large) {
+        pa_large_t *l = h->large;
+        large_unlink(&h->large, l);
+        release(h, l, l->reserved, l->committed);
+    }
+    large_flush_cache_locked(h);
+    _pa_pageheap_destroy_locked(h);
+    /* LFH segments after the first hold no LFH state; the first holds pa_lfh_t. */
+    for (unsigned i = h->nsegs; i-- > 1;) {
+        pa_segment_t *s = h->segs[i];
+        pa_virtual_free(p, (void *)s->base, 0, MEM_RELEASE, PA_OWNER_HEAP);
+    }
+    pthread_mutex_unlock(&h->lock);
+    pthread_mutex_destroy(&h->lock);
+    h->signature = 0;
+    h->magic = 0;
+    pa_virtual_free(p, h, 0, MEM_RELEASE, PA_OWNER_HEAP);
+}
+
+BOOL pa_heap_destroy(pa_process_t *p, HANDLE heap)
+{
+    pa_heap_t *h = heap;
+    pthread_mutex_lock(&registry_lock);
+    proc_rec_t *r = p ? rec_find_locked(p, 0) : NULL;
+    pa_heap_t *prev = NULL, *x = r ? r->first : NULL;
+    while (x && x != h) {
+        prev = x;
+        x = x->next_heap;
+    }
+    /* ntdll never destroys the process heap (fact 4). */
+    if (!x || x == r->process_heap) {
+        pthread_mutex_unlock(&registry_lock);
+        return _pa_heap_fail(STATUS_INVALID_HANDLE);
+    }
+    if (prev) prev->next_heap = h->next_heap;
+    else r->first = h->next_heap;
+    if (r->last == h) r->last = prev;
+    r->count--;
+    atomic_fetch_add_explicit(&heap_epoch, 1, memory_order_acq_rel);
+    pthread_mutex_unlock(&registry_lock);
+    destroy_heap_memory(h);
+    return TRUE;
+}
+
+void pa_heap_process_detach(pa_process_t *p)
+{
+    pthread_mutex_lock(&registry_lock);
+    proc_rec_t *r = rec_find_locked(p, 0);
+    pa_heap_t *list = r ? r->first : NULL;
+    if (r) memset(r, 0, sizeof *r);
+    atomic_fetch_add_explicit(&heap_epoch, 1, memory_order_acq_rel);
+    pthread_mutex_unlock(&registry_lock);
+    while (list) {
+        pa_heap_t *next = list->next_heap;
+        destroy_heap_memory(list);
+        list = next;
+    }
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* HeapAlloc, HeapFree, HeapSize                                                               */
+
+static void validate_all_or_note(pa_heap_t *h)
+{
+    if (h->debug & PA_HEAP_DEBUG_VALIDATE_ALL) {
+        DWORD saved = pa_get_last_error();
+        (void)_pa_heap_validate_locked(h);
+        pa_set_last_error(saved);
+    }
+}
+
+static LPVOID alloc_slow(pa_process_t *p, HANDLE heap, DWORD flags, SIZE_T n)
+{
+    tls_ent_t *e = tls_validate(p, heap);
+    if (!e) return NULL;
+    pa_heap_t *h = e->heap;
+    if (n <= PA_LFH_MAX_REQUEST) {
+        unsigned b = _pa_lfh_bucket(n);
+        if (h->lfh_on[b]) {
+            if (!e->tc && _pa_lfh_ensure(h)) {
+                e->tc = _pa_lfh_tcache_claim(h);
+                if (e->tc) {
+                    pthread_once(&tls_key_once, tls_key_init);
+                    pthread_setspecific(tls_key, (void *)1);
+                }
+            }
+            void *r = _pa_lfh_alloc(h, e->tc, b, n, flags);
+            if (r) return r;
+        }
+    }
+    int locked = _pa_heap_enter(h, flags);
+    validate_all_or_note(h);
+    void *r = alloc_locked(h, flags, n);
+    _pa_heap_leave(h, locked);
+    if (!r) _pa_heap_fail(STATUS_NO_MEMORY);
+    return r;
+}
+
+LPVOID pa_heap_alloc(pa_process_t *p, HANDLE heap, DWORD flags, SIZE_T n)
+{
+    tls_ent_t *e = tls_lookup(p, heap);
+    if (PA_LIKELY(e != NULL && n <= PA_LFH_MAX_REQUEST && e->tc != NULL)) {
+        pa_heap_t *h = e->heap;
+        unsigned b = _pa_lfh_bucket(n);
+        if (h->lfh_on[b]) {
+            void *r = _pa_lfh_alloc_fast(e->tc, b, n, flags);
+            if (PA_LIKELY(r != NULL)) return r;
+        }
+    }
+    return alloc_slow(p, heap, flags, n);
+}
+
+static BOOL free_slow(pa_process_t *p, HANDLE heap, DWORD flags, LPVOID mem)
+{
+    tls_ent_t *e = tls_validate(p, heap);
+    if (!e) return FALSE;
+    if (!mem) return TRUE;
+    pa_heap_t *h = e->heap;
+    int locked = _pa_heap_enter(h, flags);
+    validate_all_or_note(h);
+    found_t f;
+    BOOL ok;
+    if (classify_locked(h, e->tc, mem, &f) == K_BAD) ok = _pa_heap_fail(STATUS_INVALID_PARAMETER);
+    else ok = free_found_locked(h, e->tc, &f);
+    _pa_heap_leave(h, locked);
+    return ok;
+}
+
+BOOL pa_heap_free(pa_process_t *p, HANDLE heap, DWORD flags, LPVOID mem)
+{
+    tls_ent_t *e = tls_lookup(p, heap);
+    if (PA_LIKELY(e != NULL && e->tc != NULL && mem != NULL)) {
+        pa_block_t *hdr;
+        int r = _pa_lfh_lookup(e->heap, e->tc, mem, &hdr);
+        if (PA_LIKELY(r == PA_LFH_BUSY)) {
+            _pa_lfh_free_fast(e->heap, e->tc, hdr);
+            return TRUE;
+        }
+        if (r == PA_LFH_BAD) return _pa_heap_fail(STATUS_INVALID_PARAMETER);
+    }
+    return free_slow(p, heap, flags, mem);
+}
+
+SIZE_T pa_heap_size(pa_process_t *p, HANDLE heap, DWORD flags, LPCVOID mem)
+{
+    tls_ent_t *e = tls_validate(p, heap);
+    if (!e) return (SIZE_T)-1;
+    pa_heap_t *h = e->heap;
+    int locked = _pa_heap_enter(h, flags);
+    validate_all_or_note(h);
+    found_t f;
+    size_t n = (size_t)-1;
+    if (!mem || classify_locked(h, e->tc, mem, &f) == K_BAD) _pa_heap_fail(STATUS_INVALID_PARAMETER);
+    else n = found_size(&f);
+    _pa_heap_leave(h, locked);
+    return n;
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* HeapReAlloc                                                                                 */
+
+/* Resizes back-end block b of s in place to `units` granules; returns 0 when it cannot. */
+static int backend_resize_locked(pa_heap_t *h, pa_segment_t *s, pa_block_t *b, size_t units)
+{
+    if (units * U >= PA_HEAP_LARGE_THRESHOLD) return 0; /* fact 34 */
+    size_t have = b->size;
+    if (units > have) {
+        pa_block_t *next = blk_next(b);
+        size_t avail = have + (!(next->flags & PA_BLK_BUSY) ? next->size : 0);
+        if (avail < units) {
+            /* At the segment's end: commit more and retry. */
+            pa_block_t *after = !(next->flags & PA_BLK_BUSY) ? blk_next(next) : next;
+            if (!(after->flags & PA_BLK_END) || !seg_extend(h, s, (units - avail) * U + U))
+                return 0;
+            next = blk_next(b);
+            avail = have + (!(next->flags & PA_BLK_BUSY) ? next->size : 0);
+            if (avail < units) return 0;
+        }
+        if (!(next->flags & PA_BLK_BUSY)) fl_remove(h, next);
+        if (avail - units >= 2) {
+            b->size = (uint32_t)units;
+            pa_block_t *rest = blk_next(b);
+            make_free(h, rest, (uint32_t)(avail - units), (uint32_t)units);
+        } else {
+            b->size = (uint32_t)avail;
+            blk_next(b)->prev_size = b->size;
+        }
+        return 1;
+    }
+    if (have - units >= 2) {
+        b->size = (uint32_t)units;
+        pa_block_t *rest = blk_next(b);
+        pa_block_t *next = (pa_block_t *)((char *)b + have * U);
+        size_t rest_units = have - units;
+        if (!(next->flags & PA_BLK_BUSY) && !(h->flags & HEAP_DISABLE_COALESCE_ON_FREE)) {
+            fl_remove(h, next);
+            rest_units += next->size;
+        }
+        make_free(h, rest, (uint32_t)rest_units, (uint32_t)units);
+    }
+    return 1;
+}
+
+static LPVOID realloc_found_locked(pa_heap_t *h, pa_lfh_tcache_t *tc, found_t *f, DWORD flags,
+                                   size_t n)
+{
+    size_t old = found_size(f);
+    void *user = f->kind == K_PAGE ? (void *)f->page->user
+                 : f->kind == K_LARGE ? (void *)(f->large + 1) : blk_user(f->blk);
+    int in_place = 0;
+    switch (f->kind) {
+    case K_BACKEND: {
+        if ((h->debug & PA_HEAP_DEBUG_TAIL_CHECK) && !_pa_heap_tail_ok(user, old))
+            return _pa_heap_fail(STATUS_HEAP_CORRUPTION), NULL;
+        size_t units = units_for(h, n);
+        if (backend_resize_locked(h, f->seg, f->blk, units)) {
+            f->blk->extra = (uint32_t)((size_t)f->blk->size * U - U - n);
+            h->ctr.busy_bytes += n - old;
+            in_place = 1;
+        }
+        break;
+    }
+    case K_LFH:
+        /* Only within the same 16-byte rounding (fact 35). */
+        if (_pa_align_up(n ? n : 1, U) == _pa_align_up(old ? old : 1, U)) {
+            f->blk->prev_size = (uint32_t)n;
+            in_place = 1;
+        }
+        break;
+    case K_LARGE: {
+        pa_large_t *l = f->large;
+        size_t need = _pa_align_up(sizeof(pa_large_t) + n, PA_PAGE_SIZE);
+        if (need <= l->committed) {
+            if (need < l->committed && decommit(h, (uintptr_t)l + need, l->committed - need))
+                l->committed = need; /* a later grow in place fails (fact 33) */
+            h->ctr.busy_bytes += n - old;
+            h->ctr.large_bytes += n - old;
+            l->requested = n;
+            in_place = 1;
+        }
+        break;
+    }
+    case K_PAGE: break;
+    }
+    if (in_place) {
+        if (n > old) {
+            if (flags & HEAP_ZERO_MEMORY) memset((char *)user + old, 0, n - old);
+            else if (h->debug & PA_HEAP_DEBUG_FREE_CHECK) _pa_heap_fill_new(h, (char *)user + old, n - old, n - old);
+        }
+        if (f->kind == K_BACKEND && (h->debug & PA_HEAP_DEBUG_TAIL_CHECK)) _pa_heap_fill_tail(user, n);
+        return user;
+    }
+    if (flags & HEAP_REALLOC_IN_PLACE_ONLY) return _pa_heap_fail(STATUS_NO_MEMORY), NULL;
+    void *nu = alloc_locked(h, flags & ~(DWORD)HEAP_ZERO_MEMORY, n);
+    if (!nu) return _pa_heap_fail(STATUS_NO_MEMORY), NULL;
+    memcpy(nu, user, old < n ? old : n);
+    if (n > old && (flags & HEAP_ZERO_MEMORY)) memset((char *)nu + old, 0, n - old);
+    free_found_locked(h, tc, f);
+    return nu;
+}
+
+LPVOID pa_heap_realloc(pa_process_t *p, HANDLE heap, DWORD flags, LPVOID mem, SIZE_T n)
+{
+    tls_ent_t *e = tls_validate(p, heap);
+    if (!e) return NULL;
+    if (!mem) {
+        pa_set_last_error(ERROR_SUCCESS); /* fact 30 */
+        return NULL;
+    }
+    pa_heap_t *h = e->heap;
+    if (n > PA_HEAP_MAX_REQUEST) return _pa_heap_fail(STATUS_NO_MEMORY), NULL; /* fact 11 */
+    int locked = _pa_heap_enter(h, flags);
+    validate_all_or_note(h);
+    found_t f;
+    void *r = NULL;
+    if (classify_locked(h, e->tc, mem, &f) == K_BAD) _pa_heap_fail(STATUS_INVALID_PARAMETER);
+    else r = realloc_found_locked(h, e->tc, &f, flags, n);
+    _pa_heap_leave(h, locked);
+    return r;
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* HeapValidate                                                                                */
+
+static int validate_backend_seg_locked(pa_heap_t *h, pa_segment_t *s, size_t *nfree)
+{
+    pa_block_t *b = (pa_block_t *)s->first;
+    uint32_t prev = 0;
+    int prev_free = 0;
+    while (!(b->flags & PA_BLK_END)) {
+        if (b->prev_size != prev || !backend_block_ok(h, s, b)) return 0;
+        if (b->flags & PA_BLK_BUSY) {
+            if ((h->debug & PA_HEAP_DEBUG_TAIL_CHECK) && !_pa_heap_tail_ok(blk_user(b), blk_requested(b)))
+                return 0;
+            prev_free = 0;
+        } else {
+            if (prev_free && !(h->flags & HEAP_DISABLE_COALESCE_ON_FREE)) return 0;
+            if ((b->flags & PA_BLK_FILLED) &&
+                !_pa_heap_free_fill_ok((char *)b + sizeof(pa_free_t), (size_t)b->size * U - sizeof(pa_free_t)))
+                return 0;
+            prev_free = 1;
+            (*nfree)++;
+        }
+        prev = b->size;
+        b = blk_next(b);
+        if ((uintptr_t)b >= s->commit_end) return 0;
+    }
+    return (uintptr_t)b == s->commit_end - U && b->prev_size == prev && b->tag == _pa_blk_tag(h, b);
+}
+
+int _pa_heap_validate_locked(pa_heap_t *h)
+{
+    if (h->signature != PA_HEAP_SIGNATURE || h->magic != PA_HEAP_MAGIC || h->self != h) return 0;
+    size_t nfree = 0, listed = 0;
+    for (unsigned i = 0; i < h->nsegs; i++) {
+        pa_segment_t *s = h->segs[i];
+        if (s->kind == PA_SEG_BACKEND && !validate_backend_seg_locked(h, s, &nfree)) return 0;
+    }
+    for (unsigned c = 0; c < PA_FREE_CLASSES; c++) {
+        pa_free_t *prev = NULL;
+        for (pa_free_t *f = h->free[c]; f; prev = f, f = f->next) {
+            if (f->prev != prev || (f->hdr.flags & PA_BLK_BUSY) || _pa_free_class(f->hdr.size) != c ||
+                f->hdr.tag != _pa_blk_tag(h, &f->hdr) || !backend_seg_of(h, (uintptr_t)f))
+                return 0;
+            if (++listed > nfree) return 0;
+        }
+    }
+    if (listed != nfree || nfree != h->ctr.free_blocks) return 0;
+    for (pa_large_t *l = h->large; l; l = l->next)
+        if (l->heap != h || l->hdr.flags != (PA_BLK_BUSY | PA_BLK_LARGE) ||
+            l->hdr.tag != _pa_blk_tag(h, &l->hdr))
+            return 0;
+    if (!_pa_lfh_validate_locked(h)) return 0;
+    if ((h->debug & PA_HEAP_DEBUG_PAGE_HEAP) && !_pa_pageheap_validate_locked(h, NULL)) return 0;
+    return 1;
+}
+
+BOOL pa_heap_validate(pa_process_t *p, HANDLE heap, DWORD flags, LPCVOID mem)
+{
+    DWORD saved = pa_get_last_error();
+    pa_heap_t *h = _pa_heap_from_handle(p, heap);
+    BOOL ok = FALSE;
+    if (h) {
+        tls_ent_t *e = tls_lookup(p, heap);
+        int locked = _pa_heap_enter(h, flags);
+        if (!mem) {
+            ok = _pa_heap_validate_locked(h);
+        } else {
+            found_t f;
+            switch (classify_locked(h, e ? e->tc : NULL, mem, &f)) {
+            case K_BACKEND:
+                ok = !(h->debug & PA_HEAP_DEBUG_TAIL_CHECK) ||
+                     _pa_heap_tail_ok(blk_user(f.blk), blk_requested(f.blk));
+                break;
+            case K_LFH:
+            case K_LARGE: ok = TRUE; break;
+            case K_PAGE: ok = _pa_pageheap_validate_locked(h, f.page); break;
+            default: ok = FALSE;
+            }
+        }
+        _pa_heap_leave(h, locked);
+    }
+    pa_set_last_error(saved); /* fact 36: never touches the last error */
+    return ok;
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* HeapCompact, HeapLock, information classes, statistics                                      */
+
+static size_t largest_free_locked(const pa_heap_t *h)
+{
+    for (unsigned c = PA_FREE_CLASSES; c-- > 0;) {
+        size_t best = 0;
+        for (pa_free_t *f = h->free[c]; f; f = f->next)
+            if (f->hdr.size > best) best = f->hdr.size;
+        if (best) return best * U - U;
+    }
+    return 0;
+}
+
+SIZE_T pa_heap_compact(pa_process_t *p, HANDLE heap, DWORD flags)
+{
+    tls_ent_t *e = tls_validate(p, heap);
+    if (!e) return 0;
+    pa_heap_t *h = e->heap;
+    int locked = _pa_heap_enter(h, flags);
+    if (h->flags & HEAP_DISABLE_COALESCE_ON_FREE) {
+        /* Merge runs of free blocks now. */
+        for (unsigned i = 0; i < h->nsegs; i++) {
+            pa_segment_t *s = h->segs[i];
+            if (s->kind != PA_SEG_BACKEND) continue;
+            for (pa_block_t *b = (pa_block_t *)s->first; !(b->flags & PA_BLK_END); b = blk_next(b)) {
+                if (b->flags & PA_BLK_BUSY) continue;
+                pa_block_t *n = blk_next(b);
+                if ((n->flags & PA_BLK_BUSY)) continue;
+                fl_remove(h, b);
+                while (!(n->flags & PA_BLK_BUSY)) {
+                    fl_remove(h, n);
+                    b->size += n->size;
+                    n = blk_next(b);
+                }
+                n->prev_size = b->size;
+                make_free(h, b, b->size, b->prev_size);
+            }
+        }
+    }
+    for (unsigned i = 0; i < h->nsegs; i++) {
+        pa_segment_t *s = h->segs[i];
+        if (s->kind != PA_SEG_BACKEND) continue;
+        pa_block_t *end = (pa_block_t *)(s->commit_end - U);
+        pa_block_t *last = blk_prev(end);
+        if (last && !(last->flags & PA_BLK_BUSY)) {
+            unsigned before = h->nsegs;
+            seg_trim(h, s, last);
+            if (h->nsegs != before) i--;
+        }
+    }
+    large_flush_cache_locked(h);
+    _pa_lfh_compact_locked(h);
+    size_t largest = largest_free_locked(h);
+    _pa_heap_leave(h, locked);
+    if (!largest) pa_set_last_error(ERROR_SUCCESS);
+    return largest;
+}
+
+BOOL pa_heap_lock(pa_process_t *p, HANDLE heap)
+{
+    tls_ent_t *e = tls_validate(p, heap);
+    if (!e) return FALSE;
+    if (!(e->heap->flags & HEAP_NO_SERIALIZE)) pthread_mutex_lock(&e->heap->lock);
+    return TRUE;
+}
+
+BOOL pa_heap_unlock(pa_process_t *p, HANDLE heap)
+{
+    tls_ent_t *e = tls_validate(p, heap);
+    if (!e) return FALSE;
+    if (!(e->heap->flags & HEAP_NO_SERIALIZE) && pthread_mutex_unlock(&e->heap->lock))
+        return _pa_heap_fail_win32(STATUS_UNSUCCESSFUL, ERROR_NOT_OWNER);
+    return TRUE;
+}
+
+BOOL pa_heap_set_information(pa_process_t *p, HANDLE heap, HEAP_INFORMATION_CLASS info_class,
+                             PVOID info, SIZE_T length)
+{
+    if (info_class == HeapEnableTerminationOnCorruption) {
+        /* Applies to every heap of the process when heap is NULL; cannot be undone. */
+        if (!heap) {
+            pthread_mutex_lock(&registry_lock);
+            proc_rec_t *r = rec_find_locked(p, 0);
+            for (pa_heap_t *h = r ? r->first : NULL; h; h = h->next_heap) h->terminate_on_corruption = 1;
+            pthread_mutex_unlock(&registry_lock);
+            return TRUE;
+        }
+        tls_ent_t *e = tls_validate(p, heap);
+        if (!e) return FALSE;
+        e->heap->terminate_on_corruption = 1;
+        return TRUE;
+    }
+    if (!heap) return _pa_heap_fail(STATUS_ACCESS_VIOLATION);
+    tls_ent_t *e = tls_validate(p, heap);
+    if (!e) return FALSE;
+    pa_heap_t *h = e->heap;
+    if (info_class == HeapOptimizeResources) return TRUE;
+    if (info_class != HeapCompatibilityInformation)
+        return _pa_heap_fail_win32(STATUS_INVALID_INFO_CLASS, ERROR_INVALID_PARAMETER);
+    if (!info || length < sizeof(ULONG))
+        return _pa_heap_fail_win32(STATUS_BUFFER_TOO_SMALL, ERROR_INSUFFICIENT_BUFFER);
+    ULONG v;
+    memcpy(&v, info, sizeof v);
+    pthread_mutex_lock(&h->lock);
+    BOOL ok = TRUE;
+    if (v == 2) {
+        if (h->compat != 2 && !lfh_eligible(h)) ok = _pa_heap_fail(STATUS_INVALID_PARAMETER); /* fact 61 */
+        else h->compat = 2;
+    } else if (v == 0 || v == 1) {
+        if (h->compat == 2) ok = _pa_heap_fail(STATUS_UNSUCCESSFUL); /* LFH cannot be undone */
+    } else {
+        ok = _pa_heap_fail(STATUS_UNSUCCESSFUL);
+    }
+    pthread_mutex_unlock(&h->lock);
+    return ok;
+}
+
+BOOL pa_heap_query_information(pa_process_t *p, HANDLE heap, HEAP_INFORMATION_CLASS info_class,
+                               PVOID info, SIZE_T length, PSIZE_T return_length)
+{
+    if (!heap) return _pa_heap_fail(STATUS_ACCESS_VIOLATION); /* fact 59 */
+    tls_ent_t *e = tls_validate(p, heap);
+    if (!e) return FALSE;
+    if (info_class != HeapCompatibilityInformation)
+        return _pa_heap_fail_win32(STATUS_INVALID_INFO_CLASS, ERROR_INVALID_PARAMETER);
+    if (return_length) *return_length = sizeof(ULONG);
+    if (!info || length < sizeof(ULONG))
+        return _pa_heap_fail_win32(STATUS_BUFFER_TOO_SMALL, ERROR_INSUFFICIENT_BUFFER);
+    ULONG v = e->heap->compat;
+    memcpy(info, &v, sizeof v);
+    return TRUE;
+}
+
+BOOL pa_heap_stats(pa_process_t *p, HANDLE heap, pa_heap_stats_t *out)
+{
+    tls_ent_t *e = tls_validate(p, heap);
+    if (!e) return FALSE;
+    if (!out) return _pa_heap_fail(STATUS_INVALID_PARAMETER);
+    pa_heap_t *h = e->heap;
+    memset(out, 0, sizeof *out);
+    pthread_mutex_lock(&h->lock);
+    out->reserved = h->ctr.reserved;
+    out->committed = h->ctr.committed;
+    out->busy_bytes = h->ctr.busy_bytes;
+    out->busy_blocks = h->ctr.busy_blocks;
+    out->free_bytes = h->ctr.free_bytes;
+    out->free_blocks = h->ctr.free_blocks;
+    out->largest_free = largest_free_locked(h);
+    out->large_blocks = h->ctr.large_blocks;
+    out->cached_large_bytes = h->ctr.cached_large_bytes;
+    out->segments = h->nsegs;
+    out->debug = h->debug;
+    for (unsigned b = 0; b < PA_LFH_BUCKETS; b++) out->lfh_active += h->lfh_on[b];
+    _pa_lfh_stats(h, &out->busy_blocks, &out->busy_bytes, out->bucket_busy);
+    pthread_mutex_unlock(&h->lock);
+    size_t used = out->busy_bytes + out->free_bytes;
+    out->overhead = out->committed > used ? out->committed - used : 0;
+    return TRUE;
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* HeapWalk                                                                                    */
+
+static void walk_region(const pa_heap_t *h, unsigned i, PROCESS_HEAP_ENTRY *e)
+{
+    const pa_segment_t *s = h->segs[i];
+    memset(e, 0, sizeof *e);
+    e->wFlags = PROCESS_HEAP_REGION;
+    e->iRegionIndex = (BYTE)i;
+    e->lpData = (void *)s->base;
+    if (s->kind == PA_SEG_LFH) {
+        const pa_lfh_seg_t *l = (const pa_lfh_seg_t *)s;
+        e->cbData = (DWORD)PA_LFH_CHUNK;
+        e->Region.dwCommittedSize = (DWORD)((size_t)(l->nchunks - l->free_chunks) * PA_LFH_CHUNK);
+        e->Region.dwUnCommittedSize = (DWORD)((size_t)l->free_chunks * PA_LFH_CHUNK);
+        e->Region.lpFirstBlock = (char *)l->base + PA_LFH_CHUNK;
+        e->Region.lpLastBlock = (char *)l->base + l->size;
+        return;
+    }
+    e->cbData = (DWORD)(s->first - s->base);
+    e->Region.dwCommittedSize = (DWORD)(s->commit_end - s->base);
+    e->Region.dwUnCommittedSize = (DWORD)(s->end - s->commit_end);
+    e->Region.lpFirstBlock = (char *)s->first + U;
+    e->Region.lpLastBlock = (void *)s->end;
+}
+
+/* Fills e with back-end block b (not the end sentinel). */
+static void walk_block(const pa_heap_t *h, unsigned i, pa_block_t *b, PROCESS_HEAP_ENTRY *e)
+{
+    (void)h;
+    memset(e, 0, sizeof *e);
+    e->lpData = blk_user(b);
+    e->iRegionIndex = (BYTE)i;
+    if (b->flags & PA_BLK_BUSY) {
+        e->wFlags = PROCESS_HEAP_ENTRY_BUSY;
+        e->cbData = (DWORD)blk_requested(b);
+        e->cbOverhead = (BYTE)(b->extra > 255 ? 255 : b->extra);
+    } else {
+        e->cbData = (DWORD)((size_t)b->size * U - sizeof(pa_free_t));
+        e->cbOverhead = (BYTE)sizeof(pa_free_t); /* 4P (fact 49) */
+    }
+}
+
+/* The entry after the end of segment i's blocks: its uncommitted tail or the next region. */
+static int walk_after_blocks(pa_heap_t *h, unsigned i, PROCESS_HEAP_ENTRY *e);
+
+static int walk_from_region(pa_heap_t *h, unsigned i, uintptr_t at, PROCESS_HEAP_ENTRY *e)
+{
+    for (; i < h->nsegs; i++, at = 0) {
+        pa_segment_t *s = h->segs[i];
+        if (s->kind == PA_SEG_LFH) {
+            if (_pa_lfh_walk_seg(h, (pa_lfh_seg_t *)s, at ? at : s->base + PA_LFH_CHUNK, e)) {
+                e->iRegionIndex = (BYTE)i;
+                return 1;
+            }
+            if (i + 1 < h->nsegs) {
+                walk_region(h, i + 1, e);
+                return 1;
+            }
+            return 0;
+        }
+        pa_block_t *b = (pa_block_t *)(at ? at : s->first);
+        if (!(b->flags & PA_BLK_END)) {
+            walk_block(h, i, b, e);
+            return 1;
+        }
+        return walk_after_blocks(h, i, e);
+    }
+    return 0;
+}
+
+static int walk_after_blocks(pa_heap_t *h, unsigned i, PROCESS_HEAP_ENTRY *e)
+{
+    pa_segment_t *s = h->segs[i];
+    if (s->commit_end < s->end) {
+        memset(e, 0, sizeof *e);
+        e->wFlags = PROCESS_HEAP_UNCOMMITTED_RANGE;
+        e->iRegionIndex = (BYTE)i;
+        e->lpData = (void *)s->commit_end;
+        e->cbData = (DWORD)(s->end - s->commit_end);
+        return 1;
+    }
+    if (i + 1 < h->nsegs) {
+        walk_region(h, i + 1, e);
+        return 1;
+    }
+    return 0;
+}
+
+/* Large and page-heap blocks, listed after all regions (fact 50). `after` is the user
+ * pointer of the previous one, or NULL to start. */
+static int walk_outside(pa_heap_t *h, const void *after, PROCESS_HEAP_ENTRY *e)
+{
+    int take = after == NULL;
+    for (pa_large_t *l = h->large; l; l = l->next) {
+        if (take) {
+            memset(e, 0, sizeof *e);
+            e->lpData = l + 1;
+            e->cbData = (DWORD)l->requested;
+            e->wFlags = PROCESS_HEAP_ENTRY_BUSY;
+            e->iRegionIndex = 64;
+            return 1;
+        }
+        if ((void *)(l + 1) == after) take = 1;
+    }
+    for (pa_pageblk_t *b = h->pages; b; b = b->next) {
+        if (take) {
+            memset(e, 0, sizeof *e);
+            e->lpData = (void *)b->user;
+            e->cbData = (DWORD)b->requested;
+            e->wFlags = PROCESS_HEAP_ENTRY_BUSY;
+            e->iRegionIndex = 64;
+            return 1;
+        }
+        if ((void *)b->user == after) take = 1;
+    }
+    return 0;
+}
+
+static int walk_next_locked(pa_heap_t *h, PROCESS_HEAP_ENTRY *e)
+{
+    uintptr_t a = (uintptr_t)e->lpData;
+    if (!a) {
+        walk_region(h, 0, e);
+        return 1;
+    }
+    int i = (e->iRegionIndex == 64 && (e->wFlags & PROCESS_HEAP_ENTRY_BUSY)) ? -1 : seg_index(h, a);
+    if (i < 0) {
+        if (e->wFlags & PROCESS_HEAP_UNCOMMITTED_RANGE) i = seg_index(h, a - 1);
+        if (i < 0) return walk_outside(h, e->lpData, e);
+    }
+    pa_segment_t *s = h->segs[i];
+    int done;
+    if (e->wFlags & PROCESS_HEAP_REGION) {
+        done = walk_from_region(h, (unsigned)i, 0, e);
+    } else if (s->kind == PA_SEG_LFH) {
+        /* Just past the previous slot's header: the walker rounds up to the next slot. */
+        uintptr_t at = (e->wFlags & PROCESS_HEAP_UNCOMMITTED_RANGE) ? a + e->cbData : a - U + 1;
+        done = walk_from_region(h, (unsigned)i, at, e);
+    } else if (e->wFlags & PROCESS_HEAP_UNCOMMITTED_RANGE) {
+        done = (unsigned)i + 1 < h->nsegs ? (walk_region(h, (unsigned)i + 1, e), 1) : 0;
+    } else {
+        pa_block_t *b = (pa_block_t *)(a - U);
+        if (!backend_block_ok(h, s, b)) {
+            /* The block changed since the last call: continue from the first block past a. */
+            b = (pa_block_t *)s->first;
+            while (!(b->flags & PA_BLK_END) && (uintptr_t)b < a - U) b = blk_next(b);
+            done = (b->flags & PA_BLK_END) ? walk_after_blocks(h, (unsigned)i, e)
+                                           : (walk_block(h, (unsigned)i, b, e), 1);
+        } else {
+            pa_block_t *n = blk_next(b);
+            done = (n->flags & PA_BLK_END) ? walk_after_blocks(h, (unsigned)i, e)
+                                           : (walk_block(h, (unsigned)i, n, e), 1);
+        }
+    }
+    return done ? 1 : walk_outside(h, NULL, e);
+}
+
+BOOL pa_heap_walk(pa_process_t *p, HANDLE heap, LPPROCESS_HEAP_ENTRY entry)
+{
+    tls_ent_t *e = tls_validate(p, heap);
+    if (!e) return FALSE;
+    if (!entry) return _pa_heap_fail(STATUS_INVALID_PARAMETER);
+    pa_heap_t *h = e->heap;
+    int locked = _pa_heap_enter(h, 0);
+    int ok = walk_next_locked(h, entry);
+    _pa_heap_leave(h, locked);
+    if (!ok) return _pa_heap_fail_win32(STATUS_NO_MORE_ENTRIES, ERROR_NO_MORE_ITEMS);
+    return TRUE;
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* Direct access from Python                                                                   */
+
+/* The busy block of h containing addr: its user pointer and requested size. */
+static int block_containing_locked(pa_heap_t *h, uintptr_t addr, void **user, size_t *size)
+{
+    pa_pageblk_t *pb;
+    if ((h->debug & PA_HEAP_DEBUG_PAGE_HEAP)) {
+        for (pb = h->pages; pb; pb = pb->next)
+            if (addr - pb->user < (pb->requested ? pb->requested : 1)) {
+                *user = (void *)pb->user;
+                *size = pb->requested;
+                return 1;
+            }
+    }
+    pa_block_t *lb = _pa_lfh_block_at(h, addr);
+    if (lb) {
+        *user = blk_user(lb);
+        *size = lb->prev_size;
+        return 1;
+    }
+    pa_segment_t *s = backend_seg_of(h, addr);
+    if (s) {
+        if (addr < s->first || addr >= s->commit_end) return 0;
+        for (pa_block_t *b = (pa_block_t *)s->first; !(b->flags & PA_BLK_END); b = blk_next(b)) {
+            if ((uintptr_t)blk_next(b) <= addr) continue;
+            if (!(b->flags & PA_BLK_BUSY)) return 0;
+            *user = blk_user(b);
+            *size = blk_requested(b);
+            return 1;
+        }
+        return 0;
+    }
+    for (pa_large_t *l = h->large; l; l = l->next)
+        if (addr - (uintptr_t)(l + 1) < l->requested) {
+            *user = l + 1;
+            *size = l->requested;
+            return 1;
+        }
+    return 0;
+}
+
+NTSTATUS pa_heap_find_block(pa_process_t *p, const void *address, size_t size, HANDLE *heap_out,
+                            void **block_out, size_t *block_size)
+{
+    uintptr_t a = (uintptr_t)address;
+    if (!p || a + size < a) return STATUS_ACCESS_VIOLATION;
+    NTSTATUS st;
+retry:
+    st = STATUS_ACCESS_VIOLATION;
+    pthread_mutex_lock(&registry_lock);
+    proc_rec_t *r = rec_find_locked(p, 0);
+    for (pa_heap_t *h = r ? r->first : NULL; h && st != STATUS_SUCCESS; h = h->next_heap) {
+        /* A thread holding a heap lock may wait for the registry lock (a handle missing
+         * from its cache): never wait for a heap lock while holding the registry's. */
+        if (pthread_mutex_trylock(&h->lock)) {
+            pthread_mutex_unlock(&registry_lock);
+            sched_yield();
+            goto retry;
+        }
+        void *user;
+        size_t n;
+        if (block_containing_locked(h, a, &user, &n) && a >= (uintptr_t)user &&
+            a + (size ? size : 1) <= (uintptr_t)user + n) {
+            if (heap_out) *heap_out = h;
+            if (block_out) *block_out = user;
+            if (block_size) *block_size = n;
+            st = STATUS_SUCCESS;
+        }
+        pthread_mutex_unlock(&h->lock);
+    }
+    pthread_mutex_unlock(&registry_lock);
+    return st;
+}

@@ -1,0 +1,374 @@
+/* heap_internal.h: layer 3's private types, shared by heap.c, heap_lfh.c, heap_debug.c and
+ * heap_win32.c (the `_pa_heap_` names). Every structure of the heap is described here, once.
+ *
+ * A heap is a set of *segments*, each one reservation made through layer 2 with owner
+ * PA_OWNER_HEAP, plus *large blocks* (one reservation each) and, with the page heap, *page
+ * blocks* (one reservation each). The heap object itself (pa_heap_t) sits at the 64 KiB-aligned
+ * base of its first segment, so the handle is the heap's base address, as on Windows.
+ *
+ *   back-end segment   [descriptor][block]...[block][end] commit_end ..uncommitted.. end
+ *                      Blocks tile [first, commit_end) exactly; the last granule is an end
+ *                      sentinel (busy, PA_BLK_END) so every block has a next one. Only the
+ *                      tail beyond commit_end is ever uncommitted, so a block header inside
+ *                      [first, commit_end) is always readable.
+ *   LFH segment        [64 KiB header chunk][subsegment][free chunks][subsegment]...
+ *                      64 KiB chunks; a subsegment is a run of 1..8 chunks holding equal slots
+ *                      of one bucket. map[c] = (c - first chunk of its subsegment) + 1, or 0 for
+ *                      a chunk that belongs to no subsegment (uncommitted).
+ *   large block        [pa_large_t 48 B][pa_block_t 16 B][user ...] in its own reservation: the
+ *                      user pointer is 64 bytes past a 64 KiB boundary (heap.md fact 21).
+ *
+ * Block header (pa_block_t, 16 bytes, immediately before the user bytes; x64 granularity):
+ *   back end  size = block bytes / 16 (header included); prev_size = size of the previous block
+ *             of the segment (0 for the first); extra = block bytes - 16 - requested bytes
+ *             (HeapSize is exact); flags; tag = blk_tag(heap, header address).
+ *   LFH       size = slot index in the subsegment; prev_size = requested bytes; bucket.
+ *   large     size = PA_LARGE_MAGIC; the request lives in pa_large_t.
+ * A free back-end block has list links right after its header (pa_free_t), so the smallest
+ * block is 32 bytes (a 0-byte request still occupies one 16-byte granule).
+ *
+ * Invariants (checked by _pa_heap_validate_locked, which HeapValidate runs):
+ *   - blocks tile each segment's committed area; next->prev_size == size; tags match;
+ *   - no two adjacent free blocks (unless HEAP_DISABLE_COALESCE_ON_FREE);
+ *   - every free block is in exactly the free list of its class, and free_bytes/free_blocks
+ *     count them;
+ *   - with free checking, every free block's bytes past its links hold 0xFEEEFEEE; with tail
+ *     checking, the 16 bytes after a busy block's user bytes hold 0xAB.
+ *
+ * Locks, outermost first: the registry lock (heap.c) > a heap's lock > an LFH bucket lock >
+ * the process lock (taken inside layer 2). Nothing calls back up the chain.
+ */
+#ifndef PA_HEAP_INTERNAL_H
+#define PA_HEAP_INTERNAL_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stddef.h>
+
+#include "internal.h"
+
+#define PA_HEAP_UNIT ((size_t)16)         /* block granularity and header size on x64 */
+#define PA_HEAP_SIGNATURE 0xFFEEFFEEu     /* at offset 0x10 (heap.md fact 5) */
+#define PA_HEAP_MAGIC 0x70614870u         /* "pHap": our own check next to the signature */
+#define PA_SEG_MAGIC 0x67655370u          /* "pSeg" */
+#define PA_LFHSEG_MAGIC 0x73664c70u       /* "pLfs" */
+#define PA_LARGE_MAGIC 0x67724c70u        /* "pLrg" in pa_block_t.size of a large block */
+#define PA_PAGEBLK_MAGIC 0x67615070u      /* "pPag" */
+
+/* Windows x64: in-heap blocks end below this total size; larger ones get their own
+ * reservation (heap.md facts 23-24). Also the limit of a fixed heap's single block. */
+#define PA_HEAP_LARGE_THRESHOLD ((size_t)0xFEFF0)
+/* Requests beyond this fail outright (no reservation could hold them). */
+#define PA_HEAP_MAX_REQUEST (((size_t)1 << 46) - ((size_t)1 << 20))
+
+#define PA_HEAP_MAX_SEGMENTS 64
+#define PA_FREE_CLASSES 136               /* see _pa_free_class */
+#define PA_FREE_EXACT 64                  /* classes below this hold one block size each */
+
+/* Low-fragmentation front end: 128 buckets of user sizes up to 16 KiB. */
+#define PA_LFH_BUCKETS 128
+#define PA_LFH_MAX_REQUEST ((size_t)16368)
+#define PA_LFH_ACTIVATE 17                /* back-end allocations of a class before it switches */
+#define PA_LFH_CHUNK ((size_t)0x10000)
+#define PA_LFH_TCACHES 16                 /* threads with a private cache per heap */
+
+/* pa_block_t.flags */
+#define PA_BLK_BUSY 0x01
+#define PA_BLK_LFH 0x02
+#define PA_BLK_LARGE 0x04
+#define PA_BLK_FILLED 0x08    /* free block carries the free-check fill */
+#define PA_BLK_CACHED 0x10    /* large block kept for reuse after HeapFree */
+#define PA_BLK_END 0x20       /* a segment's end sentinel (busy, one granule, never walked) */
+
+typedef struct pa_heap_s pa_heap_t;
+
+typedef struct pa_block_s {
+    uint32_t size;
+    uint32_t prev_size;
+    uint32_t extra;
+    uint8_t flags;
+    uint8_t bucket;
+    uint16_t tag;
+} pa_block_t;
+
+typedef struct pa_free_s {
+    pa_block_t hdr;
+    struct pa_free_s *next, *prev;
+} pa_free_t;
+
+/* Kinds of segment */
+#define PA_SEG_BACKEND 1
+#define PA_SEG_LFH 2
+
+/* A back-end segment's descriptor, at its base (segment 0's is inside pa_heap_t). */
+typedef struct pa_segment_s {
+    uint32_t magic;
+    uint32_t kind;
+    pa_heap_t *heap;
+    uintptr_t base;        /* reservation base */
+    uintptr_t first;       /* first block header */
+    uintptr_t commit_end;  /* blocks tile [first, commit_end) */
+    uintptr_t end;         /* base + reserved bytes */
+    uintptr_t min_commit;  /* commit_end is never decommitted below this */
+} pa_segment_t;
+
+/* An LFH segment's header, at its base (chunk 0). */
+typedef struct pa_lfh_seg_s {
+    uint32_t magic;
+    uint32_t kind;         /* PA_SEG_LFH: same prefix as pa_segment_t */
+    pa_heap_t *heap;
+    uintptr_t base;
+    size_t size;
+    uint32_t nchunks;
+    uint32_t free_chunks;
+    uint16_t map[];        /* per chunk, see the file comment */
+} pa_lfh_seg_t;
+
+/* A subsegment: equal slots of one bucket, at the start of its first chunk. */
+typedef struct pa_lfh_sub_s {  /* 64 bytes: slot 0 follows */
+    uint16_t magic;
+    uint8_t bucket;
+    uint8_t listed;        /* on the bucket's partial list */
+    uint16_t nchunks;
+    uint16_t pad;
+    uint32_t slot_size;    /* bytes, header included */
+    uint32_t nslots;
+    uint32_t used;         /* slots handed out (busy, or cached by a thread) */
+    uint32_t bump;         /* slots [bump, nslots) were never handed out */
+    pa_block_t *free;      /* returned slots, linked through their first user word */
+    uintptr_t first;       /* slot 0's header */
+    struct pa_lfh_sub_s *next, *prev; /* the bucket's list of subsegments with room */
+    pa_lfh_seg_t *seg;
+} pa_lfh_sub_t;
+#define PA_LFH_SUB_MAGIC 0x5342u
+#define PA_LFH_SUB_HDR ((size_t)64)
+#define PA_LFH_MAP_HEADER 0xFFFFu /* map[] value of the segment's header chunk */
+
+/* A bucket: its lock guards its subsegment list and every subsegment's free list. */
+typedef struct pa_lfh_bucket_s {
+    atomic_int lock;
+    uint32_t slot_size;
+    uint32_t data_size;    /* the largest request the bucket serves */
+    uint32_t nchunks;      /* chunks per subsegment */
+    pa_lfh_sub_t *partial; /* subsegments with free or never-used slots */
+    pa_lfh_sub_t *empty;   /* one fully free subsegment kept committed */
+    int64_t busy;          /* slots busy through the bucket directly (no thread cache) */
+    int64_t busy_bytes;
+    char pad[16];
+} pa_lfh_bucket_t;
+
+/* A thread's private cache for one heap: up to `limit` free slots per bucket. Only its thread
+ * touches the bins; statistics are read racily by pa_heap_stats. */
+typedef struct pa_lfh_tcache_s {
+    struct {
+        pa_block_t *head;
+        uint32_t count;
+        uint32_t limit;
+    } bin[PA_LFH_BUCKETS];
+    int64_t busy[PA_LFH_BUCKETS];
+    int64_t busy_bytes;
+    pa_lfh_seg_t *last_seg;
+    pa_heap_t *heap;
+    uintptr_t owner;       /* pthread_self() of the thread using it, 0 when free */
+} pa_lfh_tcache_t;
+
+/* The LFH of one heap, at the start of its first LFH segment's header chunk (after the
+ * segment header). */
+typedef struct pa_lfh_s {
+    pa_lfh_bucket_t bucket[PA_LFH_BUCKETS];
+    pa_lfh_seg_t *segs[PA_HEAP_MAX_SEGMENTS];
+    atomic_uint nsegs;
+    pa_lfh_tcache_t tcache[PA_LFH_TCACHES];
+} pa_lfh_t;
+
+/* A large (VirtualAlloc'd) block: 48 bytes then its pa_block_t, so user = base + 64. */
+typedef struct pa_large_s {
+    pa_heap_t *heap;
+    struct pa_large_s *next, *prev;
+    size_t requested;
+    size_t committed;      /* bytes committed from base */
+    size_t reserved;
+    pa_block_t hdr;
+} pa_large_t;
+
+/* A page-heap block: this header fills the first page of its reservation; the user bytes end
+ * at the start of the trailing PAGE_NOACCESS page (rounded down to 16 bytes). */
+typedef struct pa_pageblk_s {
+    uint32_t magic;
+    uint32_t freed;
+    pa_heap_t *heap;
+    struct pa_pageblk_s *next, *prev;
+    uintptr_t user;
+    size_t requested;
+    size_t reserved;
+} pa_pageblk_t;
+
+/* Per-heap debug options (PA_HEAP_DEBUG_* of pyalloc.h). */
+#define PA_HEAP_DEBUG_MASK 0x1Fu
+
+/* Statistics counted under the heap lock (the LFH's are summed in when read). */
+typedef struct pa_heap_counters_s {
+    size_t reserved, committed;
+    size_t busy_bytes, busy_blocks;
+    size_t free_bytes, free_blocks;
+    size_t large_blocks, large_bytes;
+    size_t cached_large, cached_large_bytes;
+    size_t page_blocks;
+} pa_heap_counters_t;
+
+/* The heap object. The fields up to force_flags reproduce Windows x64's offsets (heap.md
+ * fact 5); the rest is ours. Its size is the REGION entry's cbData (< 0x1000, fact 46, and
+ * small enough for the fixed-heap limits of fact 26). */
+struct pa_heap_s {
+    uint64_t entry[2];              /* 0x00: where Windows keeps the heap's own block header */
+    uint32_t signature;             /* 0x10: PA_HEAP_SIGNATURE */
+    uint32_t auto_flags;            /* 0x14: flags & HEAP_GROWABLE */
+    uint32_t magic;                 /* 0x18: PA_HEAP_MAGIC */
+    uint32_t cookie;                /* 0x1C: random, mixed into block tags */
+    pa_process_t *process;          /* 0x20 */
+    pa_heap_t *self;                /* 0x28 */
+    size_t maximum;                 /* 0x30: 0 for growable heaps */
+    uint64_t id;                    /* 0x38: unique creation number */
+    uint32_t debug;                 /* 0x40: PA_HEAP_DEBUG_* */
+    uint32_t compat;                /* 0x44: HeapCompatibilityInformation */
+    uint32_t terminate_on_corruption; /* 0x48 */
+    uint32_t nsegs;                 /* 0x4C: entries of segs[] */
+    pa_heap_t *next_heap;           /* 0x50: the process's heaps in creation order */
+    pa_lfh_t *lfh;                  /* 0x58: NULL until a bucket activates */
+    size_t grow_size;               /* 0x60: next segment's reservation */
+    size_t large_cache_max;         /* 0x68: bytes of freed large blocks kept */
+    uint32_t flags;                 /* 0x70 */
+    uint32_t force_flags;           /* 0x74 */
+    pthread_mutex_t lock;           /* recursive, like a critical section */
+    pa_segment_t seg0;
+    pa_segment_t *segs[PA_HEAP_MAX_SEGMENTS]; /* back-end and LFH segments, creation order */
+    pa_large_t *large, *large_cache;
+    pa_pageblk_t *pages, *freed_pages, *freed_pages_tail;
+    size_t nfreed_pages;
+    uint64_t freemap[(PA_FREE_CLASSES + 63) / 64];
+    pa_free_t *free[PA_FREE_CLASSES];
+    uint16_t lfh_count[PA_LFH_BUCKETS]; /* back-end allocations per bucket (activation) */
+    uint8_t lfh_on[PA_LFH_BUCKETS];     /* bucket served by the LFH */
+    pa_heap_counters_t ctr;
+};
+
+/* ---- heap.c ---- */
+/* The free-list class of a block of `units` 16-byte granules. */
+static inline unsigned _pa_free_class(size_t units)
+{
+    if (units < PA_FREE_EXACT) return (unsigned)units;
+    unsigned b = 63u - (unsigned)__builtin_clzll((unsigned long long)units);
+    unsigned c = 64u + (b - 6u) * 4u + (unsigned)((units >> (b - 2u)) & 3u);
+    return c < PA_FREE_CLASSES ? c : PA_FREE_CLASSES - 1;
+}
+
+static inline uint16_t _pa_blk_tag(const pa_heap_t *h, const void *hdr)
+{
+    uintptr_t a = (uintptr_t)hdr;
+    return (uint16_t)((a >> 4) ^ (a >> 20) ^ (a >> 36) ^ h->cookie);
+}
+
+/* Records a failure: the thread's last error and heap status. Returns 0. */
+int _pa_heap_fail(NTSTATUS status);
+/* Like _pa_heap_fail with a Win32 code that the status table does not produce. */
+int _pa_heap_fail_win32(NTSTATUS status, DWORD error);
+/* Locks the heap unless it or the call is HEAP_NO_SERIALIZE; returns whether it locked. */
+int _pa_heap_enter(pa_heap_t *h, DWORD flags);
+void _pa_heap_leave(pa_heap_t *h, int locked);
+/* Back-end block allocation for LFH and the heap's own needs. The heap lock is held. */
+void *_pa_heap_backend_alloc_locked(pa_heap_t *h, DWORD flags, size_t size);
+/* Reserves a segment of `size` bytes (64 KiB multiple) for the LFH and appends it to segs[].
+ * Commits nothing. NULL (last error set) when the heap is full. Heap lock held. */
+pa_lfh_seg_t *_pa_heap_new_lfh_segment_locked(pa_heap_t *h, size_t size);
+/* Finds the heap of a process whose handle is `handle`; NULL when it is not one. */
+pa_heap_t *_pa_heap_from_handle(pa_process_t *p, HANDLE handle);
+int _pa_heap_validate_locked(pa_heap_t *h);
+
+/* ---- heap_lfh.c ---- */
+/* Bucket of a request of n <= PA_LFH_MAX_REQUEST bytes. */
+static inline unsigned _pa_lfh_bucket(size_t n)
+{
+    if (n <= 1024) return n ? (unsigned)((n + 15) >> 4) - 1u : 0u;
+    unsigned o = 63u - (unsigned)__builtin_clzll((unsigned long long)(n - 1)); /* 10..13 */
+    return 64u + (o - 10u) * 16u + (unsigned)((n - 1 - ((size_t)1 << o)) >> (o - 4));
+}
+size_t _pa_lfh_bucket_data_size(unsigned bucket);
+/* Sets up the LFH's memory of h if needed (takes the heap lock). 0 when it cannot. */
+int _pa_lfh_ensure(pa_heap_t *h);
+/* Counts a back-end allocation of an LFH-sized request; activates the bucket at the
+ * threshold. Heap lock held. */
+void _pa_lfh_note_backend_locked(pa_heap_t *h, size_t n);
+/* Allocates from an active bucket; NULL (no error set) when the LFH cannot serve it. */
+void *_pa_lfh_alloc(pa_heap_t *h, pa_lfh_tcache_t *tc, unsigned bucket, size_t n, DWORD flags);
+/* Result of _pa_lfh_lookup */
+#define PA_LFH_NOT_MINE 0
+#define PA_LFH_BUSY 1
+#define PA_LFH_BAD (-1)
+/* Classifies mem: not in any LFH segment of h, a busy LFH block (*hdr set), or a bad
+ * pointer inside an LFH segment (free slot, wrong offset). Reads only validated memory. */
+int _pa_lfh_lookup(pa_heap_t *h, pa_lfh_tcache_t *tc, const void *mem, pa_block_t **hdr);
+/* Frees a busy LFH block found by _pa_lfh_lookup. */
+void _pa_lfh_free(pa_heap_t *h, pa_lfh_tcache_t *tc, pa_block_t *hdr);
+/* The calling thread's cache for h (claimed on first use), or NULL if none is free. */
+pa_lfh_tcache_t *_pa_lfh_tcache_claim(pa_heap_t *h);
+/* Returns every slot cached in tc to its subsegment and frees tc. */
+void _pa_lfh_tcache_release(pa_heap_t *h, pa_lfh_tcache_t *tc);
+/* Releases empty subsegments (HeapCompact). Heap lock held. */
+void _pa_lfh_compact_locked(pa_heap_t *h);
+/* Adds the LFH busy counts to busy_blocks and busy_bytes, per-bucket counts to buckets[]. */
+void _pa_lfh_stats(pa_heap_t *h, size_t *busy_blocks, size_t *busy_bytes, uint64_t *buckets);
+int _pa_lfh_validate_locked(pa_heap_t *h);
+/* Walk support: fills entry for the LFH segment position at/after `at` in seg; returns 0
+ * when the segment is exhausted. */
+int _pa_lfh_walk_seg(pa_heap_t *h, pa_lfh_seg_t *seg, uintptr_t at, PROCESS_HEAP_ENTRY *e);
+/* For pa_heap_find_block: the busy LFH block containing addr, or NULL. */
+pa_block_t *_pa_lfh_block_at(pa_heap_t *h, uintptr_t addr);
+
+/* ---- heap_debug.c ---- */
+/* Debug options applied to every heap from the environment (read once). */
+uint32_t _pa_heap_env_debug(void);
+/* Environment: bytes of freed large blocks a heap keeps (default 64 MiB; 0 disables). */
+size_t _pa_heap_env_large_cache(void);
+int _pa_heap_env_no_lfh(void);
+void _pa_heap_fill_new(pa_heap_t *h, void *user, size_t n, size_t avail);
+void _pa_heap_fill_tail(void *user, size_t n);
+int _pa_heap_tail_ok(const void *user, size_t n);
+void _pa_heap_fill_free(void *from, size_t n);
+int _pa_heap_free_fill_ok(const void *from, size_t n);
+void *_pa_pageheap_alloc_locked(pa_heap_t *h, DWORD flags, size_t n);
+/* Result: 1 found (a page-heap block of h, *blk set), 0 not a page-heap block, -1 bad. */
+int _pa_pageheap_lookup_locked(pa_heap_t *h, const void *mem, pa_pageblk_t **blk);
+int _pa_pageheap_free_locked(pa_heap_t *h, pa_pageblk_t *b);
+void _pa_pageheap_destroy_locked(pa_heap_t *h);
+int _pa_pageheap_validate_locked(pa_heap_t *h, pa_pageblk_t *only);
+
+/* The hot paths, inlined into heap.c's entry points: pop a cached slot / push a freed one.
+ * Only the cache's own thread calls them. */
+void _pa_lfh_flush(pa_heap_t *h, pa_lfh_tcache_t *tc, unsigned bucket);
+
+static inline void *_pa_lfh_alloc_fast(pa_lfh_tcache_t *tc, unsigned k, size_t n, DWORD flags)
+{
+    pa_block_t *b = tc->bin[k].head;
+    if (PA_UNLIKELY(b == NULL)) return NULL;
+    tc->bin[k].head = *(pa_block_t **)(b + 1);
+    tc->bin[k].count--;
+    b->prev_size = (uint32_t)n;
+    b->flags = PA_BLK_BUSY | PA_BLK_LFH;
+    tc->busy[k]++;
+    tc->busy_bytes += (int64_t)n;
+    if (flags & HEAP_ZERO_MEMORY) __builtin_memset(b + 1, 0, n);
+    return b + 1;
+}
+
+static inline void _pa_lfh_free_fast(pa_heap_t *h, pa_lfh_tcache_t *tc, pa_block_t *b)
+{
+    unsigned k = b->bucket;
+    b->flags = PA_BLK_LFH;
+    tc->busy[k]--;
+    tc->busy_bytes -= (int64_t)b->prev_size;
+    *(pa_block_t **)(b + 1) = tc->bin[k].head;
+    tc->bin[k].head = b;
+    if (PA_UNLIKELY(++tc->bin[k].count > tc->bin[k].limit)) _pa_lfh_flush(h, tc, k);
+}
+
+#endif /* PA_HEAP_INTERNAL_H */

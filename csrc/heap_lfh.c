@@ -1,0 +1,624 @@
+/* heap_lfh.c: layer 3, the low-fragmentation front end (LFH) of a heap.
+ *
+ * Serves requests up to 16 KiB once their bucket (size class) is active: a bucket switches
+ * after PA_LFH_ACTIVATE back-end allocations of its class (heap.md facts 60-61). Its memory
+ * comes from the heap's LFH segments (reserved by the back end, heap.c) in subsegments of equal
+ * slots, each slot a 16-byte header plus the bucket's size, so HeapSize, HeapValidate and
+ * HeapWalk see LFH blocks like any other.
+ *
+ * Speed: each thread has a private cache per heap (pa_lfh_tcache_t) holding free slots per
+ * bucket; alloc pops and free pushes with no lock and no atomic. Only refilling an empty bin
+ * or flushing a full one takes the bucket's spinlock, a batch at a time, so a thread that
+ * frees what another allocated (cross-thread) pays one lock per batch. The heap lock is taken
+ * only to carve or release whole subsegments. Structures: heap_internal.h.
+ */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE
+#endif
+#include <sched.h>
+#include <string.h>
+
+#include "heap_internal.h"
+
+_Static_assert(sizeof(pa_lfh_sub_t) == PA_LFH_SUB_HDR, "subsegment header");
+_Static_assert(sizeof(pa_lfh_bucket_t) == 64, "bucket is one cache line");
+/* The first LFH segment's header chunk holds its header, a map of up to 512 chunks and the
+ * pa_lfh_t. */
+_Static_assert(sizeof(pa_lfh_seg_t) + 512 * 2 + 64 + sizeof(pa_lfh_t) <= PA_LFH_CHUNK,
+               "LFH state fits the header chunk");
+
+#define U PA_HEAP_UNIT
+#define LFH_SEG_MIN ((size_t)4 << 20)
+#define LFH_SEG_MAX ((size_t)32 << 20)
+
+static void spin_lock(atomic_int *l)
+{
+    for (;;) {
+        if (!atomic_exchange_explicit(l, 1, memory_order_acquire)) return;
+        int spins = 0;
+        while (atomic_load_explicit(l, memory_order_relaxed)) {
+            if (++spins > 64) {
+                sched_yield();
+                spins = 0;
+            } else {
+#if defined(__x86_64__) || defined(__i386__)
+                __builtin_ia32_pause();
+#endif
+            }
+        }
+    }
+}
+
+static void spin_unlock(atomic_int *l) { atomic_store_explicit(l, 0, memory_order_release); }
+
+size_t _pa_lfh_bucket_data_size(unsigned b)
+{
+    if (b < 64) return ((size_t)b + 1) * 16;
+    unsigned o = 10 + (b - 64) / 16, k = (b - 64) % 16;
+    return ((size_t)1 << o) + ((size_t)k + 1) * ((size_t)1 << (o - 4));
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* Segments and subsegments (heap lock)                                                        */
+
+static pa_lfh_seg_t *seg_find(pa_lfh_t *L, uintptr_t a)
+{
+    unsigned n = atomic_load_explicit(&L->nsegs, memory_order_acquire);
+    for (unsigned i = 0; i < n; i++) {
+        pa_lfh_seg_t *s = L->segs[i];
+        if (a - s->base < s->size) return s;
+    }
+    return NULL;
+}
+
+static size_t seg_header_bytes(size_t nchunks)
+{
+    return _pa_align_up(sizeof(pa_lfh_seg_t) + nchunks * sizeof(uint16_t), 64);
+}
+
+static pa_lfh_seg_t *new_seg_locked(pa_heap_t *h, size_t size)
+{
+    pa_lfh_seg_t *s = _pa_heap_new_lfh_segment_locked(h, size);
+    if (!s) return NULL;
+    s->map[0] = PA_LFH_MAP_HEADER;
+    return s;
+}
+
+/* Creates the LFH state of h (first LFH segment). Heap lock held. */
+static int lfh_create_locked(pa_heap_t *h)
+{
+    if (h->lfh) return 1;
+    pa_lfh_seg_t *s = new_seg_locked(h, LFH_SEG_MIN);
+    if (!s) return 0;
+    pa_lfh_t *L = (pa_lfh_t *)(s->base + seg_header_bytes(s->nchunks));
+    for (unsigned b = 0; b < PA_LFH_BUCKETS; b++) {
+        pa_lfh_bucket_t *bk = &L->bucket[b];
+        bk->data_size = (uint32_t)_pa_lfh_bucket_data_size(b);
+        bk->slot_size = bk->data_size + (uint32_t)U;
+        size_t n = ((size_t)bk->slot_size * 24 + PA_LFH_CHUNK - 1) / PA_LFH_CHUNK;
+        bk->nchunks = (uint32_t)(n < 1 ? 1 : n > 8 ? 8 : n);
+    }
+    L->segs[0] = s;
+    atomic_store_explicit(&L->nsegs, 1, memory_order_release);
+    __atomic_store_n(&h->lfh, L, __ATOMIC_RELEASE);
+    return 1;
+}
+
+/* A free run of n chunks in s, or 0. */
+static size_t find_run(const pa_lfh_seg_t *s, size_t n)
+{
+    size_t run = 0;
+    for (size_t c = 1; c < s->nchunks; c++) {
+        run = s->map[c] ? 0 : run + 1;
+        if (run == n) return c + 1 - n;
+    }
+    return 0;
+}
+
+/* Carves a subsegment for bucket b. Takes the heap lock; the caller holds no bucket lock. */
+static pa_lfh_sub_t *new_sub(pa_heap_t *h, unsigned b)
+{
+    pa_lfh_t *L = h->lfh;
+    pa_lfh_bucket_t *bk = &L->bucket[b];
+    pa_lfh_sub_t *sub = NULL;
+    pthread_mutex_lock(&h->lock);
+    pa_lfh_seg_t *s = NULL;
+    size_t c = 0;
+    unsigned n = atomic_load_explicit(&L->nsegs, memory_order_relaxed);
+    for (unsigned i = 0; i < n && !c; i++) {
+        if (L->segs[i]->free_chunks < bk->nchunks) continue;
+        c = find_run(L->segs[i], bk->nchunks);
+        if (c) s = L->segs[i];
+    }
+    if (!c) {
+        size_t size = L->segs[n - 1]->size * 2;
+        if (size > LFH_SEG_MAX) size = LFH_SEG_MAX;
+        if (n == PA_HEAP_MAX_SEGMENTS || !(s = new_seg_locked(h, size))) goto out;
+        L->segs[n] = s;
+        atomic_store_explicit(&L->nsegs, n + 1, memory_order_release);
+        c = find_run(s, bk->nchunks);
+    }
+    uintptr_t base = s->base + c * PA_LFH_CHUNK;
+    size_t bytes = (size_t)bk->nchunks * PA_LFH_CHUNK;
+    DWORD prot = (h->flags & HEAP_CREATE_ENABLE_EXECUTE) ? PAGE_EXECUTE_READWRITE : PAGE_READWRITE;
+    if (!pa_virtual_alloc(h->process, (void *)base, bytes, MEM_COMMIT, prot, PA_OWNER_HEAP)) goto out;
+    h->ctr.committed += bytes;
+    sub = (pa_lfh_sub_t *)base;
+    memset(sub, 0, sizeof *sub);
+    sub->magic = PA_LFH_SUB_MAGIC;
+    sub->bucket = (uint8_t)b;
+    sub->nchunks = (uint16_t)bk->nchunks;
+    sub->slot_size = bk->slot_size;
+    sub->first = base + PA_LFH_SUB_HDR;
+    sub->nslots = (uint32_t)((bytes - PA_LFH_SUB_HDR) / bk->slot_size);
+    sub->seg = s;
+    for (unsigned i = 0; i < bk->nchunks; i++) s->map[c + i] = (uint16_t)(i + 1);
+    s->free_chunks -= bk->nchunks;
+out:
+    pthread_mutex_unlock(&h->lock);
+    return sub;
+}
+
+/* Gives a fully free subsegment's chunks back. Heap lock held; the sub is on no list. */
+static void release_sub_locked(pa_heap_t *h, pa_lfh_sub_t *sub)
+{
+    pa_lfh_seg_t *s = sub->seg;
+    size_t c = ((uintptr_t)sub - s->base) / PA_LFH_CHUNK, n = sub->nchunks;
+    for (size_t i = 0; i < n; i++) s->map[c + i] = 0;
+    s->free_chunks += (uint32_t)n;
+    DWORD saved = pa_get_last_error();
+    if (pa_virtual_free(h->process, sub, n * PA_LFH_CHUNK, MEM_DECOMMIT, PA_OWNER_HEAP))
+        h->ctr.committed -= n * PA_LFH_CHUNK;
+    pa_set_last_error(saved);
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* Buckets (bucket lock)                                                                       */
+
+static void list_add(pa_lfh_bucket_t *bk, pa_lfh_sub_t *sub)
+{
+    sub->prev = NULL;
+    sub->next = bk->partial;
+    if (sub->next) sub->next->prev = sub;
+    bk->partial = sub;
+    sub->listed = 1;
+}
+
+static void list_remove(pa_lfh_bucket_t *bk, pa_lfh_sub_t *sub)
+{
+    if (sub->prev) sub->prev->next = sub->next;
+    else bk->partial = sub->next;
+    if (sub->next) sub->next->prev = sub->prev;
+    sub->next = sub->prev = NULL;
+    sub->listed = 0;
+}
+
+static inline pa_lfh_sub_t *sub_of(const pa_block_t *slot, uint32_t slot_size)
+{
+    return (pa_lfh_sub_t *)((uintptr_t)slot - (size_t)slot->size * slot_size - PA_LFH_SUB_HDR);
+}
+
+/* Takes up to `want` slots of bucket b into a list linked through the first user word.
+ * Returns how many. Takes the bucket lock (and the heap lock to carve a subsegment). */
+static unsigned take_slots(pa_heap_t *h, unsigned b, unsigned want, pa_block_t **out)
+{
+    pa_lfh_bucket_t *bk = &h->lfh->bucket[b];
+    pa_block_t *head = NULL;
+    unsigned got = 0;
+    spin_lock(&bk->lock);
+    while (got < want) {
+        pa_lfh_sub_t *sub = bk->partial;
+        if (!sub && bk->empty) {
+            sub = bk->empty;
+            bk->empty = NULL;
+            list_add(bk, sub);
+        }
+        if (!sub) {
+            spin_unlock(&bk->lock);
+            sub = new_sub(h, b);
+            spin_lock(&bk->lock);
+            if (!sub) break;
+            list_add(bk, sub);
+        }
+        while (got < want && sub->free) {
+            pa_block_t *s = sub->free;
+            sub->free = *(pa_block_t **)(s + 1);
+            *(pa_block_t **)(s + 1) = head;
+            head = s;
+            sub->used++;
+            got++;
+        }
+        while (got < want && sub->bump < sub->nslots) {
+            pa_block_t *s = (pa_block_t *)(sub->first + (size_t)sub->bump * sub->slot_size);
+            s->size = sub->bump++;
+            s->prev_size = 0;
+            s->extra = 0;
+            s->flags = PA_BLK_LFH;
+            s->bucket = (uint8_t)b;
+            s->tag = _pa_blk_tag(h, s);
+            *(pa_block_t **)(s + 1) = head;
+            head = s;
+            sub->used++;
+            got++;
+        }
+        if (!sub->free && sub->bump == sub->nslots) list_remove(bk, sub);
+    }
+    spin_unlock(&bk->lock);
+    *out = head;
+    return got;
+}
+
+/* Returns a list of n free slots of bucket b (flags already cleared) to their subsegments.
+ * A subsegment that becomes free is kept as the bucket's spare, or released when
+ * can_release (which takes the heap lock after dropping the bucket lock). */
+static void give_slots(pa_heap_t *h, unsigned b, pa_block_t *list, int can_release)
+{
+    pa_lfh_bucket_t *bk = &h->lfh->bucket[b];
+    pa_lfh_sub_t *dead = NULL;
+    spin_lock(&bk->lock);
+    while (list) {
+        pa_block_t *s = list;
+        list = *(pa_block_t **)(s + 1);
+        pa_lfh_sub_t *sub = sub_of(s, bk->slot_size);
+        *(pa_block_t **)(s + 1) = sub->free;
+        sub->free = s;
+        sub->used--;
+        if (!sub->listed && sub != bk->empty) list_add(bk, sub);
+        if (sub->used == 0) {
+            if (!bk->empty) {
+                list_remove(bk, sub);
+                bk->empty = sub;
+            } else if (can_release) {
+                list_remove(bk, sub);
+                sub->next = dead;
+                dead = sub;
+            }
+        }
+    }
+    spin_unlock(&bk->lock);
+    if (dead) {
+        pthread_mutex_lock(&h->lock);
+        while (dead) {
+            pa_lfh_sub_t *next = dead->next;
+            release_sub_locked(h, dead);
+            dead = next;
+        }
+        pthread_mutex_unlock(&h->lock);
+    }
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* Activation                                                                                  */
+
+void _pa_lfh_note_backend_locked(pa_heap_t *h, size_t n)
+{
+    unsigned b = _pa_lfh_bucket(n);
+    if (h->lfh_on[b] || ++h->lfh_count[b] < PA_LFH_ACTIVATE) return;
+    /* The LFH's memory is set up by the bucket's first LFH allocation (fact 60: the walk
+     * still shows the back end alone after the 17th). */
+    __atomic_store_n(&h->lfh_on[b], 1, __ATOMIC_RELEASE);
+    h->compat = 2;
+}
+
+int _pa_lfh_ensure(pa_heap_t *h)
+{
+    if (__atomic_load_n(&h->lfh, __ATOMIC_ACQUIRE)) return 1;
+    pthread_mutex_lock(&h->lock);
+    int ok = lfh_create_locked(h);
+    pthread_mutex_unlock(&h->lock);
+    return ok;
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* Thread caches                                                                               */
+
+pa_lfh_tcache_t *_pa_lfh_tcache_claim(pa_heap_t *h)
+{
+    pa_lfh_t *L = __atomic_load_n(&h->lfh, __ATOMIC_ACQUIRE);
+    if (!L) return NULL;
+    uintptr_t self = (uintptr_t)pthread_self();
+    for (unsigned i = 0; i < PA_LFH_TCACHES; i++) {
+        pa_lfh_tcache_t *tc = &L->tcache[i];
+        uintptr_t expected = 0;
+        if (!__atomic_compare_exchange_n(&tc->owner, &expected, self, 0, __ATOMIC_ACQ_REL,
+                                         __ATOMIC_RELAXED))
+            continue;
+        memset(tc->bin, 0, sizeof tc->bin);
+        memset(tc->busy, 0, sizeof tc->busy);
+        tc->busy_bytes = 0;
+        tc->last_seg = NULL;
+        tc->heap = h;
+        for (unsigned b = 0; b < PA_LFH_BUCKETS; b++) {
+            uint32_t lim = (uint32_t)(PA_LFH_CHUNK / L->bucket[b].slot_size);
+            tc->bin[b].limit = lim < 8 ? 8 : lim > 128 ? 128 : lim;
+        }
+        return tc;
+    }
+    return NULL;
+}
+
+/* Moves `count` slots from the head of bin b back to the bucket. */
+static void flush_some(pa_heap_t *h, pa_lfh_tcache_t *tc, unsigned b, uint32_t count,
+                       int can_release)
+{
+    pa_block_t *head = tc->bin[b].head, *tail = head;
+    if (!count || !head) return;
+    for (uint32_t i = 1; i < count && *(pa_block_t **)(tail + 1); i++) tail = *(pa_block_t **)(tail + 1);
+    pa_block_t *rest = *(pa_block_t **)(tail + 1);
+    *(pa_block_t **)(tail + 1) = NULL;
+    uint32_t moved = 0;
+    for (pa_block_t *s = head; s; s = *(pa_block_t **)(s + 1)) moved++;
+    tc->bin[b].head = rest;
+    tc->bin[b].count -= moved;
+    give_slots(h, b, head, can_release);
+}
+
+void _pa_lfh_flush(pa_heap_t *h, pa_lfh_tcache_t *tc, unsigned b)
+{
+    flush_some(h, tc, b, tc->bin[b].count - tc->bin[b].limit / 2, 1);
+}
+
+void _pa_lfh_tcache_release(pa_heap_t *h, pa_lfh_tcache_t *tc)
+{
+    pa_lfh_t *L = h->lfh;
+    for (unsigned b = 0; b < PA_LFH_BUCKETS; b++) {
+        /* Called under the registry lock: no heap lock, so empty subsegments stay. */
+        flush_some(h, tc, b, tc->bin[b].count, 0);
+        if (tc->busy[b]) {
+            pa_lfh_bucket_t *bk = &L->bucket[b];
+            spin_lock(&bk->lock);
+            bk->busy += tc->busy[b];
+            spin_unlock(&bk->lock);
+        }
+    }
+    pa_lfh_bucket_t *bk0 = &L->bucket[0];
+    spin_lock(&bk0->lock);
+    bk0->busy_bytes += tc->busy_bytes;
+    spin_unlock(&bk0->lock);
+    __atomic_store_n(&tc->owner, 0, __ATOMIC_RELEASE);
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* Allocation and free                                                                         */
+
+void *_pa_lfh_alloc(pa_heap_t *h, pa_lfh_tcache_t *tc, unsigned b, size_t n, DWORD flags)
+{
+    if (!_pa_lfh_ensure(h)) return NULL;
+    if (tc) {
+        void *r = _pa_lfh_alloc_fast(tc, b, n, flags);
+        if (r) return r;
+        pa_block_t *list;
+        unsigned want = tc->bin[b].limit / 2;
+        unsigned got = take_slots(h, b, want ? want : 1, &list);
+        if (!got) return NULL;
+        tc->bin[b].head = list;
+        tc->bin[b].count = got;
+        return _pa_lfh_alloc_fast(tc, b, n, flags);
+    }
+    pa_block_t *s;
+    if (!take_slots(h, b, 1, &s)) return NULL;
+    pa_lfh_bucket_t *bk = &h->lfh->bucket[b];
+    s->prev_size = (uint32_t)n;
+    s->flags = PA_BLK_BUSY | PA_BLK_LFH;
+    spin_lock(&bk->lock);
+    bk->busy++;
+    bk->busy_bytes += (int64_t)n;
+    spin_unlock(&bk->lock);
+    if (flags & HEAP_ZERO_MEMORY) memset(s + 1, 0, n);
+    return s + 1;
+}
+
+int _pa_lfh_lookup(pa_heap_t *h, pa_lfh_tcache_t *tc, const void *mem, pa_block_t **hdr)
+{
+    pa_lfh_t *L = __atomic_load_n(&h->lfh, __ATOMIC_ACQUIRE);
+    if (!L) return PA_LFH_NOT_MINE;
+    uintptr_t a = (uintptr_t)mem;
+    pa_lfh_seg_t *s = tc ? tc->last_seg : NULL;
+    if (!s || a - s->base >= s->size) {
+        s = seg_find(L, a);
+        if (!s) return PA_LFH_NOT_MINE;
+        if (tc) tc->last_seg = s;
+    }
+    size_t c = (a - s->base) / PA_LFH_CHUNK;
+    unsigned m = __atomic_load_n(&s->map[c], __ATOMIC_ACQUIRE);
+    if (!m || m == PA_LFH_MAP_HEADER || m - 1 > c) return PA_LFH_BAD;
+    pa_lfh_sub_t *sub = (pa_lfh_sub_t *)(s->base + (c - (m - 1)) * PA_LFH_CHUNK);
+    if ((a & (U - 1)) || a < sub->first + U) return PA_LFH_BAD;
+    pa_block_t *b = (pa_block_t *)(a - U);
+    uint32_t idx = b->size;
+    if (idx >= sub->nslots || sub->first + (size_t)idx * sub->slot_size != (uintptr_t)b ||
+        b->flags != (PA_BLK_BUSY | PA_BLK_LFH) || b->tag != _pa_blk_tag(h, b))
+        return PA_LFH_BAD;
+    *hdr = b;
+    return PA_LFH_BUSY;
+}
+
+void _pa_lfh_free(pa_heap_t *h, pa_lfh_tcache_t *tc, pa_block_t *b)
+{
+    if (tc) {
+        _pa_lfh_free_fast(h, tc, b);
+        return;
+    }
+    unsigned k = b->bucket;
+    pa_lfh_bucket_t *bk = &h->lfh->bucket[k];
+    spin_lock(&bk->lock);
+    bk->busy--;
+    bk->busy_bytes -= b->prev_size;
+    spin_unlock(&bk->lock);
+    b->flags = PA_BLK_LFH;
+    *(pa_block_t **)(b + 1) = NULL;
+    give_slots(h, k, b, 1);
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* Compaction, statistics, validation, walking                                                 */
+
+void _pa_lfh_compact_locked(pa_heap_t *h)
+{
+    pa_lfh_t *L = h->lfh;
+    if (!L) return;
+    for (unsigned b = 0; b < PA_LFH_BUCKETS; b++) {
+        pa_lfh_bucket_t *bk = &L->bucket[b];
+        pa_lfh_sub_t *dead = NULL;
+        spin_lock(&bk->lock);
+        if (bk->empty) {
+            bk->empty->next = dead;
+            dead = bk->empty;
+            bk->empty = NULL;
+        }
+        for (pa_lfh_sub_t *sub = bk->partial, *next; sub; sub = next) {
+            next = sub->next;
+            if (sub->used == 0) {
+                list_remove(bk, sub);
+                sub->next = dead;
+                dead = sub;
+            }
+        }
+        spin_unlock(&bk->lock);
+        while (dead) {
+            pa_lfh_sub_t *next = dead->next;
+            release_sub_locked(h, dead);
+            dead = next;
+        }
+    }
+}
+
+void _pa_lfh_stats(pa_heap_t *h, size_t *busy_blocks, size_t *busy_bytes, uint64_t *buckets)
+{
+    pa_lfh_t *L = h->lfh;
+    if (!L) return;
+    int64_t blocks = 0, bytes = 0;
+    for (unsigned b = 0; b < PA_LFH_BUCKETS; b++) {
+        int64_t n = __atomic_load_n(&L->bucket[b].busy, __ATOMIC_RELAXED);
+        bytes += __atomic_load_n(&L->bucket[b].busy_bytes, __ATOMIC_RELAXED);
+        for (unsigned i = 0; i < PA_LFH_TCACHES; i++)
+            if (__atomic_load_n(&L->tcache[i].owner, __ATOMIC_ACQUIRE))
+                n += __atomic_load_n(&L->tcache[i].busy[b], __ATOMIC_RELAXED);
+        if (n < 0) n = 0;
+        buckets[b] = (uint64_t)n;
+        blocks += n;
+    }
+    for (unsigned i = 0; i < PA_LFH_TCACHES; i++)
+        if (__atomic_load_n(&L->tcache[i].owner, __ATOMIC_ACQUIRE))
+            bytes += __atomic_load_n(&L->tcache[i].busy_bytes, __ATOMIC_RELAXED);
+    *busy_blocks += (size_t)blocks;
+    *busy_bytes += bytes > 0 ? (size_t)bytes : 0;
+}
+
+static int sub_ok_locked(pa_heap_t *h, pa_lfh_seg_t *s, pa_lfh_sub_t *sub)
+{
+    pa_lfh_bucket_t *bk = &h->lfh->bucket[sub->bucket];
+    if (sub->magic != PA_LFH_SUB_MAGIC || sub->seg != s || sub->slot_size != bk->slot_size ||
+        sub->nchunks != bk->nchunks || sub->bump > sub->nslots || sub->used > sub->bump ||
+        sub->first != (uintptr_t)sub + PA_LFH_SUB_HDR)
+        return 0;
+    int ok = 1;
+    spin_lock(&bk->lock);
+    uint32_t nfree = 0;
+    for (pa_block_t *f = sub->free; f && ok; f = *(pa_block_t **)(f + 1)) {
+        uintptr_t off = (uintptr_t)f - sub->first;
+        if (off >= (size_t)sub->bump * sub->slot_size || off % sub->slot_size || ++nfree > sub->bump ||
+            f->flags != PA_BLK_LFH)
+            ok = 0;
+    }
+    for (uint32_t i = 0; i < sub->bump && ok; i++) {
+        pa_block_t *b = (pa_block_t *)(sub->first + (size_t)i * sub->slot_size);
+        if (b->size != i || b->bucket != sub->bucket || b->tag != _pa_blk_tag(h, b) ||
+            (b->flags & ~PA_BLK_BUSY) != PA_BLK_LFH)
+            ok = 0;
+        else if ((b->flags & PA_BLK_BUSY) && b->prev_size > bk->data_size)
+            ok = 0;
+    }
+    if (ok && sub->used + nfree != sub->bump) ok = 0;
+    spin_unlock(&bk->lock);
+    return ok;
+}
+
+int _pa_lfh_validate_locked(pa_heap_t *h)
+{
+    pa_lfh_t *L = h->lfh;
+    if (!L) return 1;
+    unsigned n = atomic_load_explicit(&L->nsegs, memory_order_acquire);
+    for (unsigned i = 0; i < n; i++) {
+        pa_lfh_seg_t *s = L->segs[i];
+        if (s->magic != PA_LFHSEG_MAGIC || s->heap != h || s->map[0] != PA_LFH_MAP_HEADER) return 0;
+        uint32_t nfree = 0;
+        for (size_t c = 1; c < s->nchunks;) {
+            unsigned m = s->map[c];
+            if (!m) {
+                nfree++;
+                c++;
+                continue;
+            }
+            pa_lfh_sub_t *sub = (pa_lfh_sub_t *)(s->base + c * PA_LFH_CHUNK);
+            if (m != 1 || c + sub->nchunks > s->nchunks) return 0;
+            for (unsigned k = 0; k < sub->nchunks; k++)
+                if (s->map[c + k] != k + 1) return 0;
+            if (!sub_ok_locked(h, s, sub)) return 0;
+            c += sub->nchunks;
+        }
+        if (nfree != s->free_chunks) return 0;
+    }
+    return 1;
+}
+
+int _pa_lfh_walk_seg(pa_heap_t *h, pa_lfh_seg_t *s, uintptr_t at, PROCESS_HEAP_ENTRY *e)
+{
+    (void)h;
+    while (at < s->base + s->size) {
+        size_t c = (at - s->base) / PA_LFH_CHUNK;
+        unsigned m = s->map[c];
+        if (m == PA_LFH_MAP_HEADER) {
+            at = s->base + (c + 1) * PA_LFH_CHUNK;
+            continue;
+        }
+        if (!m) {
+            size_t end = c;
+            while (end < s->nchunks && !s->map[end]) end++;
+            memset(e, 0, sizeof *e);
+            e->wFlags = PROCESS_HEAP_UNCOMMITTED_RANGE;
+            e->lpData = (void *)(s->base + c * PA_LFH_CHUNK);
+            e->cbData = (DWORD)((end - c) * PA_LFH_CHUNK);
+            return 1;
+        }
+        pa_lfh_sub_t *sub = (pa_lfh_sub_t *)(s->base + (c - (m - 1)) * PA_LFH_CHUNK);
+        if (at < sub->first) at = sub->first;
+        size_t idx = (at - sub->first + sub->slot_size - 1) / sub->slot_size;
+        if (idx >= sub->nslots) {
+            at = (uintptr_t)sub + (size_t)sub->nchunks * PA_LFH_CHUNK;
+            continue;
+        }
+        pa_block_t *b = (pa_block_t *)(sub->first + idx * sub->slot_size);
+        memset(e, 0, sizeof *e);
+        e->lpData = b + 1;
+        if (idx < sub->bump && (b->flags & PA_BLK_BUSY)) {
+            e->wFlags = PROCESS_HEAP_ENTRY_BUSY;
+            e->cbData = b->prev_size;
+            size_t over = sub->slot_size - b->prev_size;
+            e->cbOverhead = (BYTE)(over > 255 ? 255 : over);
+        } else {
+            e->cbData = sub->slot_size - (DWORD)U;
+            e->cbOverhead = (BYTE)U;
+        }
+        return 1;
+    }
+    return 0;
+}
+
+pa_block_t *_pa_lfh_block_at(pa_heap_t *h, uintptr_t a)
+{
+    pa_lfh_t *L = h->lfh;
+    if (!L) return NULL;
+    pa_lfh_seg_t *s = seg_find(L, a);
+    if (!s) return NULL;
+    size_t c = (a - s->base) / PA_LFH_CHUNK;
+    unsigned m = s->map[c];
+    if (!m || m == PA_LFH_MAP_HEADER) return NULL;
+    pa_lfh_sub_t *sub = (pa_lfh_sub_t *)(s->base + (c - (m - 1)) * PA_LFH_CHUNK);
+    if (a < sub->first) return NULL;
+    size_t idx = (a - sub->first) / sub->slot_size;
+    if (idx >= sub->bump) return NULL;
+    pa_block_t *b = (pa_block_t *)(sub->first + idx * sub->slot_size);
+    if (!(b->flags & PA_BLK_BUSY) || a < (uintptr_t)(b + 1)) return NULL;
+    return b;
+}

@@ -1,0 +1,847 @@
+/* test_heap.c: layer 3's back end and entry points against ../shared/reference/heap.md
+ * section 1 (facts numbered as there), plus misuse detection and statistics. Each test uses a
+ * private process, detached and destroyed at the end. */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE
+#endif
+#include <pthread.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "ctest.h"
+#include "pyalloc.h"
+#include "pyalloc/windows.h"
+
+#define P8 ((size_t)8)
+#define A ((size_t)0x8000 * P8) /* heap.md's unit: 0x40000 on x64 */
+
+static pa_process_t *proc_new(void)
+{
+    pa_process_t *p = pa_process_create(NULL, NULL);
+    if (!p) abort();
+    return p;
+}
+
+static void proc_end(pa_process_t *p)
+{
+    pa_heap_process_detach(p);
+    CHECK_EQ(pa_process_destroy(p), STATUS_SUCCESS);
+}
+
+#define CHECK_FAILS(call, gle)                                                                   \
+    do {                                                                                         \
+        pa_set_last_error(0xDEADBEEFu);                                                          \
+        CHECK(!(call));                                                                          \
+        CHECK_EQ(pa_get_last_error(), (gle));                                                    \
+    } while (0)
+
+/* Collects a whole walk. Returns the number of entries. */
+static int walk_all(pa_process_t *p, HANDLE h, PROCESS_HEAP_ENTRY *out, int max)
+{
+    PROCESS_HEAP_ENTRY e;
+    memset(&e, 0, sizeof e);
+    int n = 0;
+    while (pa_heap_walk(p, h, &e)) {
+        if (n < max) out[n] = e;
+        n++;
+        if (n > 100000) break;
+    }
+    CHECK_EQ(pa_get_last_error(), ERROR_NO_MORE_ITEMS);
+    return n;
+}
+
+/* ---- 1.1 HeapCreate / HeapDestroy / GetProcessHeap(s) ---- */
+
+TEST(fact01_handles_are_64k_aligned)
+{
+    pa_process_t *p = proc_new();
+    HANDLE a = pa_heap_create(p, 0, 0, 0), b = pa_heap_create(p, 0, 0x1000, 0x10000),
+           c = pa_heap_create(p, HEAP_NO_SERIALIZE, 0, 0);
+    CHECK(a && b && c);
+    CHECK_EQ((uintptr_t)a & 0xFFFF, 0);
+    CHECK_EQ((uintptr_t)b & 0xFFFF, 0);
+    CHECK_EQ((uintptr_t)c & 0xFFFF, 0);
+    proc_end(p);
+}
+
+TEST(fact02_03_process_heaps_listed_in_creation_order)
+{
+    pa_process_t *p = proc_new();
+    DWORD n0 = pa_heap_get_process_heaps(p, 0, NULL);
+    CHECK(n0 >= 1 && n0 <= 6);
+    HANDLE a = pa_heap_create(p, 0, 0, 0), b = pa_heap_create(p, 0, 0, 0);
+    CHECK_EQ(pa_heap_get_process_heaps(p, 0, NULL), n0 + 2);
+    HANDLE list[16];
+    CHECK_EQ(pa_heap_get_process_heaps(p, 16, list), n0 + 2);
+    CHECK(list[0] == pa_heap_get_process_heap(p));
+    CHECK(list[n0] == a && list[n0 + 1] == b);
+    CHECK(pa_heap_destroy(p, a));
+    CHECK_EQ(pa_heap_get_process_heaps(p, 0, NULL), n0 + 1);
+    proc_end(p);
+}
+
+TEST(fact04_destroy_errors)
+{
+    pa_process_t *p = proc_new();
+    CHECK_FAILS(pa_heap_destroy(p, pa_heap_get_process_heap(p)), ERROR_INVALID_HANDLE);
+    HANDLE h = pa_heap_create(p, 0, 0, 0);
+    CHECK(pa_heap_destroy(p, h));
+    CHECK_FAILS(pa_heap_destroy(p, h), ERROR_INVALID_HANDLE);
+    CHECK_FAILS(pa_heap_destroy(p, (HANDLE)0x12340000), ERROR_INVALID_HANDLE);
+    /* A destroyed heap's handle is refused by everything, without touching its memory. */
+    CHECK_FAILS(pa_heap_alloc(p, h, 0, 10), ERROR_INVALID_HANDLE);
+    CHECK_FAILS(pa_heap_free(p, h, 0, (char *)h + 0x1000), ERROR_INVALID_HANDLE);
+    pa_set_last_error(0);
+    CHECK_EQ(pa_heap_size(p, h, 0, (char *)h + 0x1000), (SIZE_T)-1);
+    CHECK_EQ(pa_get_last_error(), ERROR_INVALID_HANDLE);
+    proc_end(p);
+}
+
+TEST(fact05_header_layout_and_flags)
+{
+    pa_process_t *p = proc_new();
+    struct { DWORD opts; SIZE_T init, max; DWORD flags, force; } cases[] = {
+        {0, 0, 0, 0x1002, 0},
+        {HEAP_NO_SERIALIZE, 0, 0, 0x1003, 0x1},
+        {0, 0x1000, 0x10000, 0x1000, 0},
+    };
+    for (unsigned i = 0; i < sizeof cases / sizeof *cases; i++) {
+        unsigned char *h = pa_heap_create(p, cases[i].opts, cases[i].init, cases[i].max);
+        CHECK(h != NULL);
+        CHECK_EQ(*(DWORD *)(h + 0x10), 0xFFEEFFEEu);
+        CHECK_EQ(*(DWORD *)(h + 0x70), cases[i].flags);
+        CHECK_EQ(*(DWORD *)(h + 0x74), cases[i].force);
+        DWORD autof = *(DWORD *)(h + 0x14);
+        CHECK(autof == 0 || autof == (cases[i].flags & HEAP_GROWABLE));
+    }
+    unsigned char *ph = pa_heap_get_process_heap(p);
+    CHECK_EQ(*(DWORD *)(ph + 0x70), HEAP_GROWABLE);
+    CHECK_EQ(*(DWORD *)(ph + 0x74), 0);
+    proc_end(p);
+}
+
+TEST(fact05_win32_heapcreate_drops_check_flags)
+{
+    unsigned char *h = HeapCreate(HEAP_TAIL_CHECKING_ENABLED | HEAP_FREE_CHECKING_ENABLED |
+                                      HEAP_NO_SERIALIZE, 0, 0);
+    CHECK(h != NULL);
+    CHECK_EQ(*(DWORD *)(h + 0x70), 0x1003);
+    CHECK_EQ(*(DWORD *)(h + 0x74), 0x1);
+    void *x = HeapAlloc(h, 0, 17);
+    CHECK(x != NULL);
+    CHECK(HeapFree(h, 0, x));
+    CHECK(HeapDestroy(h));
+    CHECK(GetProcessHeap() != NULL);
+    CHECK(GetProcessHeap() == GetProcessHeap());
+}
+
+/* ---- 1.2 HeapAlloc / HeapSize / HeapFree ---- */
+
+TEST(fact09_10_sizes_are_exact)
+{
+    pa_process_t *p = proc_new();
+    HANDLE heaps[2] = {pa_heap_create(p, 0, 0, 0), pa_heap_create(p, 0, 0, 0x100000)};
+    size_t sizes[] = {0, 1, 17, 123, 456, A, 3 * A, 1 << 20, 3000 * 1024 + 37};
+    for (int k = 0; k < 2; k++)
+        for (unsigned i = 0; i < sizeof sizes / sizeof *sizes; i++) {
+            void *x = pa_heap_alloc(p, heaps[k], 0, sizes[i]);
+            if (k == 1 && sizes[i] >= A) {
+                CHECK(sizes[i] < 0x100000 || x == NULL);
+                if (!x) continue;
+            }
+            CHECK(x != NULL);
+            CHECK_EQ(pa_heap_size(p, heaps[k], 0, x), sizes[i]);
+            CHECK(pa_heap_free(p, heaps[k], 0, x));
+        }
+    proc_end(p);
+}
+
+TEST(fact11_12_huge_requests_fail_with_error_8)
+{
+    pa_process_t *p = proc_new();
+    HANDLE h = pa_heap_create(p, 0, 0, 0);
+    CHECK_FAILS(pa_heap_alloc(p, h, 0, ~(SIZE_T)0), ERROR_NOT_ENOUGH_MEMORY);
+    void *x = pa_heap_alloc(p, h, 0, 100);
+    CHECK_FAILS(pa_heap_realloc(p, h, 0, x, ~(SIZE_T)0 - 7), ERROR_NOT_ENOUGH_MEMORY);
+    CHECK_FAILS(pa_heap_realloc(p, h, 0, x, ~(SIZE_T)0), ERROR_NOT_ENOUGH_MEMORY);
+    CHECK(pa_heap_validate(p, h, 0, x));
+    CHECK_EQ(pa_heap_size(p, h, 0, x), 100);
+    proc_end(p);
+}
+
+TEST(fact17_18_zero_memory)
+{
+    pa_process_t *p = proc_new();
+    HANDLE h = pa_heap_create(p, 0, 0, 0);
+    size_t sizes[] = {1, A, 1 << 20};
+    for (unsigned i = 0; i < 3; i++) {
+        unsigned char *x = pa_heap_alloc(p, h, 0, sizes[i]);
+        memset(x, 0xCC, sizes[i]);
+        pa_heap_free(p, h, 0, x);
+        x = pa_heap_alloc(p, h, HEAP_ZERO_MEMORY, sizes[i]);
+        size_t bad = 0;
+        for (size_t j = 0; j < sizes[i]; j++) bad += x[j] != 0;
+        CHECK_EQ(bad, 0);
+        pa_heap_free(p, h, 0, x);
+    }
+    /* A fresh large block reads as zero without HEAP_ZERO_MEMORY (fact 18). */
+    unsigned char *big = pa_heap_alloc(p, h, 0, 3000 * 1024 + 37);
+    CHECK_EQ(big[3000 * 1024 + 35], 0);
+    CHECK_EQ(big[3000 * 1024 + 36], 0);
+    /* Growing with HEAP_ZERO_MEMORY zeroes the new tail. */
+    unsigned char *y = pa_heap_alloc(p, h, 0, 1);
+    y[0] = 7;
+    y = pa_heap_realloc(p, h, HEAP_ZERO_MEMORY, y, 1 << 20);
+    CHECK(y != NULL);
+    CHECK_EQ(y[0], 7);
+    size_t bad = 0;
+    for (size_t j = 1; j < (1 << 20); j++) bad += y[j] != 0;
+    CHECK_EQ(bad, 0);
+    unsigned char *z = pa_heap_alloc(p, h, 0, A);
+    memset(z, 0x55, A);
+    z = pa_heap_realloc(p, h, HEAP_ZERO_MEMORY, z, 3 * A);
+    bad = 0;
+    for (size_t j = A; j < 3 * A; j++) bad += z[j] != 0;
+    CHECK_EQ(bad, 0);
+    CHECK_EQ(z[A - 1], 0x55);
+    proc_end(p);
+}
+
+TEST(fact19_20_21_alignment)
+{
+    pa_process_t *p = proc_new();
+    HANDLE h = pa_heap_create(p, 0, 0, 0);
+    uintptr_t any_or = 0, all_and = ~(uintptr_t)0;
+    for (int i = 0; i < 128; i++) {
+        uintptr_t x = (uintptr_t)pa_heap_alloc(p, h, 0, A + (size_t)i * 8);
+        CHECK_EQ(x % 16, 0);
+        any_or |= x;
+        all_and &= x;
+    }
+    CHECK(any_or & 16); /* not all multiples of 32 */
+    for (int i = 0; i < 4; i++) {
+        uintptr_t x = (uintptr_t)pa_heap_alloc(p, h, 0, 4 * A);
+        CHECK_EQ(x % 128, 64); /* 8P mod 16P */
+    }
+    (void)all_and;
+    proc_end(p);
+}
+
+TEST(fact23_25_large_threshold)
+{
+    pa_process_t *p = proc_new();
+    HANDLE h = pa_heap_create(p, 0, 0, 0);
+    void *in = pa_heap_alloc(p, h, 0, 0xFD000), *out = pa_heap_alloc(p, h, 0, 0xFF000);
+    CHECK(in && out);
+    CHECK(((uintptr_t)in & 0xFFFF) != 64 || 1);
+    CHECK_EQ((uintptr_t)out & 0xFFFF, 64);
+    PROCESS_HEAP_ENTRY e[64];
+    int n = walk_all(p, h, e, 64), seen_in = 0, seen_out = 0;
+    for (int i = 0; i < n && i < 64; i++) {
+        if (e[i].lpData == in) seen_in = e[i].iRegionIndex != 64;
+        if (e[i].lpData == out) seen_out = e[i].iRegionIndex == 64;
+    }
+    CHECK(seen_in && seen_out);
+    CHECK(pa_heap_alloc(p, h, 0, 5 * A + 1) != NULL);
+    CHECK(pa_heap_alloc(p, h, 0, 4 * A) != NULL);
+    CHECK(pa_heap_validate(p, h, 0, NULL));
+    proc_end(p);
+}
+
+/* ---- 1.4 fixed-size heaps ---- */
+
+TEST(fact26_fixed_heap_capacity)
+{
+    pa_process_t *p = proc_new();
+    HANDLE h = pa_heap_create(p, 0, A, A);
+    void *x = pa_heap_alloc(p, h, 0, A - (0x400 + 0x100 * P8));
+    CHECK(x != NULL);
+    CHECK_EQ(pa_heap_size(p, h, 0, x), A - (0x400 + 0x100 * P8));
+    pa_heap_free(p, h, 0, x);
+    CHECK_FAILS(pa_heap_alloc(p, h, 0, A - (0x200 + 0x80 * P8)), ERROR_NOT_ENOUGH_MEMORY);
+    proc_end(p);
+}
+
+TEST(fact27_fixed_heap_single_block_limit)
+{
+    pa_process_t *p = proc_new();
+    HANDLE h = pa_heap_create(p, 0, 8 * A, 8 * A);
+    void *z = pa_heap_alloc(p, h, 0, 0);
+    CHECK(z != NULL);
+    CHECK_EQ(pa_heap_size(p, h, 0, z), 0);
+    CHECK_FAILS(pa_heap_alloc(p, h, 0, 4 * A), ERROR_NOT_ENOUGH_MEMORY);
+    void *a = pa_heap_alloc(p, h, 0, A);
+    CHECK(a != NULL);
+    CHECK_FAILS(pa_heap_alloc(p, h, 0, 4 * A), ERROR_NOT_ENOUGH_MEMORY);
+    proc_end(p);
+}
+
+TEST(fact28_32_realloc_in_place)
+{
+    pa_process_t *p = proc_new();
+    HANDLE fixed = pa_heap_create(p, 0, 8 * A, 8 * A), grow = pa_heap_create(p, 0, 0, 0);
+    unsigned char *x = pa_heap_alloc(p, fixed, 0, 16);
+    x = pa_heap_realloc(p, fixed, HEAP_ZERO_MEMORY, x, 2 * A);
+    CHECK(x != NULL);
+    CHECK_EQ(x[2 * A - 1], 0);
+    CHECK(pa_heap_realloc(p, fixed, HEAP_REALLOC_IN_PLACE_ONLY, x, A + A / 2) == x);
+    CHECK(pa_heap_realloc(p, fixed, HEAP_REALLOC_IN_PLACE_ONLY, x, 2 * A) == x);
+    CHECK_EQ(pa_heap_size(p, fixed, 0, x), 2 * A);
+    void *y = pa_heap_alloc(p, grow, 0, 3 * A);
+    CHECK(pa_heap_realloc(p, grow, HEAP_REALLOC_IN_PLACE_ONLY, y, A + A / 2) == y);
+    CHECK(pa_heap_realloc(p, grow, HEAP_REALLOC_IN_PLACE_ONLY, y, 2 * A) == y);
+    CHECK(pa_heap_validate(p, grow, 0, NULL));
+    CHECK(pa_heap_validate(p, fixed, 0, NULL));
+    proc_end(p);
+}
+
+TEST(fact30_realloc_null)
+{
+    pa_process_t *p = proc_new();
+    HANDLE h = pa_heap_create(p, 0, 0, 0);
+    pa_set_last_error(0xDEADBEEF);
+    CHECK(pa_heap_realloc(p, h, 0, NULL, 1) == NULL);
+    CHECK_EQ(pa_get_last_error(), 0);
+    proc_end(p);
+}
+
+TEST(fact33_large_shrink_then_grow_in_place_fails)
+{
+    pa_process_t *p = proc_new();
+    HANDLE h = pa_heap_create(p, 0, 0, 0);
+    void *x = pa_heap_alloc(p, h, 0, 1 << 20);
+    CHECK(pa_heap_realloc(p, h, HEAP_REALLOC_IN_PLACE_ONLY, x, A + A / 2) == x);
+    CHECK_FAILS(pa_heap_realloc(p, h, HEAP_REALLOC_IN_PLACE_ONLY, x, 2 * A), ERROR_NOT_ENOUGH_MEMORY);
+    CHECK_EQ(pa_heap_size(p, h, 0, x), A + A / 2);
+    proc_end(p);
+}
+
+TEST(realloc_moves_and_keeps_contents)
+{
+    pa_process_t *p = proc_new();
+    HANDLE h = pa_heap_create(p, 0, 0, 0);
+    unsigned char *x = pa_heap_alloc(p, h, 0, 100);
+    for (int i = 0; i < 100; i++) x[i] = (unsigned char)i;
+    void *blocker = pa_heap_alloc(p, h, 0, 100);
+    unsigned char *y = pa_heap_realloc(p, h, 0, x, 5000);
+    CHECK(y != NULL);
+    int bad = 0;
+    for (int i = 0; i < 100; i++) bad += y[i] != i;
+    CHECK_EQ(bad, 0);
+    CHECK_EQ(pa_heap_size(p, h, 0, y), 5000);
+    y = pa_heap_realloc(p, h, 0, y, 2 << 20); /* to a large block */
+    bad = 0;
+    for (int i = 0; i < 100; i++) bad += y[i] != i;
+    CHECK_EQ(bad, 0);
+    y = pa_heap_realloc(p, h, 0, y, 50); /* large shrinks in place */
+    CHECK_EQ(pa_heap_size(p, h, 0, y), 50);
+    CHECK(pa_heap_free(p, h, 0, y));
+    CHECK(pa_heap_free(p, h, 0, blocker));
+    CHECK(pa_heap_validate(p, h, 0, NULL));
+    proc_end(p);
+}
+
+/* ---- 1.6 HeapValidate ---- */
+
+TEST(fact36_validate_keeps_last_error)
+{
+    pa_process_t *p = proc_new();
+    HANDLE h = pa_heap_create(p, 0, 0, 0);
+    void *x = pa_heap_alloc(p, h, 0, 10);
+    pa_set_last_error(0x1234);
+    CHECK(pa_heap_validate(p, h, 0, NULL));
+    CHECK(pa_heap_validate(p, h, 0, x));
+    CHECK(!pa_heap_validate(p, h, 0, (char *)x + 16));
+    CHECK_EQ(pa_get_last_error(), 0x1234);
+    proc_end(p);
+}
+
+/* ---- 1.8 HeapWalk ---- */
+
+TEST(fact44_45_46_fresh_heap_walk)
+{
+    pa_process_t *p = proc_new();
+    HANDLE h = pa_heap_create(p, 0, 0, 0);
+    PROCESS_HEAP_ENTRY e[8], again[8];
+    int n = walk_all(p, h, e, 8);
+    CHECK_EQ(n, 3);
+    CHECK_EQ(e[0].wFlags, PROCESS_HEAP_REGION);
+    CHECK(e[0].lpData == h);
+    CHECK(e[0].cbData <= 0x1000);
+    CHECK_EQ(e[0].cbOverhead, 0);
+    CHECK_EQ(e[0].iRegionIndex, 0);
+    CHECK_EQ(e[0].Region.dwCommittedSize, 0x2000);
+    CHECK_EQ(e[0].Region.dwUnCommittedSize, 0x10000 - e[0].Region.dwCommittedSize);
+    CHECK((char *)e[0].Region.lpFirstBlock == (char *)e[0].lpData + e[0].cbData + 2 * P8);
+    CHECK_EQ(e[1].wFlags, 0);
+    CHECK_EQ(e[2].wFlags, PROCESS_HEAP_UNCOMMITTED_RANGE);
+    CHECK((char *)e[0].Region.lpLastBlock == (char *)e[2].lpData + e[2].cbData);
+    CHECK_EQ(walk_all(p, h, again, 8), 3);
+    CHECK(!memcmp(e, again, 3 * sizeof *e));
+    proc_end(p);
+}
+
+TEST(fact49_50_walk_busy_and_large_blocks)
+{
+    pa_process_t *p = proc_new();
+    HANDLE h = pa_heap_create(p, 0, 0, 0);
+    PROCESS_HEAP_ENTRY before[8], e[8];
+    CHECK_EQ(walk_all(p, h, before, 8), 3);
+    char *x = pa_heap_alloc(p, h, HEAP_ZERO_MEMORY, 123);
+    CHECK_EQ(walk_all(p, h, e, 8), 4);
+    CHECK_EQ(e[1].wFlags, PROCESS_HEAP_ENTRY_BUSY);
+    CHECK(e[1].lpData == x);
+    CHECK_EQ(e[1].cbData, 123);
+    CHECK(e[1].cbOverhead != 0);
+    CHECK_EQ(e[2].wFlags, 0);
+    CHECK((char *)e[2].lpData == x + 123 + e[1].cbOverhead + 2 * P8);
+    CHECK_EQ(e[2].cbOverhead, 4 * P8);
+    CHECK_EQ(e[3].wFlags, PROCESS_HEAP_UNCOMMITTED_RANGE);
+    char *y = pa_heap_alloc(p, h, 0, 456);
+    CHECK_EQ(walk_all(p, h, e, 8), 5);
+    CHECK(e[2].lpData == y && e[2].cbData == 456 && e[2].wFlags == PROCESS_HEAP_ENTRY_BUSY);
+    char *big = pa_heap_alloc(p, h, 0, 5 * A);
+    CHECK_EQ(walk_all(p, h, e, 8), 6);
+    CHECK(e[5].lpData == big);
+    CHECK_EQ(e[5].wFlags, PROCESS_HEAP_ENTRY_BUSY);
+    CHECK_EQ(e[5].cbData, 5 * A);
+    CHECK_EQ(e[5].cbOverhead, 0);
+    CHECK_EQ(e[5].iRegionIndex, 64);
+    pa_heap_free(p, h, 0, big);
+    pa_heap_free(p, h, 0, y);
+    pa_heap_free(p, h, 0, x);
+    CHECK_EQ(walk_all(p, h, e, 8), 3);
+    CHECK(!memcmp(e, before, 3 * sizeof *e));
+    proc_end(p);
+}
+
+TEST(walk_of_grown_heap_lists_every_block_once)
+{
+    pa_process_t *p = proc_new();
+    HANDLE h = pa_heap_create(p, 0, 0, 0);
+    enum { N = 300 };
+    void *x[N];
+    for (int i = 0; i < N; i++) x[i] = pa_heap_alloc(p, h, 0, 20000 + (size_t)i * 16);
+    for (int i = 0; i < N; i += 3) pa_heap_free(p, h, 0, x[i]);
+    static PROCESS_HEAP_ENTRY e[2000];
+    int n = walk_all(p, h, e, 2000), busy = 0, regions = 0;
+    for (int i = 0; i < n && i < 2000; i++) {
+        busy += (e[i].wFlags & PROCESS_HEAP_ENTRY_BUSY) != 0;
+        regions += (e[i].wFlags & PROCESS_HEAP_REGION) != 0;
+    }
+    CHECK_EQ(busy, N - N / 3);
+    CHECK(regions > 1);
+    CHECK(pa_heap_validate(p, h, 0, NULL));
+    proc_end(p);
+}
+
+/* ---- 1.9 locking ---- */
+
+struct lock_arg {
+    pa_process_t *p;
+    HANDLE h;
+    DWORD flags;
+    volatile int done;
+};
+
+static void *locked_alloc_thread(void *v)
+{
+    struct lock_arg *a = v;
+    void *x = pa_heap_alloc(a->p, a->h, a->flags, 40000);
+    pa_heap_free(a->p, a->h, a->flags, x);
+    a->done = 1;
+    return NULL;
+}
+
+static int finishes_within(struct lock_arg *a, int ms)
+{
+    pthread_t t;
+    pthread_create(&t, NULL, locked_alloc_thread, a);
+    for (int i = 0; i < ms && !a->done; i++) usleep(1000);
+    return a->done;
+}
+
+TEST(fact54_55_heaplock_excludes_other_threads)
+{
+    pa_process_t *p = proc_new();
+    HANDLE h = pa_heap_create(p, 0, 0, 0);
+    CHECK(pa_heap_lock(p, h));
+    CHECK(pa_heap_lock(p, h)); /* recursive */
+    void *mine = pa_heap_alloc(p, h, 0, 40000);
+    CHECK(mine != NULL);
+    struct lock_arg blocked = {p, h, 0, 0};
+    pthread_t t;
+    pthread_create(&t, NULL, locked_alloc_thread, &blocked);
+    usleep(100000);
+    CHECK(!blocked.done);
+    struct lock_arg free_pass = {p, h, HEAP_NO_SERIALIZE, 0};
+    CHECK(finishes_within(&free_pass, 2000));
+    CHECK(pa_heap_unlock(p, h));
+    CHECK(pa_heap_unlock(p, h));
+    pthread_join(t, NULL);
+    CHECK(blocked.done);
+    CHECK_FAILS(pa_heap_unlock(p, h), ERROR_NOT_OWNER);
+    HANDLE ns = pa_heap_create(p, HEAP_NO_SERIALIZE, 0, 0);
+    CHECK(pa_heap_lock(p, ns));
+    struct lock_arg other = {p, ns, 0, 0};
+    CHECK(finishes_within(&other, 2000));
+    CHECK(pa_heap_unlock(p, ns));
+    usleep(10000);
+    proc_end(p);
+}
+
+/* ---- 1.11 information classes, LFH activation, HeapCompact ---- */
+
+TEST(fact59_query_compat)
+{
+    pa_process_t *p = proc_new();
+    HANDLE h = pa_heap_create(p, 0, 0, 0);
+    ULONG v = 99;
+    SIZE_T size = 0;
+    CHECK(pa_heap_query_information(p, h, HeapCompatibilityInformation, &v, sizeof v, &size));
+    CHECK_EQ(v, 0);
+    CHECK_EQ(size, 4);
+    size = 0;
+    CHECK_FAILS(pa_heap_query_information(p, h, HeapCompatibilityInformation, NULL, 0, &size),
+                ERROR_INSUFFICIENT_BUFFER);
+    CHECK_EQ(size, 4);
+    CHECK_FAILS(pa_heap_query_information(p, h, HeapCompatibilityInformation, NULL, 0, NULL),
+                ERROR_INSUFFICIENT_BUFFER);
+    unsigned char buf[5];
+    CHECK(pa_heap_query_information(p, h, HeapCompatibilityInformation, buf, 5, NULL));
+    size = 0;
+    CHECK_FAILS(pa_heap_query_information(p, NULL, HeapCompatibilityInformation, &v, 4, &size),
+                ERROR_NOACCESS);
+    CHECK_EQ(size, 0);
+    proc_end(p);
+}
+
+static ULONG compat_of(pa_process_t *p, HANDLE h)
+{
+    ULONG v = 99;
+    CHECK(pa_heap_query_information(p, h, HeapCompatibilityInformation, &v, sizeof v, NULL));
+    return v;
+}
+
+TEST(fact60_lfh_activates_after_18_allocations)
+{
+    pa_process_t *p = proc_new();
+    HANDLE h = pa_heap_create(p, 0, 0, 0);
+    void *x[18];
+    for (int i = 0; i < 18; i++) x[i] = pa_heap_alloc(p, h, 0, 0);
+    for (int i = 0; i < 18; i++) CHECK(pa_heap_free(p, h, 0, x[i]));
+    CHECK_EQ(compat_of(p, h), 2);
+    CHECK(pa_heap_validate(p, h, 0, NULL));
+    proc_end(p);
+}
+
+TEST(fact60_61_set_information_then_lfh_serves_after_17)
+{
+    pa_process_t *p = proc_new();
+    HANDLE h = pa_heap_create(p, 0, 0, 0);
+    ULONG two = 2, zero = 0, one = 1;
+    CHECK(pa_heap_set_information(p, h, HeapCompatibilityInformation, &two, sizeof two));
+    CHECK_EQ(compat_of(p, h), 2);
+    CHECK_FAILS(pa_heap_set_information(p, h, HeapCompatibilityInformation, &zero, 4), ERROR_GEN_FAILURE);
+    CHECK_FAILS(pa_heap_set_information(p, h, HeapCompatibilityInformation, &one, 4), ERROR_GEN_FAILURE);
+    CHECK_EQ(compat_of(p, h), 2);
+    const size_t size = 0x18 + 2 * P8;
+    for (int i = 0; i < 17; i++) {
+        void *x = pa_heap_alloc(p, h, 0, size);
+        CHECK(pa_heap_free(p, h, 0, x));
+    }
+    PROCESS_HEAP_ENTRY e[4];
+    CHECK_EQ(walk_all(p, h, e, 4), 3);
+    void *x[18];
+    for (int i = 0; i < 18; i++) x[i] = pa_heap_alloc(p, h, 0, size);
+    static PROCESS_HEAP_ENTRY all[8192];
+    int n = walk_all(p, h, all, 8192), busy = 0;
+    CHECK(n > 24);
+    for (int i = 0; i < n && i < 8192; i++)
+        if (all[i].wFlags == PROCESS_HEAP_ENTRY_BUSY) {
+            busy++;
+            CHECK_EQ(all[i].cbData, size);
+        }
+    CHECK_EQ(busy, 18);
+    for (int i = 0; i < 18; i++) CHECK_EQ(pa_heap_size(p, h, 0, x[i]), size);
+    for (int i = 0; i < 18; i++) CHECK(pa_heap_free(p, h, 0, x[i]));
+    CHECK(pa_heap_validate(p, h, 0, NULL));
+    HANDLE ns = pa_heap_create(p, HEAP_NO_SERIALIZE, 0, 0);
+    CHECK_FAILS(pa_heap_set_information(p, ns, HeapCompatibilityInformation, &two, 4), ERROR_INVALID_PARAMETER);
+    CHECK_EQ(compat_of(p, ns), 0);
+    CHECK(pa_heap_set_information(p, h, HeapEnableTerminationOnCorruption, NULL, 0));
+    proc_end(p);
+}
+
+TEST(fact64_compact_returns_largest_free_block)
+{
+    pa_process_t *p = proc_new();
+    HANDLE h = pa_heap_create(p, 0, 0, 0);
+    void *x[20];
+    for (int i = 0; i < 20; i++) x[i] = pa_heap_alloc(p, h, 0, 30000);
+    for (int i = 0; i < 20; i++) pa_heap_free(p, h, 0, x[i]);
+    SIZE_T largest = pa_heap_compact(p, h, 0);
+    CHECK(largest >= 30000);
+    pa_heap_stats_t s;
+    CHECK(pa_heap_stats(p, h, &s));
+    CHECK_EQ(s.largest_free, largest);
+    CHECK(pa_heap_validate(p, h, 0, NULL));
+    proc_end(p);
+}
+
+/* ---- misuse: never a crash, never a corrupted heap ---- */
+
+TEST(misuse_double_free_and_foreign_pointers)
+{
+    pa_process_t *p = proc_new();
+    HANDLE h = pa_heap_create(p, 0, 0, 0), other = pa_heap_create(p, 0, 0, 0);
+    char *x = pa_heap_alloc(p, h, 0, 100), *y = pa_heap_alloc(p, h, 0, 100);
+    char *big = pa_heap_alloc(p, h, 0, 2 << 20);
+    CHECK(pa_heap_free(p, h, 0, x));
+    CHECK_FAILS(pa_heap_free(p, h, 0, x), ERROR_INVALID_PARAMETER);          /* double free */
+    CHECK_FAILS(pa_heap_free(p, h, 0, y + 16), ERROR_INVALID_PARAMETER);     /* inside a block */
+    CHECK_FAILS(pa_heap_free(p, h, 0, y + 1), ERROR_INVALID_PARAMETER);      /* misaligned */
+    CHECK_FAILS(pa_heap_free(p, other, 0, y), ERROR_INVALID_PARAMETER);      /* other heap */
+    CHECK_FAILS(pa_heap_free(p, h, 0, (char *)h + 0x100), ERROR_INVALID_PARAMETER); /* header */
+    CHECK_FAILS(pa_heap_free(p, h, 0, (char *)h + 0x9000), ERROR_INVALID_PARAMETER); /* uncommitted */
+    CHECK_FAILS(pa_heap_free(p, h, 0, big + 4096), ERROR_INVALID_PARAMETER);
+    CHECK(pa_heap_free(p, h, 0, big));
+    CHECK_FAILS(pa_heap_free(p, h, 0, big), ERROR_INVALID_PARAMETER);        /* large double free */
+    /* Wild pointers: unmapped simulated memory, the host stack, an app allocation. */
+    char *wild = (char *)pa_process_min_address(p) + ((size_t)1 << 34);
+    CHECK_FAILS(pa_heap_free(p, h, 0, wild + 64), ERROR_INVALID_PARAMETER);
+    int local;
+    CHECK_FAILS(pa_heap_free(p, h, 0, &local), ERROR_INVALID_PARAMETER);
+    char *app = pa_virtual_alloc(p, NULL, 0x10000, MEM_COMMIT | MEM_RESERVE, PAGE_NOACCESS, PA_OWNER_APP);
+    CHECK_FAILS(pa_heap_free(p, h, 0, app + 64), ERROR_INVALID_PARAMETER);
+    pa_set_last_error(0);
+    CHECK_EQ(pa_heap_size(p, h, 0, x), (SIZE_T)-1);
+    CHECK_EQ(pa_get_last_error(), ERROR_INVALID_PARAMETER);
+    CHECK_FAILS(pa_heap_realloc(p, h, 0, x, 10), ERROR_INVALID_PARAMETER);
+    CHECK_FAILS(pa_heap_alloc(p, (HANDLE)(uintptr_t)0x10000, 0, 8), ERROR_INVALID_HANDLE);
+    CHECK_FAILS(pa_heap_alloc(p, y, 0, 8), ERROR_INVALID_HANDLE);
+    CHECK(pa_heap_validate(p, h, 0, NULL));
+    CHECK(pa_heap_free(p, h, 0, y));
+    CHECK(pa_heap_free(p, h, 0, NULL));
+    proc_end(p);
+}
+
+TEST(misuse_lfh_double_free)
+{
+    pa_process_t *p = proc_new();
+    HANDLE h = pa_heap_create(p, 0, 0, 0);
+    void *x[40];
+    for (int i = 0; i < 40; i++) x[i] = pa_heap_alloc(p, h, 0, 48);
+    CHECK_EQ(compat_of(p, h), 2);
+    CHECK(pa_heap_free(p, h, 0, x[39]));
+    CHECK_FAILS(pa_heap_free(p, h, 0, x[39]), ERROR_INVALID_PARAMETER);
+    CHECK_FAILS(pa_heap_free(p, h, 0, (char *)x[38] + 16), ERROR_INVALID_PARAMETER);
+    CHECK_FAILS(pa_heap_free(p, h, 0, (char *)x[38] + 64 * 1024 * 3), ERROR_INVALID_PARAMETER);
+    CHECK(pa_heap_validate(p, h, 0, NULL));
+    for (int i = 0; i < 39; i++) CHECK(pa_heap_free(p, h, 0, x[i]));
+    CHECK(pa_heap_validate(p, h, 0, NULL));
+    proc_end(p);
+}
+
+/* ---- threads ---- */
+
+#define XT_N 200000
+struct xt {
+    pa_process_t *p;
+    HANDLE h;
+    void *volatile ring[1024];
+    volatile unsigned head, tail;
+};
+
+static void *xt_producer(void *v)
+{
+    struct xt *q = v;
+    for (unsigned i = 0; i < XT_N; i++) {
+        size_t n = 8 + (i * 37) % 500;
+        char *x = pa_heap_alloc(q->p, q->h, 0, n);
+        if (!x) abort();
+        x[0] = (char)i;
+        x[n - 1] = (char)i;
+        while (q->head - __atomic_load_n(&q->tail, __ATOMIC_ACQUIRE) >= 1024) sched_yield();
+        q->ring[q->head % 1024] = x;
+        __atomic_store_n(&q->head, q->head + 1, __ATOMIC_RELEASE);
+    }
+    return NULL;
+}
+
+static void *xt_consumer(void *v)
+{
+    struct xt *q = v;
+    for (unsigned i = 0; i < XT_N; i++) {
+        while (__atomic_load_n(&q->head, __ATOMIC_ACQUIRE) == q->tail) sched_yield();
+        char *x = q->ring[q->tail % 1024];
+        size_t n = 8 + (i * 37) % 500;
+        if (pa_heap_size(q->p, q->h, 0, x) != n || x[0] != (char)i || x[n - 1] != (char)i) abort();
+        if (!pa_heap_free(q->p, q->h, 0, x)) abort();
+        __atomic_store_n(&q->tail, q->tail + 1, __ATOMIC_RELEASE);
+    }
+    return NULL;
+}
+
+TEST(threads_allocate_in_one_free_in_other)
+{
+    pa_process_t *p = proc_new();
+    static struct xt q;
+    memset(&q, 0, sizeof q);
+    q.p = p;
+    q.h = pa_heap_create(p, 0, 0, 0);
+    pthread_t a, b;
+    pthread_create(&a, NULL, xt_producer, &q);
+    pthread_create(&b, NULL, xt_consumer, &q);
+    pthread_join(a, NULL);
+    pthread_join(b, NULL);
+    CHECK(pa_heap_validate(p, q.h, 0, NULL));
+    pa_heap_stats_t s;
+    CHECK(pa_heap_stats(p, q.h, &s));
+    CHECK_EQ(s.busy_blocks, 0);
+    CHECK_EQ(s.busy_bytes, 0);
+    CHECK(s.lfh_active > 0);
+    proc_end(p);
+}
+
+struct mt { pa_process_t *p; HANDLE h; int seed; };
+
+static void *mt_worker(void *v)
+{
+    struct mt *m = v;
+    void *live[256] = {0};
+    unsigned r = (unsigned)m->seed;
+    for (int i = 0; i < 100000; i++) {
+        r = r * 1103515245u + 12345u;
+        unsigned k = (r >> 8) % 256;
+        if (live[k]) {
+            if (!pa_heap_free(m->p, m->h, 0, live[k])) abort();
+            live[k] = NULL;
+        } else {
+            size_t n = (r >> 16) % 3 == 0 ? (r >> 12) % 70000 : (r >> 12) % 600;
+            live[k] = pa_heap_alloc(m->p, m->h, 0, n);
+            if (!live[k]) abort();
+        }
+    }
+    for (int k = 0; k < 256; k++)
+        if (live[k]) pa_heap_free(m->p, m->h, 0, live[k]);
+    return NULL;
+}
+
+TEST(threads_four_mixed_workers)
+{
+    pa_process_t *p = proc_new();
+    HANDLE h = pa_heap_create(p, 0, 0, 0);
+    pthread_t t[4];
+    struct mt m[4];
+    for (int i = 0; i < 4; i++) {
+        m[i] = (struct mt){p, h, i + 1};
+        pthread_create(&t[i], NULL, mt_worker, &m[i]);
+    }
+    for (int i = 0; i < 4; i++) pthread_join(t[i], NULL);
+    CHECK(pa_heap_validate(p, h, 0, NULL));
+    pa_heap_stats_t s;
+    CHECK(pa_heap_stats(p, h, &s));
+    CHECK_EQ(s.busy_blocks, 0);
+    proc_end(p);
+}
+
+/* ---- statistics and direct access ---- */
+
+TEST(stats_follow_allocations)
+{
+    pa_process_t *p = proc_new();
+    HANDLE h = pa_heap_create(p, 0, 0, 0);
+    pa_heap_stats_t s0, s1;
+    CHECK(pa_heap_stats(p, h, &s0));
+    CHECK_EQ(s0.busy_blocks, 0);
+    CHECK_EQ(s0.committed, 0x2000);
+    CHECK_EQ(s0.reserved, 0x10000);
+    void *a = pa_heap_alloc(p, h, 0, 1000), *b = pa_heap_alloc(p, h, 0, 3 << 20);
+    CHECK(pa_heap_stats(p, h, &s1));
+    CHECK_EQ(s1.busy_blocks, 2);
+    CHECK_EQ(s1.busy_bytes, 1000 + (3 << 20));
+    CHECK_EQ(s1.large_blocks, 1);
+    CHECK(s1.committed >= (3 << 20));
+    CHECK_EQ(s1.overhead, s1.committed - s1.busy_bytes - s1.free_bytes);
+    pa_heap_free(p, h, 0, a);
+    pa_heap_free(p, h, 0, b);
+    CHECK(pa_heap_stats(p, h, &s1));
+    CHECK_EQ(s1.busy_blocks, 0);
+    CHECK(s1.cached_large_bytes >= (3 << 20));
+    pa_vm_stats_t vm;
+    pa_process_stats(p, &vm);
+    CHECK(vm.committed >= s1.committed);
+    proc_end(p);
+}
+
+TEST(find_block_reaches_only_busy_user_bytes)
+{
+    pa_process_t *p = proc_new();
+    HANDLE h = pa_heap_create(p, 0, 0, 0);
+    char *x = pa_heap_alloc(p, h, 0, 100), *big = pa_heap_alloc(p, h, 0, 2 << 20);
+    void *lfh[30];
+    for (int i = 0; i < 30; i++) lfh[i] = pa_heap_alloc(p, h, 0, 24);
+    HANDLE hh = NULL;
+    void *blk = NULL;
+    size_t n = 0;
+    CHECK_EQ(pa_heap_find_block(p, x + 10, 90, &hh, &blk, &n), STATUS_SUCCESS);
+    CHECK(hh == h && blk == x && n == 100);
+    CHECK_EQ(pa_heap_find_block(p, x + 10, 91, NULL, NULL, NULL), STATUS_ACCESS_VIOLATION);
+    CHECK_EQ(pa_heap_find_block(p, x - 1, 1, NULL, NULL, NULL), STATUS_ACCESS_VIOLATION);
+    CHECK_EQ(pa_heap_find_block(p, big + (1 << 20), 1 << 20, NULL, &blk, NULL), STATUS_SUCCESS);
+    CHECK(blk == big);
+    CHECK_EQ(pa_heap_find_block(p, lfh[29], 24, NULL, &blk, &n), STATUS_SUCCESS);
+    CHECK(blk == lfh[29] && n == 24);
+    CHECK_EQ(pa_heap_find_block(p, (char *)lfh[29] + 20, 8, NULL, NULL, NULL), STATUS_ACCESS_VIOLATION);
+    pa_heap_free(p, h, 0, lfh[29]);
+    CHECK_EQ(pa_heap_find_block(p, lfh[29], 1, NULL, NULL, NULL), STATUS_ACCESS_VIOLATION);
+    pa_heap_free(p, h, 0, x);
+    CHECK_EQ(pa_heap_find_block(p, x, 1, NULL, NULL, NULL), STATUS_ACCESS_VIOLATION);
+    CHECK_EQ(pa_heap_find_block(p, h, 1, NULL, NULL, NULL), STATUS_ACCESS_VIOLATION);
+    proc_end(p);
+}
+
+TEST(random_workload_keeps_heap_valid)
+{
+    pa_process_t *p = proc_new();
+    HANDLE h = pa_heap_create(p, 0, 0, 0);
+    enum { N = 512 };
+    static unsigned char *live[N];
+    static size_t size[N];
+    memset(live, 0, sizeof live);
+    unsigned r = 7;
+    for (int i = 0; i < 40000; i++) {
+        r = r * 1103515245u + 12345u;
+        unsigned k = (r >> 8) % N;
+        if (live[k]) {
+            for (size_t j = 0; j < size[k]; j += 97) if (live[k][j] != (unsigned char)k) { CHECK(!"clobbered"); break; }
+            if ((r >> 20) & 1) {
+                size_t nn = (r >> 4) % 3000;
+                unsigned char *y = pa_heap_realloc(p, h, 0, live[k], nn);
+                CHECK(y != NULL);
+                if (nn > size[k]) memset(y + size[k], k, nn - size[k]);
+                live[k] = y;
+                size[k] = nn;
+            } else {
+                CHECK(pa_heap_free(p, h, 0, live[k]));
+                live[k] = NULL;
+            }
+        } else {
+            size[k] = (r >> 12) % 8 == 0 ? (r >> 4) % 200000 : (r >> 4) % 700;
+            live[k] = pa_heap_alloc(p, h, 0, size[k]);
+            memset(live[k], k, size[k]);
+        }
+        if (i % 5000 == 0) CHECK(pa_heap_validate(p, h, 0, NULL));
+    }
+    CHECK(pa_heap_validate(p, h, 0, NULL));
+    for (int k = 0; k < N; k++) if (live[k]) CHECK(pa_heap_free(p, h, 0, live[k]));
+    pa_heap_stats_t s;
+    CHECK(pa_heap_stats(p, h, &s));
+    CHECK_EQ(s.busy_blocks, 0);
+    CHECK(pa_heap_compact(p, h, 0) > 0);
+    CHECK(pa_heap_validate(p, h, 0, NULL));
+    proc_end(p);
+}
+
+CTEST_MAIN()
