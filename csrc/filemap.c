@@ -35,13 +35,15 @@ HANDLE pa_open_file_mapping(DWORD access, const char *name)
     return st == STATUS_SUCCESS ? h : (fail(st), NULL);
 }
 
-/* FILE_MAP_* access -> the view's page protection (k32:test_mapping, fact 95). */
+/* FILE_MAP_* access -> the view's page protection (k32:test_mapping, kb:MapViewOfFileEx,
+ * fact 95). FILE_MAP_COPY counts only when it is the only bit besides FILE_MAP_EXECUTE. */
 static DWORD view_protect(DWORD access)
 {
     int exec = (access & FILE_MAP_EXECUTE) != 0;
+    access &= ~(DWORD)FILE_MAP_EXECUTE;
+    if (access == FILE_MAP_COPY) return exec ? PAGE_EXECUTE_WRITECOPY : PAGE_WRITECOPY;
     if (access & FILE_MAP_WRITE) return exec ? PAGE_EXECUTE_READWRITE : PAGE_READWRITE;
     if (access & FILE_MAP_READ) return exec ? PAGE_EXECUTE_READ : PAGE_READONLY;
-    if (access & FILE_MAP_COPY) return exec ? PAGE_EXECUTE_WRITECOPY : PAGE_WRITECOPY;
     return PAGE_NOACCESS;
 }
 
