@@ -31,6 +31,8 @@ HANDLE pa_create_file_mapping(HANDLE file, DWORD protect, uint64_t max_size, con
 HANDLE pa_open_file_mapping(DWORD access, const char *name)
 {
     HANDLE h = NULL;
+    /* Copy-on-write views need read rights only (kb:OpenFileMappingW; fact 96). */
+    if (access == FILE_MAP_COPY) access = SECTION_MAP_READ;
     NTSTATUS st = pa_nt_open_section(&h, access, name);
     return st == STATUS_SUCCESS ? h : (fail(st), NULL);
 }
