@@ -18,6 +18,10 @@ CORE = [
     "csrc/section.c",
     "csrc/virtual.c",
     "csrc/filemap.c",
+    "csrc/heap.c",
+    "csrc/heap_lfh.c",
+    "csrc/heap_debug.c",
+    "csrc/heap_win32.c",
 ]
 # The binding: one file per Python type, one for errors.
 BINDING = [
@@ -27,6 +31,7 @@ BINDING = [
     "csrc/python/process.c",
     "csrc/python/export.c",
     "csrc/python/handle.c",
+    "csrc/python/heap.c",
 ]
 HEADERS = sorted(glob.glob("csrc/**/*.h", recursive=True))
 

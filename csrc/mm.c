@@ -1134,6 +1134,39 @@ out:
     return st;
 }
 
+int pa_mm_range_has_owner(pa_process_t *p, const void *address, size_t size, pa_owner_t owner)
+{
+    uintptr_t start = (uintptr_t)address, end = start + (size ? size : 1);
+    if (end < start) end = UINTPTR_MAX;
+    if (start < p->base) start = p->base;
+    if (end > p->base + p->span) end = p->base + p->span;
+    int found = 0;
+    _pa_lock(p);
+    for (uintptr_t a = _pa_align_down(start, PA_GRANULARITY); a < end && !found; a += PA_GRANULARITY) {
+        const pa_alloc_t *al = p->slots[(a - p->base) >> PA_SLOT_SHIFT];
+        found = al && al->owner == owner && al->base < end && start < al->base + al->size;
+    }
+    _pa_unlock(p);
+    return found;
+}
+
+int pa_mm_range_pinned(pa_process_t *p, const void *address, size_t size, pa_owner_t owner)
+{
+    uintptr_t start = (uintptr_t)address, end = start + size;
+    int found = 0;
+    _pa_lock(p);
+    for (const pa_pin_t *pin = p->pins; pin && !found; pin = pin->next) {
+        if (size) {
+            found = pin->start < end && start < pin->end;
+        } else {
+            const pa_alloc_t *a = _pa_alloc_at_locked(p, pin->start);
+            found = a && a->owner == owner;
+        }
+    }
+    _pa_unlock(p);
+    return found;
+}
+
 void pa_mm_unpin(pa_process_t *p, pa_pin_t *pin)
 {
     _pa_lock(p);

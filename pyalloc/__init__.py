@@ -17,7 +17,14 @@ from __future__ import annotations
 from typing import NamedTuple
 
 from . import errors
-from .errors import AccessViolation, GuardPageViolation, StructuredException, WinError
+from .errors import (
+    AccessViolation,
+    GuardPageViolation,
+    HeapException,
+    StructuredException,
+    WinError,
+    WinMemoryError,
+)
 from .trace import Trace, TraceEvent
 from . import _core
 from ._core import *  # noqa: F401,F403  (constants, structures, Windows-named functions)
@@ -105,7 +112,9 @@ __all__ = [name for name in dir(_core) if not name.startswith("_")] + [
     "Trace",
     "TraceEvent",
     "WinError",
+    "WinMemoryError",
     "StructuredException",
+    "HeapException",
     "AccessViolation",
     "GuardPageViolation",
     "errors",

@@ -9,7 +9,14 @@ memoryview dangling raises the built-in BufferError.
 """
 from __future__ import annotations
 
-__all__ = ["WinError", "StructuredException", "AccessViolation", "GuardPageViolation"]
+__all__ = [
+    "WinError",
+    "WinMemoryError",
+    "StructuredException",
+    "AccessViolation",
+    "GuardPageViolation",
+    "HeapException",
+]
 
 
 class WinError(OSError):
@@ -33,6 +40,11 @@ class WinError(OSError):
         return (type(self), (self.winerror, self.args[0]))
 
 
+class WinMemoryError(WinError, MemoryError):
+    """A WinError for ERROR_NOT_ENOUGH_MEMORY (8), ERROR_OUTOFMEMORY (14) or
+    ERROR_COMMITMENT_LIMIT (1455): ``except MemoryError`` catches it too."""
+
+
 class StructuredException(Exception):
     """A Windows structured exception raised by a memory access. ``.code`` is the NTSTATUS."""
 
@@ -40,8 +52,8 @@ class StructuredException(Exception):
     _what = "exception"
 
     def __init__(self, address: int, operation: str) -> None:
-        super().__init__(f"{self._what} {operation}ing 0x{address:x}" if operation != "execute"
-                         else f"{self._what} executing 0x{address:x}")
+        verb = {"read": "reading", "write": "writing", "execute": "executing"}.get(operation, operation)
+        super().__init__(f"{self._what} {verb} 0x{address:x}")
         self.address = address
         self.operation = operation
 
@@ -64,3 +76,28 @@ class GuardPageViolation(StructuredException):
 
     code = 0x80000001
     _what = "guard page violation"
+
+
+_HEAP_STATUS = {
+    0xC0000017: "STATUS_NO_MEMORY",
+    0xC0000005: "STATUS_ACCESS_VIOLATION",
+    0xC000000D: "STATUS_INVALID_PARAMETER",
+    0xC0000374: "STATUS_HEAP_CORRUPTION",
+}
+
+
+class HeapException(StructuredException):
+    """The structured exception a heap raises where Windows would: a HEAP_GENERATE_EXCEPTIONS
+    heap that cannot allocate (STATUS_NO_MEMORY), or corruption detected with termination on
+    corruption enabled (STATUS_HEAP_CORRUPTION). ``.code`` is the NTSTATUS, ``.address`` the
+    block or heap concerned."""
+
+    def __init__(self, code: int, address: int = 0, operation: str = "") -> None:
+        Exception.__init__(self, f"{_HEAP_STATUS.get(code, hex(code))} (0x{code:08X}) in "
+                                 f"{operation or 'heap'} at 0x{address:x}")
+        self.code = code
+        self.address = address
+        self.operation = operation
+
+    def __reduce__(self):
+        return (type(self), (self.code, self.address, self.operation))

@@ -138,6 +138,10 @@ NTSTATUS pa_mm_write(pa_process_t *p, void *address, const void *data, size_t si
 NTSTATUS pa_mm_pin(pa_process_t *p, void *address, size_t size, int want_write, int *writable,
                    uintptr_t *fault, pa_pin_t **pin);
 void pa_mm_unpin(pa_process_t *p, pa_pin_t *pin);
+/* 1 if any allocation touching [address, address + size) belongs to owner. */
+int pa_mm_range_has_owner(pa_process_t *p, const void *address, size_t size, pa_owner_t owner);
+/* 1 if a pin overlaps [address, address + size) (size 0: any pin in memory of owner). */
+int pa_mm_range_pinned(pa_process_t *p, const void *address, size_t size, pa_owner_t owner);
 
 /* ---- status and last error (csrc/status.c) ---- */
 DWORD pa_nt_status_to_dos_error(NTSTATUS status); /* RtlNtStatusToDosError */

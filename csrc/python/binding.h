@@ -18,6 +18,10 @@ typedef struct {
     PyTypeObject *MemoryBasicInformation;
     PyTypeObject *SystemInfo;
     PyTypeObject *Handle;        /* pyalloc.Handle (handle.c) */
+    PyTypeObject *HeapEntry;     /* PROCESS_HEAP_ENTRY */
+    PyTypeObject *Heap;          /* pyalloc.Heap (heap.c) */
+    PyObject *WinMemoryError;    /* WinError that is also a MemoryError */
+    PyObject *HeapException;     /* a heap's structured exception (HEAP_GENERATE_EXCEPTIONS) */
     PyObject *WinError;          /* classes from pyalloc.errors */
     PyObject *AccessViolation;
     PyObject *GuardPageViolation;
@@ -31,6 +35,7 @@ typedef struct {
     PyObject *module;     /* strong reference: keeps the state alive */
     int owned;            /* 0 for the current process, which is never destroyed */
     Py_ssize_t exports;   /* live view() exporters */
+    int heap_guard;       /* read/write/view reach only busy heap blocks in heap memory */
 } ProcessObject;
 
 extern PyModuleDef pa_module_def;
@@ -65,6 +70,7 @@ PyObject *pa_raise_access(pa_state *st, NTSTATUS status, uintptr_t address, cons
 int pa_structs_init(PyObject *module, pa_state *st);
 PyObject *pa_mbi_new(pa_state *st, const MEMORY_BASIC_INFORMATION *mbi);
 PyObject *pa_system_info_new(pa_state *st, const SYSTEM_INFO *si);
+PyObject *pa_heap_entry_new(pa_state *st, const PROCESS_HEAP_ENTRY *e);
 /* "PAGE_READWRITE|PAGE_GUARD", "MEM_COMMIT", ... (a new str), used by reprs. */
 PyObject *pa_protect_name(DWORD protect);
 
@@ -86,6 +92,27 @@ PA_DECLARE_IMPL(MapViewOfFileEx)
 PA_DECLARE_IMPL(UnmapViewOfFile)
 PA_DECLARE_IMPL(FlushViewOfFile)
 PA_DECLARE_IMPL(CloseHandle)
+
+/* ---- heaps (heap.c) ---- */
+int pa_heap_type_init(PyObject *module, pa_state *st);
+/* Checks a direct access from Python to heap memory: with heap_guard on, it must lie inside
+ * one busy block. 0, or -1 with AccessViolation raised. */
+int pa_heap_check_access(ProcessObject *self, uintptr_t address, size_t size, const char *op);
+PA_DECLARE_IMPL(HeapCreate)
+PA_DECLARE_IMPL(HeapDestroy)
+PA_DECLARE_IMPL(HeapAlloc)
+PA_DECLARE_IMPL(HeapReAlloc)
+PA_DECLARE_IMPL(HeapFree)
+PA_DECLARE_IMPL(HeapSize)
+PA_DECLARE_IMPL(HeapValidate)
+PA_DECLARE_IMPL(HeapWalk)
+PA_DECLARE_IMPL(HeapCompact)
+PA_DECLARE_IMPL(HeapLock)
+PA_DECLARE_IMPL(HeapUnlock)
+PA_DECLARE_IMPL(GetProcessHeap)
+PA_DECLARE_IMPL(GetProcessHeaps)
+PA_DECLARE_IMPL(HeapSetInformation)
+PA_DECLARE_IMPL(HeapQueryInformation)
 
 /* ---- view() exporter (export.c) ---- */
 int pa_export_type_init(PyObject *module, pa_state *st);

@@ -13,8 +13,13 @@ int pa_errors_init(PyObject *module, pa_state *st)
     st->WinError = PyObject_GetAttrString(errors, "WinError");
     st->AccessViolation = PyObject_GetAttrString(errors, "AccessViolation");
     st->GuardPageViolation = PyObject_GetAttrString(errors, "GuardPageViolation");
+    st->WinMemoryError = PyObject_GetAttrString(errors, "WinMemoryError");
+    st->HeapException = PyObject_GetAttrString(errors, "HeapException");
     Py_DECREF(errors);
-    return st->WinError && st->AccessViolation && st->GuardPageViolation ? 0 : -1;
+    return st->WinError && st->AccessViolation && st->GuardPageViolation && st->WinMemoryError &&
+                   st->HeapException
+               ? 0
+               : -1;
 }
 
 PyObject *pa_raise_win_error(pa_state *st, DWORD code)
@@ -25,9 +30,14 @@ PyObject *pa_raise_win_error(pa_state *st, DWORD code)
                         "the memory is exported to a live memoryview; release it first");
         return NULL;
     }
-    PyObject *exc = PyObject_CallFunction(st->WinError, "k", (unsigned long)code);
+    /* Out-of-memory codes raise a WinError that is also a MemoryError. */
+    PyObject *cls = code == ERROR_NOT_ENOUGH_MEMORY || code == ERROR_OUTOFMEMORY ||
+                            code == ERROR_COMMITMENT_LIMIT
+                        ? st->WinMemoryError
+                        : st->WinError;
+    PyObject *exc = PyObject_CallFunction(cls, "k", (unsigned long)code);
     if (exc) {
-        PyErr_SetObject(st->WinError, exc);
+        PyErr_SetObject(cls, exc);
         Py_DECREF(exc);
     }
     return NULL;

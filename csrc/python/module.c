@@ -108,6 +108,15 @@ int pa_arg_dword(PyObject *o, DWORD *out)
     C(ERROR_ALREADY_EXISTS) C(ERROR_BAD_EXE_FORMAT) C(ERROR_NO_MORE_ITEMS)                      \
     C(ERROR_INVALID_ADDRESS) C(ERROR_NOACCESS) C(ERROR_FILE_INVALID) C(ERROR_MAPPED_ALIGNMENT)  \
     C(ERROR_PRIVILEGE_NOT_HELD) C(ERROR_COMMITMENT_LIMIT)                                       \
+    C(HEAP_NO_SERIALIZE) C(HEAP_GROWABLE) C(HEAP_GENERATE_EXCEPTIONS) C(HEAP_ZERO_MEMORY)      \
+    C(HEAP_REALLOC_IN_PLACE_ONLY) C(HEAP_TAIL_CHECKING_ENABLED) C(HEAP_FREE_CHECKING_ENABLED)   \
+    C(HEAP_DISABLE_COALESCE_ON_FREE) C(HEAP_CREATE_ENABLE_EXECUTE) C(HEAP_CREATE_ALIGN_16)      \
+    C(HEAP_CREATE_ENABLE_TRACING) C(PROCESS_HEAP_REGION) C(PROCESS_HEAP_UNCOMMITTED_RANGE)      \
+    C(PROCESS_HEAP_ENTRY_BUSY) C(PROCESS_HEAP_SEG_ALLOC) C(PROCESS_HEAP_ENTRY_MOVEABLE)         \
+    C(PROCESS_HEAP_ENTRY_DDESHARE) C(HeapCompatibilityInformation)                               \
+    C(HeapEnableTerminationOnCorruption) C(HeapOptimizeResources) C(ERROR_NOT_OWNER)             \
+    C(PA_HEAP_DEBUG_TAIL_CHECK) C(PA_HEAP_DEBUG_FREE_CHECK) C(PA_HEAP_DEBUG_VALIDATE_ALL)       \
+    C(PA_HEAP_DEBUG_PAGE_HEAP)                                                                  \
     C(PROCESSOR_ARCHITECTURE_AMD64) C(PROCESSOR_ARCHITECTURE_ARM64) C(PROCESSOR_AMD_X8664)
 
 static int add_constants(PyObject *module)
@@ -204,7 +213,7 @@ static int module_exec(PyObject *module)
     pa_state *st = pa_get_state(module);
     if (pa_errors_init(module, st) || pa_structs_init(module, st) ||
         pa_export_type_init(module, st) || pa_process_type_init(module, st) ||
-        pa_handle_type_init(module, st) ||
+        pa_handle_type_init(module, st) || pa_heap_type_init(module, st) ||
         add_constants(module) || PyModule_AddFunctions(module, pa_process_functions) ||
         PyModule_AddFunctions(module, extra_functions))
         return -1;
@@ -224,6 +233,10 @@ static int module_traverse(PyObject *module, visitproc visit, void *arg)
     Py_VISIT(st->GuardPageViolation);
     Py_VISIT(st->current);
     Py_VISIT(st->current_class);
+    Py_VISIT(st->Heap);
+    Py_VISIT(st->HeapEntry);
+    Py_VISIT(st->HeapException);
+    Py_VISIT(st->WinMemoryError);
     return 0;
 }
 
@@ -240,6 +253,10 @@ static int module_clear(PyObject *module)
     Py_CLEAR(st->GuardPageViolation);
     Py_CLEAR(st->current);
     Py_CLEAR(st->current_class);
+    Py_CLEAR(st->Heap);
+    Py_CLEAR(st->HeapEntry);
+    Py_CLEAR(st->HeapException);
+    Py_CLEAR(st->WinMemoryError);
     return 0;
 }
 

@@ -35,14 +35,17 @@ static PyObject *wrap_process(PyTypeObject *cls, PyObject *module, pa_process_t 
     self->p = p;
     self->owned = owned;
     self->module = Py_NewRef(module);
+    self->heap_guard = 1;
     return (PyObject *)self;
 }
 
 static PyObject *Process_new(PyTypeObject *cls, PyObject *args, PyObject *kwds)
 {
-    static char *kwlist[] = {"address_space", "commit_limit", NULL};
+    static char *kwlist[] = {"address_space", "commit_limit", "heap_guard", NULL};
     PyObject *space_o = Py_None, *limit_o = Py_None;
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "|$OO:Process", kwlist, &space_o, &limit_o))
+    int heap_guard = 1;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "|$OOp:Process", kwlist, &space_o, &limit_o,
+                                     &heap_guard))
         return NULL;
     pa_process_options_t opt = {0, 0};
     if (space_o != Py_None && pa_arg_size(space_o, &opt.address_space)) return NULL;
@@ -61,6 +64,7 @@ static PyObject *Process_new(PyTypeObject *cls, PyObject *args, PyObject *kwds)
     if (!p) return PyErr_NoMemory();
     PyObject *self = wrap_process(cls, module, p, 1);
     if (!self) pa_process_destroy(p);
+    else ((ProcessObject *)self)->heap_guard = heap_guard;
     return self;
 }
 
@@ -72,6 +76,7 @@ static int close_process(ProcessObject *self)
         PyErr_SetString(PyExc_BufferError, "cannot close a Process while views of it exist");
         return -1;
     }
+    pa_heap_process_detach(self->p); /* the heap layer's registry must not outlive the heaps */
     if (pa_process_destroy(self->p) != STATUS_SUCCESS) {
         PyErr_SetString(PyExc_BufferError, "cannot close a Process while views of it exist");
         return -1;
@@ -121,7 +126,10 @@ static void Process_dealloc(PyObject *self)
     PyTypeObject *tp = Py_TYPE(self);
     PyObject_GC_UnTrack(self);
     /* No exporter can be alive: each holds a reference to us. */
-    if (po->p && po->owned) pa_process_destroy(po->p);
+    if (po->p && po->owned) {
+        pa_heap_process_detach(po->p);
+        pa_process_destroy(po->p);
+    }
     po->p = NULL;
     Process_clear(self);
     tp->tp_free(self);
@@ -332,6 +340,10 @@ static PyObject *write_impl(PyObject *self, PyObject *const *args, Py_ssize_t na
     if (pa_arg_ptr(a[0], &address)) return NULL;
     Py_buffer buf;
     if (PyObject_GetBuffer(a[1], &buf, PyBUF_SIMPLE)) return NULL;
+    if (pa_heap_check_access((ProcessObject *)self, address, (size_t)buf.len, "write")) {
+        PyBuffer_Release(&buf);
+        return NULL;
+    }
     NTSTATUS s = pa_mm_write(PROC(self), (void *)address, buf.buf, (size_t)buf.len, &fault);
     PyBuffer_Release(&buf);
     if (s != STATUS_SUCCESS) return pa_raise_access(STATE(self), s, fault, "write");
@@ -346,7 +358,9 @@ static PyObject *view_impl(PyObject *self, PyObject *const *args, Py_ssize_t nar
     uintptr_t address;
     size_t size;
     PARSE("view", names, 2, a);
-    if (pa_arg_ptr(a[0], &address) || pa_arg_size(a[1], &size)) return NULL;
+    if (pa_arg_ptr(a[0], &address) || pa_arg_size(a[1], &size) ||
+        pa_heap_check_access((ProcessObject *)self, address, size, "read"))
+        return NULL;
     return pa_export_view((ProcessObject *)self, address, size);
 }
 
@@ -482,6 +496,25 @@ static PyObject *Process_get_is_current(PyObject *self, void *Py_UNUSED(closure)
     X(FlushViewOfFile, "FlushViewOfFile(address, size) -> True: writes the view's dirty pages " \
                        "to the file and waits (size 0: to the end of the view).")               \
     X(CloseHandle, "CloseHandle(handle) -> True")                                               \
+    X(HeapCreate, "HeapCreate(options, initial_size, maximum_size, *, debug=0, lfh=True) -> Heap\n\n" \
+                  "maximum_size 0: growable. debug: PA_HEAP_DEBUG_* (tail/free checking, "      \
+                  "validate all, page heap). lfh=False keeps the low-fragmentation front end off.") \
+    X(HeapDestroy, "HeapDestroy(heap) -> True")                                                 \
+    X(HeapAlloc, "HeapAlloc(heap, flags, size) -> int")                                         \
+    X(HeapReAlloc, "HeapReAlloc(heap, flags, address, size) -> int")                            \
+    X(HeapFree, "HeapFree(heap, flags, address) -> True")                                       \
+    X(HeapSize, "HeapSize(heap, flags, address) -> int: the exact size requested.")             \
+    X(HeapValidate, "HeapValidate(heap, flags=0, address=None) -> bool")                        \
+    X(HeapWalk, "HeapWalk(heap) -> iterator of PROCESS_HEAP_ENTRY")                             \
+    X(HeapCompact, "HeapCompact(heap, flags) -> int: the largest committed free block.")        \
+    X(HeapLock, "HeapLock(heap) -> True")                                                       \
+    X(HeapUnlock, "HeapUnlock(heap) -> True")                                                   \
+    X(GetProcessHeap, "GetProcessHeap() -> Heap")                                               \
+    X(GetProcessHeaps, "GetProcessHeaps() -> list of Heap (the process heap first)")            \
+    X(HeapSetInformation, "HeapSetInformation(heap, info_class, value=None) -> True\n\n"       \
+                          "HeapCompatibilityInformation with value 2 enables the LFH; "         \
+                          "HeapEnableTerminationOnCorruption takes heap None.")                 \
+    X(HeapQueryInformation, "HeapQueryInformation(heap, info_class) -> int")                    \
     X(GetLastError, "GetLastError() -> int: the calling thread's last Win32 error.")            \
     X(SetLastError, "SetLastError(code): sets the calling thread's last Win32 error.")          \
     X(read, "read(address, size) -> bytes\n\nRaises AccessViolation or GuardPageViolation "     \
@@ -537,10 +570,12 @@ static PyGetSetDef Process_getset[] = {
 };
 
 static PyType_Slot Process_slots[] = {
-    {Py_tp_doc, "Process(*, address_space=None, commit_limit=None)\n\n"
+    {Py_tp_doc, "Process(*, address_space=None, commit_limit=None, heap_guard=True)\n\n"
                 "An isolated simulated Windows process: its own address space (64 GiB by "
                 "default; address_space=2**31 gives a 32-bit-sized one) reserved from the host "
-                "at creation, and an optional commit limit in bytes."},
+                "at creation, and an optional commit limit in bytes. With heap_guard (the "
+                "default) write() and view() reach only the bytes of busy heap blocks in heap "
+                "memory; heap_guard=False lets them corrupt heap metadata, for demonstrations."},
     {Py_tp_new, Process_new},
     {Py_tp_dealloc, Process_dealloc},
     {Py_tp_traverse, Process_traverse},

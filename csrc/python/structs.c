@@ -37,6 +37,12 @@ static const field_t si_fields[] = {
     {"wProcessorLevel", F_DEC}, {"wProcessorRevision", F_DEC}, {NULL, F_HEX},
 };
 
+static const field_t heap_entry_fields[] = {
+    {"lpData", F_HEX}, {"cbData", F_HEX}, {"cbOverhead", F_DEC}, {"iRegionIndex", F_DEC},
+    {"wFlags", F_HEX}, {"dwCommittedSize", F_HEX}, {"dwUnCommittedSize", F_HEX},
+    {"lpFirstBlock", F_HEX}, {"lpLastBlock", F_HEX}, {NULL, F_HEX},
+};
+
 static const field_t *fields_of(PyTypeObject *tp)
 {
     /* The field table rides on the type as a capsule in its dict. */
@@ -268,8 +274,24 @@ PyObject *pa_system_info_new(pa_state *st, const SYSTEM_INFO *si)
     return struct_new(st->SystemInfo, v, 10);
 }
 
+PyObject *pa_heap_entry_new(pa_state *st, const PROCESS_HEAP_ENTRY *e)
+{
+    int region = (e->wFlags & PROCESS_HEAP_REGION) != 0;
+    unsigned long long v[9] = {(uintptr_t)e->lpData, e->cbData, e->cbOverhead, e->iRegionIndex,
+                               e->wFlags, region ? e->Region.dwCommittedSize : 0,
+                               region ? e->Region.dwUnCommittedSize : 0,
+                               region ? (uintptr_t)e->Region.lpFirstBlock : 0,
+                               region ? (uintptr_t)e->Region.lpLastBlock : 0};
+    return struct_new(st->HeapEntry, v, 9);
+}
+
 int pa_structs_init(PyObject *module, pa_state *st)
 {
+    st->HeapEntry = make_struct_type(module, "pyalloc.PROCESS_HEAP_ENTRY",
+                                     "One entry of HeapWalk: a region (segment), a busy or free "
+                                     "block, or an uncommitted range. The Region fields are 0 "
+                                     "for other entries.", heap_entry_fields);
+    if (!st->HeapEntry) return -1;
     st->MemoryBasicInformation = make_struct_type(
         module, "pyalloc.MEMORY_BASIC_INFORMATION",
         "What VirtualQuery reports about the region containing an address.", mbi_fields);

@@ -1,0 +1,534 @@
+/* heap.c: pyalloc.Heap and the heap functions (HeapCreate ... HeapQueryInformation).
+ *
+ * A Heap names one heap of one process: int(heap) is the heap's base address, the HANDLE
+ * Windows gives. Every function also accepts a plain int handle; the heap layer validates
+ * handles and pointers itself, so a stale or made-up one fails with WinError, never a crash.
+ * Failures raise WinError (a WinMemoryError for out-of-memory); on a HEAP_GENERATE_EXCEPTIONS
+ * heap they raise the structured exception Windows would (HeapException). Freeing or moving a
+ * block that a live memoryview exports raises BufferError.
+ */
+#include "binding.h"
+
+typedef struct {
+    PyObject_HEAD
+    HANDLE h;
+    DWORD options;     /* HeapCreate options, when created here */
+    int destroyed;
+    PyObject *process; /* the ProcessObject it belongs to */
+} HeapObject;
+
+#define STATE(self) pa_get_state(((ProcessObject *)(self))->module)
+#define PROC(self) (((ProcessObject *)(self))->p)
+
+/* ---- the Heap type ---- */
+
+static PyObject *Heap_int(PyObject *self)
+{
+    return PyLong_FromUnsignedLongLong((uintptr_t)((HeapObject *)self)->h);
+}
+
+static Py_hash_t Heap_hash(PyObject *self)
+{
+    Py_hash_t h = (Py_hash_t)((uintptr_t)((HeapObject *)self)->h >> 16);
+    return h == -1 ? -2 : h;
+}
+
+static PyObject *Heap_richcompare(PyObject *a, PyObject *b, int op)
+{
+    if ((op != Py_EQ && op != Py_NE) || Py_TYPE(a) != Py_TYPE(b)) Py_RETURN_NOTIMPLEMENTED;
+    HeapObject *x = (HeapObject *)a, *y = (HeapObject *)b;
+    int eq = x->h == y->h && x->process == y->process;
+    return PyBool_FromLong(op == Py_EQ ? eq : !eq);
+}
+
+static PyObject *Heap_repr(PyObject *self)
+{
+    HeapObject *ho = (HeapObject *)self;
+    char addr[32];
+    snprintf(addr, sizeof addr, "0x%zx", (size_t)(uintptr_t)ho->h);
+    ProcessObject *po = (ProcessObject *)ho->process;
+    pa_heap_stats_t s;
+    if (ho->destroyed || !po->p || !pa_heap_stats(po->p, ho->h, &s))
+        return PyUnicode_FromFormat("<pyalloc.Heap %s (destroyed)>", addr);
+    return PyUnicode_FromFormat("<pyalloc.Heap %s: %zu busy blocks, %zu KiB busy, %zu KiB "
+                                "committed, %zu KiB reserved>",
+                                addr, s.busy_blocks, s.busy_bytes >> 10, s.committed >> 10,
+                                s.reserved >> 10);
+}
+
+static PyObject *Heap_stats(PyObject *self, PyObject *Py_UNUSED(ignored))
+{
+    HeapObject *ho = (HeapObject *)self;
+    ProcessObject *po = (ProcessObject *)ho->process;
+    pa_heap_stats_t s;
+    if (!po->p) return PyErr_Format(PyExc_ValueError, "operation on a closed Process");
+    if (ho->destroyed) return pa_raise_win_error(STATE(po), ERROR_INVALID_HANDLE);
+    if (!pa_heap_stats(po->p, ho->h, &s)) return pa_raise_last_error(STATE(po));
+    PyObject *buckets = PyList_New(PA_HEAP_BUCKETS);
+    if (!buckets) return NULL;
+    for (int i = 0; i < PA_HEAP_BUCKETS; i++) {
+        PyObject *v = PyLong_FromUnsignedLongLong(s.bucket_busy[i]);
+        if (!v) {
+            Py_DECREF(buckets);
+            return NULL;
+        }
+        PyList_SET_ITEM(buckets, i, v);
+    }
+    return Py_BuildValue(
+        "{sKsKsKsKsKsKsKsKsKsKsKsIsIsN}", "reserved", (unsigned long long)s.reserved, "committed",
+        (unsigned long long)s.committed, "busy_bytes", (unsigned long long)s.busy_bytes,
+        "busy_blocks", (unsigned long long)s.busy_blocks, "free_bytes",
+        (unsigned long long)s.free_bytes, "free_blocks", (unsigned long long)s.free_blocks,
+        "largest_free", (unsigned long long)s.largest_free, "overhead",
+        (unsigned long long)s.overhead, "large_blocks", (unsigned long long)s.large_blocks,
+        "cached_large_bytes", (unsigned long long)s.cached_large_bytes, "segments",
+        (unsigned long long)s.segments, "lfh_active", (unsigned)s.lfh_active, "debug",
+        (unsigned)s.debug, "bucket_busy", buckets);
+}
+
+static PyObject *Heap_get_process(PyObject *self, void *Py_UNUSED(c))
+{
+    return Py_NewRef(((HeapObject *)self)->process);
+}
+
+static PyObject *Heap_get_destroyed(PyObject *self, void *Py_UNUSED(c))
+{
+    return PyBool_FromLong(((HeapObject *)self)->destroyed);
+}
+
+static int Heap_traverse(PyObject *self, visitproc visit, void *arg)
+{
+    Py_VISIT(Py_TYPE(self));
+    Py_VISIT(((HeapObject *)self)->process);
+    return 0;
+}
+
+static int Heap_clear(PyObject *self)
+{
+    Py_CLEAR(((HeapObject *)self)->process);
+    return 0;
+}
+
+static void Heap_dealloc(PyObject *self)
+{
+    PyTypeObject *tp = Py_TYPE(self);
+    PyObject_GC_UnTrack(self);
+    Heap_clear(self);
+    tp->tp_free(self);
+    Py_DECREF(tp);
+}
+
+static PyMethodDef Heap_methods[] = {
+    {"stats", Heap_stats, METH_NOARGS,
+     "stats() -> dict: reserved, committed, busy_bytes, busy_blocks, free_bytes, free_blocks, "
+     "largest_free, overhead, large_blocks, cached_large_bytes, segments, lfh_active, debug, "
+     "bucket_busy (live blocks per front-end bucket)."},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyGetSetDef Heap_getset[] = {
+    {"process", Heap_get_process, NULL, "The Process the heap belongs to.", NULL},
+    {"destroyed", Heap_get_destroyed, NULL, "True after HeapDestroy through this object.", NULL},
+    {NULL, NULL, NULL, NULL, NULL},
+};
+
+static PyType_Slot Heap_slots[] = {
+    {Py_tp_doc, "A heap of a process (a HANDLE: int(heap) is its 64 KiB-aligned base)."},
+    {Py_tp_dealloc, Heap_dealloc},
+    {Py_tp_traverse, Heap_traverse},
+    {Py_tp_clear, Heap_clear},
+    {Py_tp_repr, Heap_repr},
+    {Py_tp_hash, Heap_hash},
+    {Py_tp_richcompare, Heap_richcompare},
+    {Py_nb_int, Heap_int},
+    {Py_nb_index, Heap_int},
+    {Py_tp_methods, Heap_methods},
+    {Py_tp_getset, Heap_getset},
+    {0, NULL},
+};
+
+static PyType_Spec Heap_spec = {
+    "pyalloc.Heap", sizeof(HeapObject), 0,
+    Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC | Py_TPFLAGS_IMMUTABLETYPE |
+        Py_TPFLAGS_DISALLOW_INSTANTIATION,
+    Heap_slots,
+};
+
+int pa_heap_type_init(PyObject *module, pa_state *st)
+{
+    st->Heap = (PyTypeObject *)PyType_FromModuleAndSpec(module, &Heap_spec, NULL);
+    if (!st->Heap) return -1;
+    return PyModule_AddType(module, st->Heap);
+}
+
+static PyObject *new_heap(PyObject *self, HANDLE h, DWORD options)
+{
+    HeapObject *ho = PyObject_GC_New(HeapObject, STATE(self)->Heap);
+    if (!ho) return NULL;
+    ho->h = h;
+    ho->options = options;
+    ho->destroyed = 0;
+    ho->process = Py_NewRef(self);
+    PyObject_GC_Track(ho);
+    return (PyObject *)ho;
+}
+
+/* ---- arguments and errors ---- */
+
+static int open_or_raise(PyObject *self)
+{
+    if (PROC(self)) return 0;
+    PyErr_SetString(PyExc_ValueError, "operation on a closed Process");
+    return -1;
+}
+
+/* A heap argument: a Heap or an int handle. *options gets the Heap's create options. */
+static int arg_heap(PyObject *self, PyObject *o, HANDLE *h, DWORD *options)
+{
+    *options = 0;
+    if (PyObject_TypeCheck(o, STATE(self)->Heap)) {
+        HeapObject *ho = (HeapObject *)o;
+        if (ho->destroyed) {
+            pa_raise_win_error(STATE(self), ERROR_INVALID_HANDLE);
+            return -1;
+        }
+        *h = ho->h;
+        *options = ho->options;
+        return 0;
+    }
+    uintptr_t v;
+    if (pa_arg_ptr(o, &v)) return -1;
+    *h = (HANDLE)v;
+    return 0;
+}
+
+/* Raises for a failed heap call: the structured exception on a HEAP_GENERATE_EXCEPTIONS
+ * heap or call, WinError otherwise. */
+static PyObject *heap_failure(PyObject *self, DWORD flags, HANDLE h, const char *op)
+{
+    pa_state *st = STATE(self);
+    NTSTATUS status = pa_heap_last_status();
+    if ((flags & HEAP_GENERATE_EXCEPTIONS) && status != STATUS_SUCCESS) {
+        PyObject *exc = PyObject_CallFunction(st->HeapException, "kKs",
+                                              (unsigned long)(uint32_t)status,
+                                              (unsigned long long)(uintptr_t)h, op);
+        if (exc) {
+            PyErr_SetObject(st->HeapException, exc);
+            Py_DECREF(exc);
+        }
+        return NULL;
+    }
+    DWORD err = pa_get_last_error();
+    return pa_raise_win_error(st, err ? err : ERROR_NOT_ENOUGH_MEMORY);
+}
+
+/* BufferError if the busy block at address is exported by a live memoryview. */
+static int check_not_exported(PyObject *self, uintptr_t address)
+{
+    void *block;
+    size_t size;
+    HANDLE heap;
+    if (!address) return 0;
+    if (pa_heap_find_block(PROC(self), (void *)address, 0, &heap, &block, &size) != STATUS_SUCCESS)
+        return 0;
+    if (pa_mm_range_pinned(PROC(self), block, size ? size : 1, PA_OWNER_HEAP)) {
+        PyErr_SetString(PyExc_BufferError,
+                        "the block is exported to a live memoryview; release it first");
+        return -1;
+    }
+    return 0;
+}
+
+int pa_heap_check_access(ProcessObject *self, uintptr_t address, size_t size, const char *op)
+{
+    if (!self->heap_guard || !size ||
+        !pa_mm_range_has_owner(self->p, (void *)address, size, PA_OWNER_HEAP))
+        return 0;
+    if (pa_heap_find_block(self->p, (void *)address, size, NULL, NULL, NULL) == STATUS_SUCCESS)
+        return 0;
+    /* Heap metadata and free blocks are off limits (Process(heap_guard=False) lifts this). The
+     * fault is at the first byte past the busy block the access starts in, or at its start. */
+    void *block;
+    size_t bsize;
+    uintptr_t fault = address;
+    if (pa_heap_find_block(self->p, (void *)address, 0, NULL, &block, &bsize) == STATUS_SUCCESS)
+        fault = (uintptr_t)block + bsize;
+    pa_raise_access(pa_get_state(self->module), STATUS_ACCESS_VIOLATION, fault, op);
+    return -1;
+}
+
+/* ---- the functions ---- */
+
+#define PARSE(fname, names, nreq, out)                                                           \
+    do {                                                                                         \
+        if (open_or_raise(self) || pa_parse_args(fname, args, nargs, kwnames, names, nreq, out)) \
+            return NULL;                                                                         \
+    } while (0)
+
+PyObject *HeapCreate_impl(PyObject *self, PyObject *const *args, Py_ssize_t nargs,
+                          PyObject *kwnames)
+{
+    static const char *const names[] = {"options", "initial_size", "maximum_size", "debug",
+                                        "lfh", NULL};
+    PyObject *a[5] = {NULL, NULL, NULL, NULL, NULL};
+    DWORD options, debug = 0;
+    size_t initial, maximum;
+    PARSE("HeapCreate", names, 3, a);
+    if (pa_arg_dword(a[0], &options) || pa_arg_size(a[1], &initial) ||
+        pa_arg_size(a[2], &maximum) || (a[3] && pa_arg_dword(a[3], &debug)))
+        return NULL;
+    pa_heap_options_t ho = {debug, 0, (size_t)-1};
+    if (a[4]) {
+        int lfh = PyObject_IsTrue(a[4]);
+        if (lfh < 0) return NULL;
+        ho.no_lfh = !lfh;
+    }
+    HANDLE h = pa_heap_create_ex(PROC(self), options, initial, maximum, &ho);
+    if (!h) return pa_raise_last_error(STATE(self));
+    return new_heap(self, h, options);
+}
+
+PyObject *HeapDestroy_impl(PyObject *self, PyObject *const *args, Py_ssize_t nargs,
+                           PyObject *kwnames)
+{
+    static const char *const names[] = {"heap", NULL};
+    PyObject *a[1] = {NULL};
+    HANDLE h;
+    DWORD options;
+    PARSE("HeapDestroy", names, 1, a);
+    if (arg_heap(self, a[0], &h, &options)) return NULL;
+    if (pa_mm_range_pinned(PROC(self), NULL, 0, PA_OWNER_HEAP)) {
+        PyErr_SetString(PyExc_BufferError,
+                        "heap memory is exported to a live memoryview; release it first");
+        return NULL;
+    }
+    if (!pa_heap_destroy(PROC(self), h)) return pa_raise_last_error(STATE(self));
+    if (PyObject_TypeCheck(a[0], STATE(self)->Heap)) ((HeapObject *)a[0])->destroyed = 1;
+    Py_RETURN_TRUE;
+}
+
+PyObject *HeapAlloc_impl(PyObject *self, PyObject *const *args, Py_ssize_t nargs,
+                         PyObject *kwnames)
+{
+    static const char *const names[] = {"heap", "flags", "size", NULL};
+    PyObject *a[3] = {NULL};
+    HANDLE h;
+    DWORD flags, options;
+    size_t size;
+    PARSE("HeapAlloc", names, 3, a);
+    if (arg_heap(self, a[0], &h, &options) || pa_arg_dword(a[1], &flags) ||
+        pa_arg_size(a[2], &size))
+        return NULL;
+    void *r = pa_heap_alloc(PROC(self), h, flags, size);
+    if (!r) return heap_failure(self, flags | options, h, "HeapAlloc");
+    return PyLong_FromUnsignedLongLong((uintptr_t)r);
+}
+
+PyObject *HeapReAlloc_impl(PyObject *self, PyObject *const *args, Py_ssize_t nargs,
+                           PyObject *kwnames)
+{
+    static const char *const names[] = {"heap", "flags", "address", "size", NULL};
+    PyObject *a[4] = {NULL};
+    HANDLE h;
+    DWORD flags, options;
+    uintptr_t address;
+    size_t size;
+    PARSE("HeapReAlloc", names, 4, a);
+    if (arg_heap(self, a[0], &h, &options) || pa_arg_dword(a[1], &flags) ||
+        pa_arg_ptr(a[2], &address) || pa_arg_size(a[3], &size) || check_not_exported(self, address))
+        return NULL;
+    void *r = pa_heap_realloc(PROC(self), h, flags, (void *)address, size);
+    if (!r) return heap_failure(self, flags | options, h, "HeapReAlloc");
+    return PyLong_FromUnsignedLongLong((uintptr_t)r);
+}
+
+PyObject *HeapFree_impl(PyObject *self, PyObject *const *args, Py_ssize_t nargs,
+                        PyObject *kwnames)
+{
+    static const char *const names[] = {"heap", "flags", "address", NULL};
+    PyObject *a[3] = {NULL};
+    HANDLE h;
+    DWORD flags, options;
+    uintptr_t address;
+    PARSE("HeapFree", names, 3, a);
+    if (arg_heap(self, a[0], &h, &options) || pa_arg_dword(a[1], &flags) ||
+        pa_arg_ptr(a[2], &address) || check_not_exported(self, address))
+        return NULL;
+    if (!pa_heap_free(PROC(self), h, flags, (void *)address))
+        return pa_raise_last_error(STATE(self));
+    Py_RETURN_TRUE;
+}
+
+PyObject *HeapSize_impl(PyObject *self, PyObject *const *args, Py_ssize_t nargs,
+                        PyObject *kwnames)
+{
+    static const char *const names[] = {"heap", "flags", "address", NULL};
+    PyObject *a[3] = {NULL};
+    HANDLE h;
+    DWORD flags, options;
+    uintptr_t address;
+    PARSE("HeapSize", names, 3, a);
+    if (arg_heap(self, a[0], &h, &options) || pa_arg_dword(a[1], &flags) ||
+        pa_arg_ptr(a[2], &address))
+        return NULL;
+    SIZE_T n = pa_heap_size(PROC(self), h, flags, (void *)address);
+    if (n == (SIZE_T)-1) return pa_raise_last_error(STATE(self));
+    return PyLong_FromSize_t(n);
+}
+
+PyObject *HeapValidate_impl(PyObject *self, PyObject *const *args, Py_ssize_t nargs,
+                            PyObject *kwnames)
+{
+    static const char *const names[] = {"heap", "flags", "address", NULL};
+    PyObject *a[3] = {NULL, NULL, NULL};
+    HANDLE h;
+    DWORD flags = 0, options;
+    uintptr_t address = 0;
+    PARSE("HeapValidate", names, 1, a);
+    if (arg_heap(self, a[0], &h, &options) || (a[1] && pa_arg_dword(a[1], &flags)) ||
+        (a[2] && pa_arg_ptr(a[2], &address)))
+        return NULL;
+    return PyBool_FromLong(pa_heap_validate(PROC(self), h, flags, (void *)address));
+}
+
+PyObject *HeapWalk_impl(PyObject *self, PyObject *const *args, Py_ssize_t nargs,
+                        PyObject *kwnames)
+{
+    static const char *const names[] = {"heap", NULL};
+    PyObject *a[1] = {NULL};
+    HANDLE h;
+    DWORD options;
+    PARSE("HeapWalk", names, 1, a);
+    if (arg_heap(self, a[0], &h, &options)) return NULL;
+    if (!pa_heap_lock(PROC(self), h)) return pa_raise_last_error(STATE(self));
+    PyObject *list = PyList_New(0);
+    PROCESS_HEAP_ENTRY e;
+    memset(&e, 0, sizeof e);
+    DWORD err = ERROR_NO_MORE_ITEMS;
+    while (list) {
+        if (!pa_heap_walk(PROC(self), h, &e)) {
+            err = pa_get_last_error();
+            break;
+        }
+        PyObject *item = pa_heap_entry_new(STATE(self), &e);
+        if (!item || PyList_Append(list, item)) Py_CLEAR(list);
+        Py_XDECREF(item);
+    }
+    pa_heap_unlock(PROC(self), h);
+    if (!list) return NULL;
+    if (err != ERROR_NO_MORE_ITEMS) {
+        Py_DECREF(list);
+        return pa_raise_win_error(STATE(self), err);
+    }
+    PyObject *it = PyObject_GetIter(list);
+    Py_DECREF(list);
+    return it;
+}
+
+PyObject *HeapCompact_impl(PyObject *self, PyObject *const *args, Py_ssize_t nargs,
+                           PyObject *kwnames)
+{
+    static const char *const names[] = {"heap", "flags", NULL};
+    PyObject *a[2] = {NULL};
+    HANDLE h;
+    DWORD flags, options;
+    PARSE("HeapCompact", names, 2, a);
+    if (arg_heap(self, a[0], &h, &options) || pa_arg_dword(a[1], &flags)) return NULL;
+    pa_set_last_error(0);
+    SIZE_T n = pa_heap_compact(PROC(self), h, flags);
+    if (n == 0 && pa_get_last_error() != 0) return pa_raise_last_error(STATE(self));
+    return PyLong_FromSize_t(n);
+}
+
+static PyObject *lock_common(PyObject *self, const char *fname, PyObject *const *args,
+                             Py_ssize_t nargs, PyObject *kwnames, int lock)
+{
+    static const char *const names[] = {"heap", NULL};
+    PyObject *a[1] = {NULL};
+    HANDLE h;
+    DWORD options;
+    PARSE(fname, names, 1, a);
+    if (arg_heap(self, a[0], &h, &options)) return NULL;
+    if (!(lock ? pa_heap_lock : pa_heap_unlock)(PROC(self), h)) return pa_raise_last_error(STATE(self));
+    Py_RETURN_TRUE;
+}
+
+PyObject *HeapLock_impl(PyObject *self, PyObject *const *args, Py_ssize_t nargs,
+                        PyObject *kwnames)
+{
+    return lock_common(self, "HeapLock", args, nargs, kwnames, 1);
+}
+
+PyObject *HeapUnlock_impl(PyObject *self, PyObject *const *args, Py_ssize_t nargs,
+                          PyObject *kwnames)
+{
+    return lock_common(self, "HeapUnlock", args, nargs, kwnames, 0);
+}
+
+PyObject *GetProcessHeap_impl(PyObject *self, PyObject *const *args, Py_ssize_t nargs,
+                              PyObject *kwnames)
+{
+    static const char *const names[] = {NULL};
+    PARSE("GetProcessHeap", names, 0, NULL);
+    HANDLE h = pa_heap_get_process_heap(PROC(self));
+    if (!h) return pa_raise_last_error(STATE(self));
+    return new_heap(self, h, 0);
+}
+
+PyObject *GetProcessHeaps_impl(PyObject *self, PyObject *const *args, Py_ssize_t nargs,
+                               PyObject *kwnames)
+{
+    static const char *const names[] = {NULL};
+    PARSE("GetProcessHeaps", names, 0, NULL);
+    HANDLE small[64], *heaps = small;
+    DWORD n = pa_heap_get_process_heaps(PROC(self), 64, heaps);
+    if (n > 64) {
+        heaps = PyMem_Malloc(n * sizeof *heaps);
+        if (!heaps) return PyErr_NoMemory();
+        n = pa_heap_get_process_heaps(PROC(self), n, heaps);
+    }
+    PyObject *list = PyList_New(0);
+    for (DWORD i = 0; list && i < n; i++) {
+        PyObject *ho = new_heap(self, heaps[i], 0);
+        if (!ho || PyList_Append(list, ho)) Py_CLEAR(list);
+        Py_XDECREF(ho);
+    }
+    if (heaps != small) PyMem_Free(heaps);
+    return list;
+}
+
+PyObject *HeapSetInformation_impl(PyObject *self, PyObject *const *args, Py_ssize_t nargs,
+                                  PyObject *kwnames)
+{
+    static const char *const names[] = {"heap", "info_class", "value", NULL};
+    PyObject *a[3] = {NULL, NULL, NULL};
+    HANDLE h = NULL;
+    DWORD options, info_class;
+    ULONG value = 0;
+    PARSE("HeapSetInformation", names, 2, a);
+    if ((a[0] != Py_None && arg_heap(self, a[0], &h, &options)) || pa_arg_dword(a[1], &info_class) ||
+        (a[2] && a[2] != Py_None && pa_arg_dword(a[2], &value)))
+        return NULL;
+    int has_value = a[2] && a[2] != Py_None;
+    if (!pa_heap_set_information(PROC(self), h, (HEAP_INFORMATION_CLASS)info_class,
+                                 has_value ? &value : NULL, has_value ? sizeof value : 0))
+        return pa_raise_last_error(STATE(self));
+    Py_RETURN_TRUE;
+}
+
+PyObject *HeapQueryInformation_impl(PyObject *self, PyObject *const *args, Py_ssize_t nargs,
+                                    PyObject *kwnames)
+{
+    static const char *const names[] = {"heap", "info_class", NULL};
+    PyObject *a[2] = {NULL, NULL};
+    HANDLE h;
+    DWORD options, info_class;
+    ULONG value = 0;
+    SIZE_T len = 0;
+    PARSE("HeapQueryInformation", names, 2, a);
+    if (arg_heap(self, a[0], &h, &options) || pa_arg_dword(a[1], &info_class)) return NULL;
+    if (!pa_heap_query_information(PROC(self), h, (HEAP_INFORMATION_CLASS)info_class, &value,
+                                   sizeof value, &len))
+        return pa_raise_last_error(STATE(self));
+    return PyLong_FromUnsignedLong(value);
+}
