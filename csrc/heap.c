@@ -141,7 +141,9 @@ static void tls_key_init(void) { pthread_key_create(&tls_key, tls_thread_exit); 
 static inline tls_ent_t *tls_lookup(pa_process_t *p, HANDLE handle)
 {
     uint64_t ep = atomic_load_explicit(&heap_epoch, memory_order_acquire);
-    for (int i = 0; i < TLS_ENTS; i++) {
+    if (PA_LIKELY(tls_ents[0].heap == handle && tls_ents[0].p == p && tls_ents[0].epoch == ep && handle))
+        return &tls_ents[0];
+    for (int i = 1; i < TLS_ENTS; i++) {
         tls_ent_t *e = &tls_ents[i];
         if (e->heap == handle && e->p == p && e->epoch == ep && handle) return e;
     }
@@ -512,6 +514,8 @@ pa_lfh_seg_t *_pa_heap_new_lfh_segment_locked(pa_heap_t *h, size_t size)
     return s;
 }
 
+#define TRIM_KEEP ((size_t)256 << 10)
+
 /* After a free: decommits the free tail of s beyond 64 KiB into the last free block, and
  * releases a secondary segment that became entirely free while the heap has plenty of other
  * free space. b is the (coalesced, listed) free block. */
@@ -527,9 +531,12 @@ static void seg_trim(pa_heap_t *h, pa_segment_t *s, pa_block_t *b)
         release(h, (void *)s->base, seg_bytes, s->commit_end - s->base);
         return;
     }
-    uintptr_t keep = _pa_align_up((uintptr_t)b + sizeof(pa_free_t) + PA_GRANULARITY, PA_PAGE_SIZE);
+    /* Keep 256 KiB of the free tail committed and decommit only 256 KiB or more at once:
+     * a heap that frees and reallocates near its end must not commit and decommit on every
+     * call (Windows' DeCommitFreeBlockThreshold plays the same role). */
+    uintptr_t keep = _pa_align_up((uintptr_t)b + sizeof(pa_free_t) + TRIM_KEEP, PA_PAGE_SIZE);
     if (keep < s->min_commit) keep = s->min_commit;
-    if (keep + PA_GRANULARITY > s->commit_end) return; /* less than 64 KiB to gain */
+    if (keep + TRIM_KEEP > s->commit_end) return;
     fl_remove(h, b);
     if (!decommit(h, keep, s->commit_end - keep)) {
         fl_insert(h, b);

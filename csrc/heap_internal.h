@@ -306,7 +306,8 @@ void *_pa_lfh_alloc(pa_heap_t *h, pa_lfh_tcache_t *tc, unsigned bucket, size_t n
 #define PA_LFH_BAD (-1)
 /* Classifies mem: not in any LFH segment of h, a busy LFH block (*hdr set), or a bad
  * pointer inside an LFH segment (free slot, wrong offset). Reads only validated memory. */
-int _pa_lfh_lookup(pa_heap_t *h, pa_lfh_tcache_t *tc, const void *mem, pa_block_t **hdr);
+/* (inline, below) */
+pa_lfh_seg_t *_pa_lfh_seg_find(pa_lfh_t *L, uintptr_t a);
 /* Frees a busy LFH block found by _pa_lfh_lookup. */
 void _pa_lfh_free(pa_heap_t *h, pa_lfh_tcache_t *tc, pa_block_t *hdr);
 /* The calling thread's cache for h (claimed on first use), or NULL if none is free. */
@@ -369,6 +370,31 @@ static inline void _pa_lfh_free_fast(pa_heap_t *h, pa_lfh_tcache_t *tc, pa_block
     *(pa_block_t **)(b + 1) = tc->bin[k].head;
     tc->bin[k].head = b;
     if (PA_UNLIKELY(++tc->bin[k].count > tc->bin[k].limit)) _pa_lfh_flush(h, tc, k);
+}
+
+static inline int _pa_lfh_lookup(pa_heap_t *h, pa_lfh_tcache_t *tc, const void *mem, pa_block_t **hdr)
+{
+    pa_lfh_t *L = __atomic_load_n(&h->lfh, __ATOMIC_ACQUIRE);
+    if (!L) return PA_LFH_NOT_MINE;
+    uintptr_t a = (uintptr_t)mem;
+    pa_lfh_seg_t *s = tc ? tc->last_seg : NULL;
+    if (PA_UNLIKELY(!s || a - s->base >= s->size)) {
+        s = _pa_lfh_seg_find(L, a);
+        if (!s) return PA_LFH_NOT_MINE;
+        if (tc) tc->last_seg = s;
+    }
+    size_t c = (a - s->base) / PA_LFH_CHUNK;
+    unsigned m = __atomic_load_n(&s->map[c], __ATOMIC_ACQUIRE);
+    if (!m || m == PA_LFH_MAP_HEADER || m - 1 > c) return PA_LFH_BAD;
+    pa_lfh_sub_t *sub = (pa_lfh_sub_t *)(s->base + (c - (m - 1)) * PA_LFH_CHUNK);
+    if ((a & (PA_HEAP_UNIT - 1)) || a < sub->first + PA_HEAP_UNIT) return PA_LFH_BAD;
+    pa_block_t *b = (pa_block_t *)(a - PA_HEAP_UNIT);
+    uint32_t idx = b->size;
+    if (idx >= sub->nslots || sub->first + (size_t)idx * sub->slot_size != (uintptr_t)b ||
+        b->flags != (PA_BLK_BUSY | PA_BLK_LFH) || b->tag != _pa_blk_tag(h, b))
+        return PA_LFH_BAD;
+    *hdr = b;
+    return PA_LFH_BUSY;
 }
 
 #endif /* PA_HEAP_INTERNAL_H */

@@ -61,7 +61,7 @@ size_t _pa_lfh_bucket_data_size(unsigned b)
 /* ------------------------------------------------------------------------------------------ */
 /* Segments and subsegments (heap lock)                                                        */
 
-static pa_lfh_seg_t *seg_find(pa_lfh_t *L, uintptr_t a)
+pa_lfh_seg_t *_pa_lfh_seg_find(pa_lfh_t *L, uintptr_t a)
 {
     unsigned n = atomic_load_explicit(&L->nsegs, memory_order_acquire);
     for (unsigned i = 0; i < n; i++) {
@@ -408,31 +408,6 @@ void *_pa_lfh_alloc(pa_heap_t *h, pa_lfh_tcache_t *tc, unsigned b, size_t n, DWO
     return s + 1;
 }
 
-int _pa_lfh_lookup(pa_heap_t *h, pa_lfh_tcache_t *tc, const void *mem, pa_block_t **hdr)
-{
-    pa_lfh_t *L = __atomic_load_n(&h->lfh, __ATOMIC_ACQUIRE);
-    if (!L) return PA_LFH_NOT_MINE;
-    uintptr_t a = (uintptr_t)mem;
-    pa_lfh_seg_t *s = tc ? tc->last_seg : NULL;
-    if (!s || a - s->base >= s->size) {
-        s = seg_find(L, a);
-        if (!s) return PA_LFH_NOT_MINE;
-        if (tc) tc->last_seg = s;
-    }
-    size_t c = (a - s->base) / PA_LFH_CHUNK;
-    unsigned m = __atomic_load_n(&s->map[c], __ATOMIC_ACQUIRE);
-    if (!m || m == PA_LFH_MAP_HEADER || m - 1 > c) return PA_LFH_BAD;
-    pa_lfh_sub_t *sub = (pa_lfh_sub_t *)(s->base + (c - (m - 1)) * PA_LFH_CHUNK);
-    if ((a & (U - 1)) || a < sub->first + U) return PA_LFH_BAD;
-    pa_block_t *b = (pa_block_t *)(a - U);
-    uint32_t idx = b->size;
-    if (idx >= sub->nslots || sub->first + (size_t)idx * sub->slot_size != (uintptr_t)b ||
-        b->flags != (PA_BLK_BUSY | PA_BLK_LFH) || b->tag != _pa_blk_tag(h, b))
-        return PA_LFH_BAD;
-    *hdr = b;
-    return PA_LFH_BUSY;
-}
-
 void _pa_lfh_free(pa_heap_t *h, pa_lfh_tcache_t *tc, pa_block_t *b)
 {
     if (tc) {
@@ -609,7 +584,7 @@ pa_block_t *_pa_lfh_block_at(pa_heap_t *h, uintptr_t a)
 {
     pa_lfh_t *L = h->lfh;
     if (!L) return NULL;
-    pa_lfh_seg_t *s = seg_find(L, a);
+    pa_lfh_seg_t *s = _pa_lfh_seg_find(L, a);
     if (!s) return NULL;
     size_t c = (a - s->base) / PA_LFH_CHUNK;
     unsigned m = s->map[c];

@@ -1,0 +1,290 @@
+/* bench_heap.c: layer 3's HeapAlloc/HeapFree against glibc malloc, mimalloc and jemalloc in
+ * one run, reported as ratios to glibc measured in the same run.
+ *
+ * mimalloc and jemalloc are loaded with dlopen (libmimalloc.so.2, libjemalloc.so.2 from the
+ * Debian packages libmimalloc-dev / libjemalloc-dev) so that one binary measures all four; an
+ * allocator that cannot be loaded is reported as missing. Every (allocator, workload) pair runs
+ * in its own forked child, so allocator state and peak RSS do not leak between measurements.
+ *
+ * Workloads (sizes drawn in advance from a fixed seed, first byte of each block touched):
+ *   small   8-512 B, 10,000 live blocks: free a random live one, allocate a new one
+ *   medium  8-64 KiB, 1,000 live blocks, same pattern
+ *   large   1-4 MiB, 16 live blocks, same pattern
+ *   xsmall / xmedium   cross-thread: one thread allocates, the other frees (SPSC ring)
+ * Time is ns per alloc+free pair (best of 3). Memory: a separate pass that writes every byte
+ * of every block reports peak RSS growth over peak live bytes (and, for pyalloc, the heap's
+ * peak commit charge over live bytes).
+ *
+ * Usage: bench_heap [scale]   (scale multiplies the iteration counts; default 1)
+ */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE
+#endif
+#include <dlfcn.h>
+#include <pthread.h>
+#include <sched.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "pyalloc.h"
+
+typedef struct alloc_s {
+    const char *name;
+    void *(*alloc)(size_t);
+    void (*free)(void *);
+    int ok;
+} alloc_t;
+
+/* ---- pyalloc: a private process and a growable heap in it ---- */
+static pa_process_t *pa_proc;
+static HANDLE pa_heap;
+static void *pa_alloc_fn(size_t n) { return pa_heap_alloc(pa_proc, pa_heap, 0, n); }
+static void pa_free_fn(void *x) { pa_heap_free(pa_proc, pa_heap, 0, x); }
+static void pa_setup(void)
+{
+    pa_proc = pa_process_create(NULL, NULL);
+    pa_heap = pa_heap_create(pa_proc, 0, 0, 0);
+    if (!pa_heap) abort();
+}
+
+static alloc_t allocs[4] = {
+    {"glibc", malloc, free, 1},
+    {"mimalloc", NULL, NULL, 0},
+    {"jemalloc", NULL, NULL, 0},
+    {"pyalloc", pa_alloc_fn, pa_free_fn, 1},
+};
+
+static void load(alloc_t *a, const char *lib, const char *m, const char *f)
+{
+    void *h = dlopen(lib, RTLD_NOW | RTLD_LOCAL);
+    if (!h) {
+        fprintf(stderr, "%s: %s\n", a->name, dlerror());
+        return;
+    }
+    a->alloc = (void *(*)(size_t))dlsym(h, m);
+    a->free = (void (*)(void *))dlsym(h, f);
+    a->ok = a->alloc && a->free;
+}
+
+static double now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+static size_t rss_kib(int peak)
+{
+    FILE *f = fopen("/proc/self/status", "r");
+    char line[256];
+    size_t v = 0;
+    while (f && fgets(line, sizeof line, f))
+        if (!strncmp(line, peak ? "VmHWM:" : "VmRSS:", 6)) v = strtoull(line + 6, NULL, 10);
+    if (f) fclose(f);
+    return v;
+}
+
+
+/* ---- workloads ---- */
+
+typedef struct work_s {
+    const char *name;
+    size_t lo, hi, live;
+    long iters;
+    int cross;
+} work_t;
+
+static uint64_t rng = 88172645463325252ull;
+static size_t rnd(void)
+{
+    rng ^= rng << 13;
+    rng ^= rng >> 7;
+    rng ^= rng << 17;
+    return (size_t)rng;
+}
+
+#define NSIZES 65536
+static size_t sizes[NSIZES];
+static unsigned slots_idx[NSIZES];
+
+static void make_sizes(const work_t *w)
+{
+    rng = 88172645463325252ull;
+    for (int i = 0; i < NSIZES; i++) {
+        sizes[i] = w->lo + rnd() % (w->hi - w->lo + 1);
+        slots_idx[i] = (unsigned)(rnd() % w->live);
+    }
+}
+
+/* Single thread: returns ns per pair; *peak_live gets the peak live bytes. */
+static double run_single(const alloc_t *a, const work_t *w, int fill, size_t *peak_live)
+{
+    void **slot = calloc(w->live, sizeof *slot);
+    size_t *len = calloc(w->live, sizeof *len);
+    size_t live = 0, peak = 0;
+    for (size_t i = 0; i < w->live; i++) {
+        len[i] = sizes[i % NSIZES];
+        slot[i] = a->alloc(len[i]);
+        if (fill) memset(slot[i], 1, len[i]);
+        else *(volatile char *)slot[i] = 1;
+        live += len[i];
+    }
+    peak = live;
+    double t0 = now();
+    for (long i = 0; i < w->iters; i++) {
+        unsigned k = slots_idx[i & (NSIZES - 1)];
+        size_t n = sizes[(i * 7) & (NSIZES - 1)];
+        a->free(slot[k]);
+        live -= len[k];
+        slot[k] = a->alloc(n);
+        len[k] = n;
+        if (fill) memset(slot[k], 1, n);
+        else *(volatile char *)slot[k] = 1;
+        live += n;
+        if (live > peak) peak = live;
+    }
+    double t = now() - t0;
+    for (size_t i = 0; i < w->live; i++) a->free(slot[i]);
+    free(slot);
+    free(len);
+    *peak_live = peak;
+    return t * 1e9 / (double)w->iters;
+}
+
+#define RING 1024
+typedef struct xq {
+    const alloc_t *a;
+    const work_t *w;
+    void *volatile ring[RING];
+    char pad1[64];
+    volatile long head;
+    char pad2[64];
+    volatile long tail;
+} xq_t;
+
+static void *x_consumer(void *v)
+{
+    xq_t *q = v;
+    for (long i = 0; i < q->w->iters; i++) {
+        while (__atomic_load_n(&q->head, __ATOMIC_ACQUIRE) == q->tail) sched_yield();
+        q->a->free(q->ring[q->tail % RING]);
+        __atomic_store_n(&q->tail, q->tail + 1, __ATOMIC_RELEASE);
+    }
+    return NULL;
+}
+
+static double run_cross(const alloc_t *a, const work_t *w)
+{
+    static xq_t q;
+    memset(&q, 0, sizeof q);
+    q.a = a;
+    q.w = w;
+    pthread_t t;
+    double t0 = now();
+    pthread_create(&t, NULL, x_consumer, &q);
+    for (long i = 0; i < w->iters; i++) {
+        void *x = a->alloc(sizes[i & (NSIZES - 1)]);
+        *(volatile char *)x = 1;
+        while (q.head - __atomic_load_n(&q.tail, __ATOMIC_ACQUIRE) >= RING) sched_yield();
+        q.ring[q.head % RING] = x;
+        __atomic_store_n(&q.head, q.head + 1, __ATOMIC_RELEASE);
+    }
+    pthread_join(t, NULL);
+    return (now() - t0) * 1e9 / (double)w->iters;
+}
+
+/* Runs in a child; writes "ns mem_ratio commit_ratio" to fd. */
+static void measure(int ai, const work_t *w, int fd)
+{
+    alloc_t *a = &allocs[ai];
+    if (ai == 3) pa_setup();
+    make_sizes(w);
+    double best = 1e30, mem = 0, commit = 0;
+    if (!w->cross) {
+        /* Memory pass first, in the fresh child: every byte written, fewer iterations. */
+        work_t wm = *w;
+        wm.iters = w->iters / 10 > 20000 ? 20000 : w->iters / 10;
+        size_t before = rss_kib(1), live = 0;
+        run_single(a, &wm, 1, &live);
+        size_t peak = rss_kib(1);
+        mem = (double)(peak > before ? peak - before : 0) * 1024.0 / (double)live;
+        if (ai == 3) {
+            pa_vm_stats_t vm;
+            pa_process_stats(pa_proc, &vm);
+            commit = (double)vm.peak_committed / (double)live;
+        }
+    }
+    for (int rep = 0; rep < 3; rep++) {
+        double ns;
+        size_t live;
+        if (w->cross) ns = run_cross(a, w);
+        else ns = run_single(a, w, 0, &live);
+        if (ns < best) best = ns;
+    }
+    char buf[128];
+    int n = snprintf(buf, sizeof buf, "%f %f %f\n", best, mem, commit);
+    if (write(fd, buf, (size_t)n) != n) _exit(1);
+}
+
+int main(int argc, char **argv)
+{
+    double scale = argc > 1 ? atof(argv[1]) : 1.0;
+    /* libjemalloc.so.2 uses initial-exec TLS: dlopen needs surplus static TLS, which glibc
+     * sizes at startup from this tunable. Re-exec once with it set. */
+    const char *tun = getenv("GLIBC_TUNABLES");
+    if (!tun || !strstr(tun, "optional_static_tls")) {
+        setenv("GLIBC_TUNABLES", "glibc.rtld.optional_static_tls=16384", 1);
+        execv("/proc/self/exe", argv);
+    }
+    load(&allocs[1], "libmimalloc.so.2", "mi_malloc", "mi_free");
+    load(&allocs[2], "libjemalloc.so.2", "malloc", "free");
+    work_t works[] = {
+        {"small 8-512B x10k", 8, 512, 10000, (long)(4e6 * scale), 0},
+        {"medium 8-64KiB x1k", 8 << 10, 64 << 10, 1000, (long)(1e6 * scale), 0},
+        {"large 1-4MiB x16", 1 << 20, 4 << 20, 16, (long)(1e5 * scale), 0},
+        {"xthread small 8-512B", 8, 512, 1, (long)(2e6 * scale), 1},
+        {"xthread medium 8-64KiB", 8 << 10, 64 << 10, 1, (long)(5e5 * scale), 1},
+    };
+    printf("%-24s %-9s %10s %8s %10s %10s\n", "workload", "allocator", "ns/pair", "vs glibc",
+           "rss/live", "commit/live");
+    for (unsigned wi = 0; wi < sizeof works / sizeof *works; wi++) {
+        double base = 0;
+        for (int ai = 0; ai < 4; ai++) {
+            if (!allocs[ai].ok) {
+                printf("%-24s %-9s %10s\n", works[wi].name, allocs[ai].name, "missing");
+                continue;
+            }
+            int pfd[2];
+            if (pipe(pfd)) return 1;
+            fflush(stdout);
+            pid_t pid = fork();
+            if (pid == 0) {
+                close(pfd[0]);
+                measure(ai, &works[wi], pfd[1]);
+                _exit(0);
+            }
+            close(pfd[1]);
+            char buf[128] = {0};
+            ssize_t got = read(pfd[0], buf, sizeof buf - 1);
+            close(pfd[0]);
+            int st;
+            waitpid(pid, &st, 0);
+            double ns = 0, mem = 0, commit = 0;
+            if (got <= 0 || sscanf(buf, "%lf %lf %lf", &ns, &mem, &commit) != 3) {
+                printf("%-24s %-9s %10s\n", works[wi].name, allocs[ai].name, "failed");
+                continue;
+            }
+            if (ai == 0) base = ns;
+            char m[32] = "-", c[32] = "-";
+            if (!works[wi].cross) snprintf(m, sizeof m, "%.2f", mem);
+            if (ai == 3 && !works[wi].cross) snprintf(c, sizeof c, "%.2f", commit);
+            printf("%-24s %-9s %10.1f %8.2f %10s %10s\n", works[wi].name, allocs[ai].name, ns,
+                   base > 0 ? ns / base : 0.0, m, c);
+        }
+    }
+    return 0;
+}
