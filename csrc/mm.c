@@ -695,6 +695,9 @@ static NTSTATUS reset_locked(pa_process_t *p, uintptr_t start, uintptr_t end, in
     return st;
 }
 
+static NTSTATUS remap_view_pages_locked(pa_process_t *p, pa_alloc_t *a, uintptr_t start, size_t n,
+                                        int index);
+
 static int owner_ok(const pa_alloc_t *a, pa_owner_t owner)
 {
     return owner == PA_OWNER_ANY || a->owner == owner;
@@ -705,7 +708,7 @@ NTSTATUS pa_nt_allocate_virtual_memory(pa_process_t *p, void **base_io, size_t *
 {
     uintptr_t addr = (uintptr_t)*base_io;
     size_t size = *size_io;
-    int index = 0, guard = 0;
+    int index = 0, guard = 0, copy = 0;
     NTSTATUS st;
     /* Zero size is checked first for every type (uv:NtAllocateVirtualMemory). */
     if (!size) return STATUS_INVALID_PARAMETER;
@@ -717,8 +720,11 @@ NTSTATUS pa_nt_allocate_virtual_memory(pa_process_t *p, void **base_io, size_t *
             return STATUS_INVALID_PARAMETER;
         if (!(type & (MEM_COMMIT | MEM_RESERVE))) return STATUS_INVALID_PARAMETER;
         if ((type & MEM_WRITE_WATCH) && !(type & MEM_RESERVE)) return STATUS_INVALID_PARAMETER;
-        if ((st = check_protect(protect, 0, &index, &guard))) return st;
+        if ((st = check_protect(protect, 1, &index, &guard))) return st;
         if (!addr) type |= MEM_RESERVE; /* MEM_COMMIT alone at NULL reserves too */
+        /* Copy-on-write is for views only (fact 110); a view may be committed with it. */
+        copy = index == 3 || index == 7;
+        if (copy && (type & MEM_RESERVE)) return STATUS_INVALID_PAGE_PROTECTION;
     } else if (!addr) {
         return STATUS_INVALID_PARAMETER;
     }
@@ -757,6 +763,10 @@ NTSTATUS pa_nt_allocate_virtual_memory(pa_process_t *p, void **base_io, size_t *
         st = PA_STATUS_OWNED;
         goto out;
     }
+    if (copy && a->type == MEM_PRIVATE) {
+        st = STATUS_INVALID_PAGE_PROTECTION;
+        goto out;
+    }
     if (a->type == MEM_MAPPED) {
         if (a->section->file_backed) { /* views of files are always committed (fact 100) */
             st = reset ? STATUS_INVALID_PARAMETER : STATUS_ALREADY_COMMITTED;
@@ -786,6 +796,10 @@ NTSTATUS pa_nt_allocate_virtual_memory(pa_process_t *p, void **base_io, size_t *
             goto out;
         }
     }
+    /* As for VirtualProtect: copy-on-write pages of a shared view get a private mapping. */
+    if (a->type == MEM_MAPPED &&
+        (st = remap_view_pages_locked(p, a, start, len >> PA_PAGE_SHIFT, index)))
+        goto out;
     st = commit_locked(p, a, start, len >> PA_PAGE_SHIFT, index, guard);
     if (a->type == MEM_MAPPED) a->gen = _pa_section_generation(a->section);
 out:
