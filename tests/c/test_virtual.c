@@ -804,6 +804,8 @@ TEST(release_not_at_base_fails_487_and_decommit_past_the_end_fails_87)
     CHECK_FAILS(pa_virtual_free(p, a + PAGE, 0, MEM_DECOMMIT, APP), ERROR_INVALID_ADDRESS);
     CHECK_FAILS(pa_virtual_free(p, a + PAGE, 4 * PAGE, MEM_DECOMMIT, APP),
                 ERROR_INVALID_PARAMETER);
+    CHECK_FAILS(pa_virtual_free(p, a + PAGE, SIZE_MAX - PAGE, MEM_DECOMMIT, APP), /* wraps */
+                ERROR_INVALID_PARAMETER);
     CHECK_REGION(p, a, a, RW, 4 * PAGE, MEM_COMMIT, RW);
     /* Decommitting reserved pages is no error (MS:VirtualFree). */
     CHECK(pa_virtual_free(p, a, 0, MEM_DECOMMIT, APP));
