@@ -151,6 +151,9 @@ int _pa_os_fd_access(int fd, int *can_read, int *can_write)
     int mode = fl & O_ACCMODE;
     *can_read = mode == O_RDONLY || mode == O_RDWR;
     *can_write = mode == O_WRONLY || mode == O_RDWR;
+#ifdef O_PATH
+    if (fl & O_PATH) *can_read = *can_write = 0; /* a descriptor without any access */
+#endif
     return 0;
 }
 
