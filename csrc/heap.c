@@ -97,6 +97,7 @@ static proc_rec_t *rec_find_locked(pa_process_t *p, int create)
     }
     memset(hole, 0, sizeof *hole);
     hole->p = p;
+    pa_process_register_rundown(pa_heap_process_detach); /* heaps die with their process */
     return hole;
 }
 

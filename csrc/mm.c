@@ -411,6 +411,25 @@ fail:
     return NULL;
 }
 
+#define PA_MAX_RUNDOWN 8
+static void (*rundown_fns[PA_MAX_RUNDOWN])(pa_process_t *);
+static int nrundown;
+static pthread_mutex_t rundown_lock = PTHREAD_MUTEX_INITIALIZER;
+
+int pa_process_register_rundown(void (*fn)(pa_process_t *p))
+{
+    int r = 0;
+    pthread_mutex_lock(&rundown_lock);
+    int known = 0;
+    for (int i = 0; i < nrundown; i++) known |= rundown_fns[i] == fn;
+    if (!known) {
+        if (nrundown < PA_MAX_RUNDOWN) rundown_fns[nrundown++] = fn;
+        else r = -1;
+    }
+    pthread_mutex_unlock(&rundown_lock);
+    return r;
+}
+
 NTSTATUS pa_process_destroy(pa_process_t *p)
 {
     if (!p) return STATUS_INVALID_HANDLE;
@@ -419,6 +438,13 @@ NTSTATUS pa_process_destroy(pa_process_t *p)
     int pinned = p->pins != NULL;
     _pa_unlock(p);
     if (pinned) return PA_STATUS_BUFFER_EXPORTED;
+    /* Rundown: the higher layers first, the most recently registered first. */
+    pthread_mutex_lock(&rundown_lock);
+    int n = nrundown;
+    void (*fns[PA_MAX_RUNDOWN])(pa_process_t *);
+    memcpy(fns, rundown_fns, sizeof fns);
+    pthread_mutex_unlock(&rundown_lock);
+    while (n-- > 0) fns[n](p);
     atomic_store(&registry[p->registry_slot], NULL);
     for (size_t i = 0; i < p->nslots; i++) {
         pa_alloc_t *a = p->slots[i];

@@ -97,6 +97,10 @@ NTSTATUS pa_process_destroy(pa_process_t *p);
 /* The process that the Windows-named functions act on; created on first use. Never NULL unless
  * the host refuses the reservation, which aborts. */
 pa_process_t *pa_process_current(void);
+/* Registers fn to run when any process is destroyed, before its memory goes (process
+ * rundown): the higher layers drop their per-process state there. Most recent first;
+ * registering the same fn again does nothing. 0, or -1 when the table (8) is full. */
+int pa_process_register_rundown(void (*fn)(pa_process_t *p));
 /* Lowest and highest usable addresses (as SYSTEM_INFO reports them). */
 uintptr_t pa_process_min_address(const pa_process_t *p);
 uintptr_t pa_process_max_address(const pa_process_t *p);
@@ -366,9 +370,306 @@ NTSTATUS pa_heap_find_block(pa_process_t *p, const void *address, size_t size, H
 /* The NTSTATUS of the calling thread's last failed heap call (what HEAP_GENERATE_EXCEPTIONS
  * would raise: STATUS_NO_MEMORY, STATUS_ACCESS_VIOLATION, STATUS_INVALID_PARAMETER...). */
 NTSTATUS pa_heap_last_status(void);
-/* Destroys every heap of p, the process heap included. Call it before pa_process_destroy:
- * the heap layer keeps a registry of each process's heaps that must not outlive them. */
+/* Destroys every heap of p, the process heap included. pa_process_destroy runs it (the heap
+ * layer registers it as a rundown function when it first sees a process). */
 void pa_heap_process_detach(pa_process_t *p);
+
+/* ==== layer 4: CRT (csrc/crt*.c) ====
+ * UCRT's malloc family over the process heap, with the process explicit (heap.md 1.12-1.14,
+ * 1.16). Each release CRT block is exactly one HeapAlloc on pa_heap_get_process_heap(p): the
+ * pointer malloc returns is the heap block, so HeapSize(process heap, 0, p) == _msize(p) and
+ * HeapWalk lists CRT blocks. Failures set the host's errno, which is the calling thread's
+ * (ENOMEM 12, EINVAL 22, as on Windows); success leaves it alone. Where UCRT calls the
+ * invalid-parameter handler (_msize(NULL), an alignment that is not a power of two,
+ * _set_new_mode(2) ...), pyalloc calls the process's handler if one is set and then fails
+ * with EINVAL as UCRT does when the handler returns; UCRT's default handler would end the
+ * process instead.
+ *
+ * Each process has its own CRT state (new mode, new handler, hooks, debug heap), created on
+ * first use and freed by pa_crt_process_detach. Whether a process runs the debug CRT is fixed
+ * before its first CRT allocation, as linking with ucrtbased.dll would fix it: in a debug
+ * process every function below behaves as the debug CRT's (malloc is _malloc_dbg(size,
+ * _NORMAL_BLOCK, NULL, 0), _msize is _msize_dbg ...), and in a release process the *_dbg
+ * functions behave as the release ones, as crtdbg.h's macros do without _DEBUG.
+ *
+ * Words used here: a CRT block is what the malloc family returned; a debug block is
+ * _CrtMemBlockHeader (wintypes.h, 48 bytes) + data + 4 bytes of no-man's land (0xFD), one
+ * HeapAlloc; its request number counts the debug CRT's allocations from 1; an aligned block
+ * is a CRT block holding an aligned pointer and, just below it, a pointer back to the block.
+ */
+
+/* Debug CRT fills (heap.md fact 89) and the marks of ignore blocks (fact 90). */
+#define PA_CRT_CLEAN_FILL 0xCD         /* new data, and realloc growth */
+#define PA_CRT_DEAD_FILL 0xDD          /* freed blocks */
+#define PA_CRT_NO_MANS_LAND_FILL 0xFD  /* the gaps before and after data */
+#define PA_CRT_ALIGN_FILL 0xED         /* the P-byte gap below an aligned debug pointer */
+#define PA_CRT_NO_MANS_LAND_SIZE 4
+#define PA_CRT_IGNORE_LINE ((int)0xFEDCBABC)
+
+/* How a block was allocated, for pyalloc's mismatch reports (debug CRT). */
+#define PA_CRT_FAMILY_MALLOC 0    /* malloc family (also _aligned_*, which MSVC tells by 0xED) */
+#define PA_CRT_FAMILY_NEW 1       /* operator new */
+#define PA_CRT_FAMILY_NEW_ARRAY 2 /* operator new[] */
+
+/* A new handler: nonzero = the allocation is retried, 0 = give up. ctx is given at install. */
+typedef int (*pa_crt_new_handler_t)(pa_process_t *p, size_t size, void *ctx);
+/* The invalid-parameter handler; function is the CRT function's name ("_aligned_malloc"). */
+typedef void (*pa_crt_invalid_parameter_handler_t)(pa_process_t *p, const char *function,
+                                                   void *ctx);
+/* Receives text line by line (leak dumps, statistics); line ends with '\n'. */
+typedef void (*pa_crt_sink_t)(const char *line, void *ctx);
+/* operator new's "throw" (layer 5): status is PA_NEW_BAD_ALLOC or _BAD_ARRAY_NEW_LENGTH. */
+typedef void (*pa_new_throw_hook_t)(pa_process_t *p, int status, size_t size, void *ctx);
+
+/* One report of the debug CRT (_CrtDbgReport). The message is MSVC's wording. */
+typedef struct pa_crt_report_s {
+    int type;            /* _CRT_WARN, _CRT_ERROR or _CRT_ASSERT */
+    int kind;            /* PA_CRT_REPORT_* */
+    const char *message;
+    void *block;         /* the user pointer concerned, or NULL */
+    long request;        /* its request number, or 0 */
+} pa_crt_report_t;
+#define PA_CRT_REPORT_OTHER 0
+#define PA_CRT_REPORT_CORRUPTION 1  /* a no-man's land or a delay-freed block was overwritten */
+#define PA_CRT_REPORT_BAD_POINTER 2 /* not a debug block of this CRT, freed twice, wrong type */
+#define PA_CRT_REPORT_ALIGNED 3     /* aligned and plain routines mixed (MSVC's check) */
+#define PA_CRT_REPORT_MISMATCH 4    /* malloc/free, new/delete, new[]/delete[] mixed: pyalloc's
+                                       own check, MSVC does not make it (its new blocks are
+                                       _NORMAL_BLOCKs like malloc's) */
+#define PA_CRT_REPORT_LEAK 5        /* a line of a leak dump or object dump */
+#define PA_CRT_REPORT_BREAK 6       /* the _CrtSetBreakAlloc request happened, no break hook */
+/* Returns nonzero when it handled the report; 0 lets it go on to stderr. Runs under the CRT
+ * lock (recursive: it may call the CRT). */
+typedef int (*pa_crt_report_hook_t)(pa_process_t *p, const pa_crt_report_t *report, void *ctx);
+/* Called instead of _CrtDbgBreak when the allocation numbered request is made. */
+typedef void (*pa_crt_break_hook_t)(pa_process_t *p, long request, void *ctx);
+/* _CrtSetAllocHook's hook: op is _HOOK_ALLOC, _REALLOC or _FREE; 0 makes the call fail. */
+typedef int (*pa_crt_alloc_hook_t)(pa_process_t *p, int op, void *block, size_t size,
+                                   int block_use, long request, const char *file, int line,
+                                   void *ctx);
+
+/* One tracked debug block (pa_crt_leaks, pa_crt_walk_blocks). */
+typedef struct pa_crt_block_info_s {
+    void *data;         /* user pointer */
+    size_t size;        /* requested bytes */
+    long request;
+    int block_use;      /* _NORMAL_BLOCK, _CLIENT_BLOCK | subtype << 16, _CRT_BLOCK, _FREE_BLOCK */
+    int family;         /* PA_CRT_FAMILY_* */
+    const char *file;   /* call site, or NULL */
+    int line;
+} pa_crt_block_info_t;
+
+typedef struct pa_crt_stats_s {
+    int debug;                     /* 1: the debug CRT */
+    int dbg_flag;                  /* _crtDbgFlag (0 in a release process) */
+    long next_request;             /* the number the next debug allocation gets */
+    size_t counts[_MAX_BLOCKS];    /* tracked blocks by type (_CrtMemCheckpoint's lCounts) */
+    size_t sizes[_MAX_BLOCKS];     /* their bytes */
+    size_t high_water;             /* most bytes live at once */
+    size_t total;                  /* bytes ever allocated */
+    uint64_t reports[_CRT_ERRCNT]; /* by report type */
+    uint64_t mismatches;           /* PA_CRT_REPORT_MISMATCH and _ALIGNED reports */
+    uint64_t break_hits;
+    uint64_t invalid_parameters;
+    uint64_t new_handler_calls;
+} pa_crt_stats_t;
+
+/* -- the process's CRT (csrc/crt.c) -- */
+/* Chooses the debug (1) or release (0) CRT for p: 0 on success, -1 with errno EBUSY once p
+ * made a CRT allocation. The default is PYALLOC_CRT_DEBUG (0 unless set to 1). */
+int pa_crt_set_debug(pa_process_t *p, int debug);
+int pa_crt_is_debug(pa_process_t *p);
+/* Frees p's CRT state, dumping leaks first when _CRTDBG_LEAK_CHECK_DF is set (as the debug
+ * CRT does at exit). Call it before pa_heap_process_detach: the debug CRT's list lives in the
+ * process heap. The CRT blocks themselves stay in the heap. */
+void pa_crt_process_detach(pa_process_t *p);
+HANDLE pa_crt_get_heap_handle(pa_process_t *p); /* _get_heap_handle: the process heap */
+int pa_crt_get_errno(void);                     /* the thread's errno */
+void pa_crt_set_errno(int value);
+
+void *pa_crt_malloc(pa_process_t *p, size_t size);
+void *pa_crt_calloc(pa_process_t *p, size_t count, size_t size);
+void *pa_crt_realloc(pa_process_t *p, void *block, size_t size);
+void pa_crt_free(pa_process_t *p, void *block);
+/* _msize: (size_t)-1 + EINVAL for NULL; HeapSize's result otherwise (-1 for a non-block). */
+size_t pa_crt_msize(pa_process_t *p, void *block);
+/* _expand: resizes in place or fails (NULL, errno from the heap's last error). */
+void *pa_crt_expand(pa_process_t *p, void *block, size_t size);
+void *pa_crt_recalloc(pa_process_t *p, void *block, size_t count, size_t size);
+void *pa_crt_aligned_malloc(pa_process_t *p, size_t size, size_t alignment);
+void *pa_crt_aligned_offset_malloc(pa_process_t *p, size_t size, size_t alignment, size_t offset);
+void *pa_crt_aligned_realloc(pa_process_t *p, void *block, size_t size, size_t alignment);
+void *pa_crt_aligned_offset_realloc(pa_process_t *p, void *block, size_t size, size_t alignment,
+                                    size_t offset);
+void *pa_crt_aligned_recalloc(pa_process_t *p, void *block, size_t count, size_t size,
+                              size_t alignment);
+void *pa_crt_aligned_offset_recalloc(pa_process_t *p, void *block, size_t count, size_t size,
+                                     size_t alignment, size_t offset);
+/* _aligned_free. A pointer that is not an aligned block fails with EINVAL without touching
+ * memory (Windows would free whatever the slot below it points to). */
+void pa_crt_aligned_free(pa_process_t *p, void *block);
+size_t pa_crt_aligned_msize(pa_process_t *p, void *block, size_t alignment, size_t offset);
+
+/* _set_new_mode (0 or 1, else -1 + EINVAL) and _query_new_mode. Mode 1: malloc, calloc and
+ * realloc call the new handler on failure and retry while it returns nonzero. */
+int pa_crt_set_new_mode(pa_process_t *p, int mode);
+int pa_crt_query_new_mode(pa_process_t *p);
+/* _set_new_handler: one handler per process, shared with operator new (std::set_new_handler
+ * is pa_set_new_handler). Returns the previous handler (NULL at first). */
+pa_crt_new_handler_t pa_crt_set_new_handler(pa_process_t *p, pa_crt_new_handler_t handler,
+                                            void *ctx);
+pa_crt_new_handler_t pa_crt_query_new_handler(pa_process_t *p, void **ctx);
+/* _callnewh: 1 if a handler exists and returned nonzero, else 0. */
+int pa_crt_callnewh(pa_process_t *p, size_t size);
+/* _set_invalid_parameter_handler: returns the previous handler (NULL = pyalloc's default,
+ * which only counts). */
+pa_crt_invalid_parameter_handler_t
+pa_crt_set_invalid_parameter_handler(pa_process_t *p, pa_crt_invalid_parameter_handler_t handler,
+                                     void *ctx);
+/* Counters of p's CRT (tracked-block figures are 0 in a release process). */
+void pa_crt_stats(pa_process_t *p, pa_crt_stats_t *out);
+
+/* -- the debug CRT (csrc/crt_debug.c) -- */
+/* The *_dbg family (crtdbg.h). block_use: _NORMAL_BLOCK, _CLIENT_BLOCK (| subtype << 16) or
+ * _CRT_BLOCK; file (kept by pointer: it must outlive the block) and line are the call site. */
+void *pa_crt_malloc_dbg(pa_process_t *p, size_t size, int block_use, const char *file, int line);
+void *pa_crt_calloc_dbg(pa_process_t *p, size_t count, size_t size, int block_use,
+                        const char *file, int line);
+void *pa_crt_realloc_dbg(pa_process_t *p, void *block, size_t size, int block_use,
+                         const char *file, int line);
+void *pa_crt_recalloc_dbg(pa_process_t *p, void *block, size_t count, size_t size,
+                          int block_use, const char *file, int line);
+void *pa_crt_expand_dbg(pa_process_t *p, void *block, size_t size, int block_use,
+                        const char *file, int line);
+void pa_crt_free_dbg(pa_process_t *p, void *block, int block_use);
+size_t pa_crt_msize_dbg(pa_process_t *p, void *block, int block_use);
+void *pa_crt_aligned_malloc_dbg(pa_process_t *p, size_t size, size_t alignment, const char *file,
+                                int line);
+void *pa_crt_aligned_offset_malloc_dbg(pa_process_t *p, size_t size, size_t alignment,
+                                       size_t offset, const char *file, int line);
+void *pa_crt_aligned_realloc_dbg(pa_process_t *p, void *block, size_t size, size_t alignment,
+                                 const char *file, int line);
+void *pa_crt_aligned_offset_realloc_dbg(pa_process_t *p, void *block, size_t size,
+                                        size_t alignment, size_t offset, const char *file,
+                                        int line);
+void *pa_crt_aligned_recalloc_dbg(pa_process_t *p, void *block, size_t count, size_t size,
+                                  size_t alignment, const char *file, int line);
+void *pa_crt_aligned_offset_recalloc_dbg(pa_process_t *p, void *block, size_t count, size_t size,
+                                         size_t alignment, size_t offset, const char *file,
+                                         int line);
+void pa_crt_aligned_free_dbg(pa_process_t *p, void *block);
+size_t pa_crt_aligned_msize_dbg(pa_process_t *p, void *block, size_t alignment, size_t offset);
+
+/* _CrtSetDbgFlag: returns the previous flags; _CRTDBG_REPORT_FLAG only asks; unknown low bits
+ * -> invalid parameter, EINVAL, the current flags returned unchanged. 0 in a release process. */
+int pa_crt_set_dbg_flag(pa_process_t *p, int flags);
+/* _CrtCheckMemory: checks every tracked block's no-man's land, that delay-freed blocks still
+ * hold 0xDD, that the list has no cycle, then HeapValidate of the process heap; reports each
+ * problem and returns FALSE if there was one. TRUE in a release process or with
+ * _CRTDBG_ALLOC_MEM_DF off. */
+int pa_crt_check_memory(pa_process_t *p);
+/* _CrtDumpMemoryLeaks: TRUE iff a normal or client block (or a CRT block, with
+ * _CRTDBG_CHECK_CRT_DF) is live; then writes MSVC's dump ("Detected memory leaks!", one entry
+ * per block, newest first, "Object dump complete.") line by line to sink, or as _CRT_WARN
+ * reports when sink is NULL. */
+int pa_crt_dump_memory_leaks(pa_process_t *p, pa_crt_sink_t sink, void *ctx);
+/* The leaks as data: fills out[0 .. min(n, max)) newest first and returns n, the number of
+ * blocks _CrtDumpMemoryLeaks would list. */
+size_t pa_crt_leaks(pa_process_t *p, pa_crt_block_info_t *out, size_t max);
+/* Calls fn for every tracked block, newest first, until it returns nonzero (returned). Holds
+ * the CRT lock: fn must not allocate or free through this CRT. */
+int pa_crt_walk_blocks(pa_process_t *p, int (*fn)(const pa_crt_block_info_t *b, void *arg),
+                       void *arg);
+/* _CrtSetBreakAlloc: returns the previous number (-1 = none). When the allocation with that
+ * request number is made, the break hook is called (or a PA_CRT_REPORT_BREAK report made). */
+long pa_crt_set_break_alloc(pa_process_t *p, long request);
+pa_crt_break_hook_t pa_crt_set_break_hook(pa_process_t *p, pa_crt_break_hook_t hook, void *ctx);
+pa_crt_alloc_hook_t pa_crt_set_alloc_hook(pa_process_t *p, pa_crt_alloc_hook_t hook, void *ctx);
+/* Where reports go (NULL: stderr). Returns the previous hook. */
+pa_crt_report_hook_t pa_crt_set_report_hook(pa_process_t *p, pa_crt_report_hook_t hook,
+                                            void *ctx);
+/* _CrtIsValidHeapPointer: HeapValidate(process heap, 0, header of block). */
+int pa_crt_is_valid_heap_pointer(pa_process_t *p, const void *block);
+/* _CrtReportBlockType: the block's block_use, or -1. */
+int pa_crt_report_block_type(pa_process_t *p, const void *block);
+void pa_crt_set_dbg_block_type(pa_process_t *p, void *block, int block_use);
+/* _CrtIsMemoryBlock: TRUE iff block is a debug block of exactly size bytes; fills the rest. */
+int pa_crt_is_memory_block(pa_process_t *p, const void *block, unsigned size, long *request,
+                           const char **file, int *line);
+/* _CrtMemCheckpoint, _CrtMemDifference, _CrtMemDumpAllObjectsSince (NULL: all),
+ * _CrtMemDumpStatistics. The dumps write to sink, or as _CRT_WARN reports when it is NULL. */
+void pa_crt_mem_checkpoint(pa_process_t *p, _CrtMemState *state);
+int pa_crt_mem_difference(pa_process_t *p, _CrtMemState *diff, const _CrtMemState *old_state,
+                          const _CrtMemState *new_state);
+void pa_crt_mem_dump_all_objects_since(pa_process_t *p, const _CrtMemState *state,
+                                       pa_crt_sink_t sink, void *ctx);
+void pa_crt_mem_dump_statistics(pa_process_t *p, const _CrtMemState *state, pa_crt_sink_t sink,
+                                void *ctx);
+
+/* ==== layer 5: new/delete (csrc/new.c) ====
+ * vcruntime's operator new/delete over layer 4 (heap.md 1.14-1.16). C has no exceptions: where
+ * C++ would throw std::bad_alloc or std::bad_array_new_length, the call returns NULL, the
+ * calling thread's pa_new_status() says which, and the process's throw hook (if any) is
+ * called first; the nothrow forms return NULL without calling it. */
+#define PA_DEFAULT_NEW_ALIGNMENT ((size_t)16) /* __STDCPP_DEFAULT_NEW_ALIGNMENT__ on x64 */
+/* Which overload (flags). align 0 = the overloads without std::align_val_t. */
+#define PA_NEW_ARRAY 0x1u   /* operator new[] / operator delete[] */
+#define PA_NEW_NOTHROW 0x2u /* the std::nothrow_t overloads */
+#define PA_NEW_SIZED 0x4u   /* delete: the sized overload (the size is not used, as in MSVC) */
+/* pa_new_status() */
+#define PA_NEW_OK 0
+#define PA_NEW_BAD_ALLOC 1            /* std::bad_alloc */
+#define PA_NEW_BAD_ARRAY_NEW_LENGTH 2 /* std::bad_array_new_length (size == SIZE_MAX) */
+#define PA_NEW_CTOR_FAILED 3          /* a constructor "threw" (returned nonzero) */
+
+/* A constructor: 0 = constructed, nonzero = failed (as if it threw). */
+typedef int (*pa_ctor_t)(void *obj, void *ctx);
+typedef void (*pa_dtor_t)(void *obj, void *ctx);
+
+/* operator new(size [, align_val_t] [, nothrow]) and new[]: loops malloc (align 0) or
+ * _aligned_malloc(size, align) and the new handler; when the handler gives up, "throws". */
+void *pa_operator_new(pa_process_t *p, size_t size, size_t align, unsigned flags);
+/* MSVC's debug overload operator new(size, block_use, file, line) (and new[] with
+ * PA_NEW_ARRAY): _malloc_dbg with the call site; the plain new in a release process. */
+void *pa_operator_new_dbg(pa_process_t *p, size_t size, unsigned flags, int block_use,
+                          const char *file, int line);
+/* operator delete / delete[] ([sized], [aligned]): free, or _aligned_free when align != 0; in
+ * the debug CRT _free_dbg(block, _UNKNOWN_BLOCK), with pyalloc's mismatch check. */
+void pa_operator_delete(pa_process_t *p, void *block, size_t size, size_t align, unsigned flags);
+/* std::set_new_handler: the same per-process slot as _set_new_handler. */
+pa_crt_new_handler_t pa_set_new_handler(pa_process_t *p, pa_crt_new_handler_t handler, void *ctx);
+/* Called where C++ would throw from operator new (may longjmp: no lock is held). */
+pa_new_throw_hook_t pa_set_new_throw_hook(pa_process_t *p, pa_new_throw_hook_t hook, void *ctx);
+/* PA_NEW_* of the calling thread's last pa_operator_new*, pa_new_object or pa_new_array. */
+int pa_new_status(void);
+
+/* new-expressions and delete-expressions as MSVC compiles them. A type is described by its
+ * size, its alignment (alignof(T); 0 is read as 1; above PA_DEFAULT_NEW_ALIGNMENT the
+ * align_val_t overloads are used) and whether its destructor is non-trivial (has_dtor).
+ *
+ * new T[count]: if has_dtor, a cookie of max(8, align) bytes starts the allocation, holding
+ * count (size_t) in its first 8 bytes, and the array follows it, so with ordinary alignment the
+ * count sits just before element 0; otherwise there is no cookie and operator new[] gets
+ * exactly size * count (heap.md fact 86). A size that overflows asks operator new[] for
+ * SIZE_MAX (bad_array_new_length). Constructors run in order; if one fails, the elements
+ * already built are destroyed in reverse order (if has_dtor), the memory goes back to operator
+ * delete[] and NULL is returned with PA_NEW_CTOR_FAILED. delete[] runs the destructors in
+ * reverse order (count read from the cookie) and passes the allocation to operator delete[];
+ * without has_dtor it knows no count and runs none. Before trusting a cookie, pa_delete_array
+ * checks that count elements fit in the allocation (else errno EINVAL, nothing run or freed;
+ * Windows would run destructors over a garbage count); in the debug CRT a delete[] of a block
+ * that new (not new[]) allocated is reported as a mismatch and left alone. */
+size_t pa_new_array_cookie_size(size_t elem_align, int has_dtor);
+void *pa_new_array(pa_process_t *p, size_t elem_size, size_t elem_align, size_t count,
+                   int has_dtor, pa_ctor_t ctor, pa_dtor_t dtor, void *ctx);
+void pa_delete_array(pa_process_t *p, void *array, size_t elem_size, size_t elem_align,
+                     int has_dtor, pa_dtor_t dtor, void *ctx);
+/* The count stored in the cookie of an array made with has_dtor. */
+size_t pa_new_array_count(const void *array, size_t elem_align);
+/* new T / delete obj (sized delete, as MSVC calls it). ctor/dtor may be NULL (trivial). */
+void *pa_new_object(pa_process_t *p, size_t size, size_t align, pa_ctor_t ctor, void *ctx);
+void pa_delete_object(pa_process_t *p, void *obj, size_t size, size_t align, pa_dtor_t dtor,
+                      void *ctx);
 
 #ifdef __cplusplus
 }

@@ -76,7 +76,6 @@ static int close_process(ProcessObject *self)
         PyErr_SetString(PyExc_BufferError, "cannot close a Process while views of it exist");
         return -1;
     }
-    pa_heap_process_detach(self->p); /* the heap layer's registry must not outlive the heaps */
     if (pa_process_destroy(self->p) != STATUS_SUCCESS) {
         PyErr_SetString(PyExc_BufferError, "cannot close a Process while views of it exist");
         return -1;
@@ -126,10 +125,7 @@ static void Process_dealloc(PyObject *self)
     PyTypeObject *tp = Py_TYPE(self);
     PyObject_GC_UnTrack(self);
     /* No exporter can be alive: each holds a reference to us. */
-    if (po->p && po->owned) {
-        pa_heap_process_detach(po->p);
-        pa_process_destroy(po->p);
-    }
+    if (po->p && po->owned) pa_process_destroy(po->p); /* heaps go in its rundown */
     po->p = NULL;
     Process_clear(self);
     tp->tp_free(self);
