@@ -349,6 +349,7 @@ NTSTATUS pa_nt_create_section(HANDLE *handle, DWORD access, uint64_t max_size, D
     pthread_mutex_lock(&table_lock);
     pa_section_t *s = NULL;
     int fd = -1;
+    uint64_t data_size = 0;
     if (name && (s = find_named_locked(name))) {
         /* An existing name: a handle to that object; the new size is ignored (fact 85). */
         _pa_section_ref(s);
@@ -372,13 +373,7 @@ NTSTATUS pa_nt_create_section(HANDLE *handle, DWORD access, uint64_t max_size, D
             st = STATUS_NO_MEMORY;
             goto fail;
         }
-        s = section_new(fd);
-        if (!s) {
-            st = STATUS_NO_MEMORY;
-            goto fail;
-        }
-        fd = -1;
-        s->size = size;
+        data_size = size;
     } else {
         handle_entry_t *fe = entry_locked(file);
         int can_read, can_write;
@@ -397,17 +392,17 @@ NTSTATUS pa_nt_create_section(HANDLE *handle, DWORD access, uint64_t max_size, D
             st = STATUS_ACCESS_DENIED;
             goto fail;
         }
-        uint64_t size = max_size ? max_size : fsize;
-        if (size == 0) { /* fact 89 */
+        data_size = max_size ? max_size : fsize;
+        if (data_size == 0) { /* fact 89 */
             st = STATUS_MAPPED_FILE_SIZE_ZERO;
             goto fail;
         }
-        if (size > fsize) {
+        if (data_size > fsize) {
             if (!writable) {
                 st = STATUS_SECTION_TOO_BIG;
                 goto fail;
             }
-            if (_pa_os_fd_grow(fe->fd, size)) {
+            if (_pa_os_fd_grow(fe->fd, data_size)) {
                 st = STATUS_NO_MEMORY;
                 goto fail;
             }
@@ -416,16 +411,16 @@ NTSTATUS pa_nt_create_section(HANDLE *handle, DWORD access, uint64_t max_size, D
             st = STATUS_NO_MEMORY;
             goto fail;
         }
-        s = section_new(fd);
-        if (!s) {
-            st = STATUS_NO_MEMORY;
-            goto fail;
-        }
-        fd = -1;
-        s->size = size;
-        s->file_backed = 1;
         attr = (attr & ~(DWORD)SEC_RESERVE) | SEC_COMMIT; /* data files are always committed */
     }
+    s = section_new(fd);
+    if (!s) {
+        st = STATUS_NO_MEMORY;
+        goto fail;
+    }
+    fd = -1;
+    s->size = data_size;
+    s->file_backed = !pagefile;
     s->protect = protect;
     s->attributes = attr;
     s->header_size = header_bytes(s->size);

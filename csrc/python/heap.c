@@ -342,17 +342,32 @@ PyObject *HeapReAlloc_impl(PyObject *self, PyObject *const *args, Py_ssize_t nar
     return PyLong_FromUnsignedLongLong((uintptr_t)r);
 }
 
+/* Parses (heap, flags, address) as HeapFree, HeapSize and HeapValidate take them; the last
+ * nreq - 1 of flags and address may be optional. */
+static int heap_flags_address(PyObject *self, const char *fname, PyObject *const *args,
+                              Py_ssize_t nargs, PyObject *kwnames, int nreq, HANDLE *h,
+                              DWORD *flags, uintptr_t *address)
+{
+    static const char *const names[] = {"heap", "flags", "address", NULL};
+    PyObject *a[3] = {NULL, NULL, NULL};
+    DWORD options;
+    *flags = 0;
+    *address = 0;
+    if (open_or_raise(self) || pa_parse_args(fname, args, nargs, kwnames, names, nreq, a) ||
+        arg_heap(self, a[0], h, &options) || (a[1] && pa_arg_dword(a[1], flags)) ||
+        (a[2] && pa_arg_ptr(a[2], address)))
+        return -1;
+    return 0;
+}
+
 PyObject *HeapFree_impl(PyObject *self, PyObject *const *args, Py_ssize_t nargs,
                         PyObject *kwnames)
 {
-    static const char *const names[] = {"heap", "flags", "address", NULL};
-    PyObject *a[3] = {NULL};
     HANDLE h;
-    DWORD flags, options;
+    DWORD flags;
     uintptr_t address;
-    PARSE("HeapFree", names, 3, a);
-    if (arg_heap(self, a[0], &h, &options) || pa_arg_dword(a[1], &flags) ||
-        pa_arg_ptr(a[2], &address) || check_not_exported(self, address))
+    if (heap_flags_address(self, "HeapFree", args, nargs, kwnames, 3, &h, &flags, &address) ||
+        check_not_exported(self, address))
         return NULL;
     if (!pa_heap_free(PROC(self), h, flags, (void *)address))
         return pa_raise_last_error(STATE(self));
@@ -362,14 +377,10 @@ PyObject *HeapFree_impl(PyObject *self, PyObject *const *args, Py_ssize_t nargs,
 PyObject *HeapSize_impl(PyObject *self, PyObject *const *args, Py_ssize_t nargs,
                         PyObject *kwnames)
 {
-    static const char *const names[] = {"heap", "flags", "address", NULL};
-    PyObject *a[3] = {NULL};
     HANDLE h;
-    DWORD flags, options;
+    DWORD flags;
     uintptr_t address;
-    PARSE("HeapSize", names, 3, a);
-    if (arg_heap(self, a[0], &h, &options) || pa_arg_dword(a[1], &flags) ||
-        pa_arg_ptr(a[2], &address))
+    if (heap_flags_address(self, "HeapSize", args, nargs, kwnames, 3, &h, &flags, &address))
         return NULL;
     SIZE_T n = pa_heap_size(PROC(self), h, flags, (void *)address);
     if (n == (SIZE_T)-1) return pa_raise_last_error(STATE(self));
@@ -379,14 +390,10 @@ PyObject *HeapSize_impl(PyObject *self, PyObject *const *args, Py_ssize_t nargs,
 PyObject *HeapValidate_impl(PyObject *self, PyObject *const *args, Py_ssize_t nargs,
                             PyObject *kwnames)
 {
-    static const char *const names[] = {"heap", "flags", "address", NULL};
-    PyObject *a[3] = {NULL, NULL, NULL};
     HANDLE h;
-    DWORD flags = 0, options;
-    uintptr_t address = 0;
-    PARSE("HeapValidate", names, 1, a);
-    if (arg_heap(self, a[0], &h, &options) || (a[1] && pa_arg_dword(a[1], &flags)) ||
-        (a[2] && pa_arg_ptr(a[2], &address)))
+    DWORD flags;
+    uintptr_t address;
+    if (heap_flags_address(self, "HeapValidate", args, nargs, kwnames, 1, &h, &flags, &address))
         return NULL;
     return PyBool_FromLong(pa_heap_validate(PROC(self), h, flags, (void *)address));
 }
