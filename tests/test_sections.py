@@ -41,9 +41,12 @@ def hexid(value):
     return hex(value) if isinstance(value, int) else None
 
 
+RUN = uuid.uuid4().hex[:12]  # this run's names, apart from those of concurrent runs
+
+
 def unique(tag: str = "s") -> str:
     """A section name no other test (or concurrent run) uses."""
-    return f"pyalloc-test-{tag}-{uuid.uuid4().hex}"
+    return f"pyalloc-test-{RUN}-{tag}-{uuid.uuid4().hex}"
 
 
 def vq(p, address) -> dict:
@@ -92,7 +95,7 @@ def shm_path(name: str) -> Path:
 
 
 def named_objects() -> set[str]:
-    return {n for n in os.listdir("/dev/shm") if n.startswith("pyalloc.pyalloc-test-")}
+    return {n for n in os.listdir("/dev/shm") if n.startswith(f"pyalloc.pyalloc-test-{RUN}-")}
 
 
 @pytest.fixture(autouse=True)
