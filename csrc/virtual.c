@@ -20,6 +20,9 @@ static int fail(NTSTATUS status)
 LPVOID pa_virtual_alloc(pa_process_t *p, LPVOID address, SIZE_T size, DWORD type, DWORD protect,
                         pa_owner_t owner)
 {
+    /* The process plays the handle of VirtualAllocEx: none is STATUS_INVALID_HANDLE, GLE 6
+     * (k32:test_VirtualAllocEx, fact 15). */
+    if (!p) return fail(STATUS_INVALID_HANDLE), NULL;
     void *base = address;
     size_t len = size;
     NTSTATUS st = pa_nt_allocate_virtual_memory(p, &base, &len, type, protect, owner);
@@ -33,6 +36,7 @@ BOOL pa_virtual_free(pa_process_t *p, LPVOID address, SIZE_T size, DWORD free_ty
 {
     /* kernel32 rejects MEM_RELEASE with a size before ntdll sees it (k32:test_VirtualAlloc). */
     if (free_type == MEM_RELEASE && size != 0) return fail(STATUS_INVALID_PARAMETER);
+    if (!p) return fail(STATUS_INVALID_HANDLE); /* fact 15 */
     void *base = address;
     size_t len = size;
     NTSTATUS st = pa_nt_free_virtual_memory(p, &base, &len, free_type, owner);
@@ -42,6 +46,7 @@ BOOL pa_virtual_free(pa_process_t *p, LPVOID address, SIZE_T size, DWORD free_ty
 BOOL pa_virtual_protect(pa_process_t *p, LPVOID address, SIZE_T size, DWORD protect,
                         PDWORD old_protect, pa_owner_t owner)
 {
+    if (!p) return fail(STATUS_INVALID_HANDLE); /* as VirtualProtectEx */
     void *base = address;
     size_t len = size;
     NTSTATUS st = pa_nt_protect_virtual_memory(p, &base, &len, protect, old_protect, owner);
@@ -51,6 +56,7 @@ BOOL pa_virtual_protect(pa_process_t *p, LPVOID address, SIZE_T size, DWORD prot
 SIZE_T pa_virtual_query(pa_process_t *p, LPCVOID address, PMEMORY_BASIC_INFORMATION mbi,
                         SIZE_T length)
 {
+    if (!p) return fail(STATUS_INVALID_HANDLE); /* as VirtualQueryEx */
     if (length < sizeof *mbi) return fail(STATUS_INFO_LENGTH_MISMATCH);
     if (!mbi) return fail(STATUS_ACCESS_VIOLATION);
     NTSTATUS st = pa_nt_query_virtual_memory(p, address, mbi);

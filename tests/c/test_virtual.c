@@ -3,10 +3,10 @@
  * checks and cites the reference's source key.
  *
  * Covered elsewhere: facts 24, 69-73 and 82 (direct loads and stores, pa_mm_*) in test_mm.c.
- * Not applicable: 2 (32-bit processes), 3 (GetLargePageMinimum is not part of the API), 15 and 17
- * (VirtualAllocEx and VirtualAlloc2 are not part of the API), 35, 47, 59, 74 (views and
- * sections), 83 (Windows is inconsistent; the reference says not to pin it). Fact 46 (NT-level
- * partial release) is a documented limitation; fact46_* pins what pyalloc does instead.
+ * Not applicable: 2 (32-bit processes), 3 (GetLargePageMinimum is not part of the API), 17
+ * (VirtualAlloc2 is not part of the API), 35, 47, 59, 74 (views and sections), 83 (Windows is
+ * inconsistent; the reference says not to pin it). Fact 46 (NT-level partial release) is a
+ * documented limitation; fact46_* pins what pyalloc does instead.
  *
  * Most tests use their own process (pa_process_create), so they are independent; a few use the
  * Windows names on the current process, as a C program would.
@@ -367,6 +367,22 @@ TEST(fact14_at_round_to_page_fails_87)
                 ERROR_INVALID_PARAMETER);
     CHECK_EQ(vm_stats(p).allocations, 0);
     VM_END(p);
+}
+
+TEST(fact15_no_process_fails_6)
+{
+    /* k32:test_VirtualAllocEx: a NULL process handle. The pa_virtual_* functions take the process
+     * as the Ex functions take the handle. kernel32's own MEM_RELEASE check comes first. */
+    MEMORY_BASIC_INFORMATION m;
+    DWORD old;
+    CHECK_FAILS(pa_virtual_alloc(NULL, NULL, PAGE, MEM_RESERVE | MEM_COMMIT, RW, APP),
+                ERROR_INVALID_HANDLE);
+    CHECK_FAILS(pa_virtual_free(NULL, (void *)0x10000, 0, MEM_RELEASE, APP), ERROR_INVALID_HANDLE);
+    CHECK_FAILS(pa_virtual_free(NULL, (void *)0x10000, 1, MEM_RELEASE, APP),
+                ERROR_INVALID_PARAMETER);
+    CHECK_FAILS(pa_virtual_protect(NULL, (void *)0x10000, PAGE, RW, &old, APP),
+                ERROR_INVALID_HANDLE);
+    CHECK_FAILS(pa_virtual_query(NULL, (void *)0x10000, &m, sizeof m), ERROR_INVALID_HANDLE);
 }
 
 TEST(fact16_top_down_takes_the_highest_free_slot)
