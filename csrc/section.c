@@ -157,6 +157,16 @@ static void unpublish_locked(pa_section_t *s)
     s->published = 0;
 }
 
+/* One handle fewer across host processes: the last one anywhere takes the name away, while
+ * views keep the data (fact 91). table_lock held. */
+static void drop_shared_handle_locked(pa_section_t *s)
+{
+    if (!s->header_shared || atomic_fetch_sub(&s->header->handles, 1) != 1) return;
+    char path[300];
+    atomic_store(&s->header->magic, 0);
+    if (shm_name(s->name, path, sizeof path) == 0) _pa_os_shm_unlink(path);
+}
+
 /* Allocates a section object with refs = 1 around fd (taken over). */
 static pa_section_t *section_new(int fd)
 {
@@ -437,7 +447,9 @@ add_handle:
     return STATUS_SUCCESS;
 fail:
     if (s) {
-        if (s->published) unpublish_locked(s);
+        /* Undo only what this call did: an existing object keeps its name and handles. */
+        if (s->published && s->handles == 0) unpublish_locked(s);
+        drop_shared_handle_locked(s);
         _pa_section_unref(s);
     }
     _pa_os_close(fd);
@@ -460,7 +472,8 @@ NTSTATUS pa_nt_open_section(HANDLE *handle, DWORD access, const char *name)
         if (st == STATUS_SUCCESS) publish_locked(s, name);
     }
     if (st == STATUS_SUCCESS && (st = add_section_handle_locked(s, access, handle))) {
-        unpublish_locked(s);
+        if (s->handles == 0) unpublish_locked(s);
+        drop_shared_handle_locked(s);
         _pa_section_unref(s);
     }
     pthread_mutex_unlock(&table_lock);
@@ -495,12 +508,7 @@ NTSTATUS pa_nt_close(HANDLE handle)
     } else {
         s = e->section;
         if (--s->handles == 0 && s->published) unpublish_locked(s);
-        if (s->header_shared && atomic_fetch_sub(&s->header->handles, 1) == 1) {
-            /* The last handle anywhere: the name goes, the views keep the data (fact 91). */
-            char path[300];
-            atomic_store(&s->header->magic, 0);
-            if (shm_name(s->name, path, sizeof path) == 0) _pa_os_shm_unlink(path);
-        }
+        drop_shared_handle_locked(s);
     }
     free_entry_locked(e);
     pthread_mutex_unlock(&table_lock);
