@@ -1240,6 +1240,35 @@ def test_closed_process_refuses_section_calls(new_process):
     assert p.CloseHandle(h) is True  # handles are not the process's
 
 
+def test_full_handle_table_fails_without_losing_the_name(proc):
+    """When no handle is left, CreateFileMapping and OpenFileMapping fail, but the failure
+    takes nothing away: the name stays with the handles that hold it, and it still goes with
+    the last of them (fact 91); an unnamed section's descriptor is not leaked."""
+    name = unique("full")
+    first = proc.CreateFileMapping(None, RW, 0x1000, name)
+    handles = []
+    with pytest.raises(pa.WinError):
+        for _ in range(1 << 17):
+            handles.append(proc.OpenFileMapping(READ, name))
+    assert len(handles) > 1000
+    fds = open_fds()
+    for call in (lambda: proc.OpenFileMapping(READ, name),
+                 lambda: proc.CreateFileMapping(None, RW, 0x1000, name),
+                 lambda: proc.CreateFileMapping(None, RW, 0x1000),
+                 lambda: proc.CreateFileMapping(None, RW, 0x1000, unique("new"))):
+        with pytest.raises(pa.WinError):
+            call()
+    assert open_fds() == fds
+    handles.pop().close()
+    with proc.CreateFileMapping(None, RW, 0x2000, name) as again:
+        assert again.already_existed and again.size == 0x1000
+    for h in handles:
+        h.close()
+    assert shm_path(name).exists()
+    first.close()
+    assert not shm_path(name).exists()
+
+
 def test_process_close_releases_views_and_descriptors(new_process):
     """Closing a process unmaps its views; their section descriptors go with the last one."""
     before = open_fds()
