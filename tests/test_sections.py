@@ -297,6 +297,11 @@ def test_fact90_read_only_file(proc, tmp_path):
             proc.write(v, b"READ")
             assert proc.read(v, 14) == b"READ only file"
             proc.UnmapViewOfFile(v)
+            r = proc.MapViewOfFile(h, READ, 0, 0)  # fact 59: a read view may become WRITECOPY
+            assert proc.VirtualProtect(r, 1, WC) == RO
+            proc.write(r + 5, b"ONLY")
+            assert proc.read(r, 14) == b"read ONLY file"
+            proc.UnmapViewOfFile(r)
     assert path.read_bytes() == b"read only file"
 
 
@@ -1089,7 +1094,9 @@ def _bad_calls(p, tmp_path):
     ro_file = open(make_file(tmp_path, b"q" * 0x1000, "ro.bin"), "rb")
     rw_file = open(make_file(tmp_path, b"", "empty.bin"), "r+b")
     private = p.VirtualAlloc(None, 0x10000, pa.MEM_COMMIT, RW)
+    big = p.CreateFileMapping(None, RW, 1 << 25)  # larger than the 16 MiB address space
     cases = [
+        ("no room", lambda: p.MapViewOfFile(big, READ, 0, 0), 8),
         ("offset not 64K", lambda: p.MapViewOfFile(h, READ, 0x1000, 0), 1132),
         ("base not 64K", lambda: p.MapViewOfFileEx(h, READ, 0, 0, free + 0x1000), 1132),
         ("base +42", lambda: p.MapViewOfFileEx(h, READ, 0, 0, free + 42), 1132),
@@ -1119,7 +1126,7 @@ def _bad_calls(p, tmp_path):
     def cleanup():
         p.UnmapViewOfFile(v)
         p.VirtualFree(private, 0, pa.MEM_RELEASE)
-        for x in (h, ro_section, ro_file, rw_file):
+        for x in (h, ro_section, big, ro_file, rw_file):
             x.close()
 
     return cases, cleanup
