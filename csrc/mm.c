@@ -114,6 +114,11 @@ static int state_readable(pa_pstate_t s)
     return (s & PS_COMMITTED) && (s & PS_PROT_MASK) != 0; /* anything but NOACCESS */
 }
 
+static int state_executable(pa_pstate_t s)
+{
+    return (s & PS_COMMITTED) && (s & PS_PROT_MASK) >= 4; /* the PAGE_EXECUTE* values */
+}
+
 static int state_writable(pa_pstate_t s)
 {
     unsigned i = s & PS_PROT_MASK;
@@ -322,6 +327,7 @@ static int mm_fault(uintptr_t addr, int write)
         return 0;
     _pa_lock(p);
     int handled = 0, guard = 0;
+    int may_write = write == 1 || write == -1; /* an instruction fetch (2) never writes */
     uintptr_t page = _pa_align_down(addr, PA_PAGE_SIZE);
     pa_alloc_t *a = _pa_alloc_at_locked(p, addr);
     if (a) {
@@ -332,16 +338,19 @@ static int mm_fault(uintptr_t addr, int write)
             *s &= (pa_pstate_t)~PS_GUARD;
             p->guard_hits++;
             guard = handled = apply_host_locked(p, page, 1) == 0;
-        } else if (write != 0 && (*s & PS_COMMITTED) && (idx == 3 || idx == 7)) {
+        } else if (may_write && (*s & PS_COMMITTED) && (idx == 3 || idx == 7)) {
             copy_on_write_locked(p, page);
             handled = 1;
-        } else if (write != 0 && (*s & PS_WATCH_CLEAN) && state_writable(*s)) {
+        } else if (may_write && (*s & PS_WATCH_CLEAN) && state_writable(*s)) {
             *s &= (pa_pstate_t)~PS_WATCH_CLEAN;
             p->watch_faults++;
             handled = apply_host_locked(p, page, 1) == 0;
-        } else if (write == 1 ? (state_writable(*s) && !(*s & PS_WATCH_CLEAN))
-                              : (write == 0 && state_readable(*s))) {
-            handled = 1; /* another thread fixed the page between the fault and the lock */
+        } else if (write == 1   ? (state_writable(*s) && !(*s & PS_WATCH_CLEAN))
+                   : write == 0 ? state_readable(*s)
+                   : write == 2 && state_executable(*s)) {
+            /* Another thread fixed the page between the fault and the lock. Executing a page
+             * that is readable but not executable is an access violation (DEP), not this. */
+            handled = 1;
         }
     }
     _pa_unlock(p);

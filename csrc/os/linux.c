@@ -196,12 +196,14 @@ static struct sigaction previous_segv, previous_bus;
 static pthread_once_t fault_once = PTHREAD_ONCE_INIT;
 static int fault_install_error;
 
-/* 1 write, 0 read/execute, -1 unknown: from the x86 page-fault error code where we have it. */
+/* 1 write, 0 read, 2 execute, -1 unknown: from the x86 page-fault error code where we have it
+ * (bit 1: write, bit 4: instruction fetch). */
 static int fault_is_write(void *context)
 {
 #if defined(__x86_64__) && defined(REG_ERR)
     const ucontext_t *uc = context;
-    return (uc->uc_mcontext.gregs[REG_ERR] & 2) ? 1 : 0;
+    greg_t err = uc->uc_mcontext.gregs[REG_ERR];
+    return (err & 0x10) ? 2 : (err & 2) ? 1 : 0;
 #else
     (void)context;
     return -1;

@@ -63,8 +63,9 @@ int _pa_os_map_shared(int fd, uint64_t offset, size_t size, void **out);
 unsigned _pa_os_ncpu(void);
 
 /* Installs the process-wide fault handler once. On a SIGSEGV/SIGBUS, handler(addr, write) is
- * called with write = 1 (write), 0 (read or execute) or -1 (unknown); it returns non-zero when
- * it fixed the cause, and the access is retried; otherwise the previous handler runs. */
+ * called with write = 1 (write), 0 (read), 2 (execute: an instruction fetch) or -1 (unknown);
+ * it returns non-zero when it fixed the cause, and the access is retried; otherwise the previous
+ * handler runs. */
 typedef int (*pa_os_fault_fn)(uintptr_t addr, int write);
 int _pa_os_install_fault_handler(pa_os_fault_fn handler);
 

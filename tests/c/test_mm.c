@@ -109,6 +109,59 @@ TEST(access_violations_on_noaccess_readonly_decommitted_freed_and_tail_pages)
     VM_END(p);
 }
 
+TEST(executing_non_executable_memory_is_an_access_violation)
+{
+    /* memory-protection-constants: with DEP, running code in a page without PAGE_EXECUTE* raises
+     * an access violation (ExceptionInformation[0] = 8, reference section 2); it used to make the
+     * fault handler retry forever. The code is one x86-64 `ret`. */
+#if defined(__x86_64__)
+    pa_process_t *p = vm_new(0, 0);
+    char *a = vm_alloc(p, 2 * PAGE, MEM_RESERVE | MEM_COMMIT, RW);
+    a[0] = (char)0xC3;
+    a[PAGE] = (char)0xC3;
+    void (*fn)(void), (*fn2)(void);
+    char *second = a + PAGE;
+    memcpy(&fn, &a, sizeof fn);
+    memcpy(&fn2, &second, sizeof fn2);
+    watch_exceptions();
+    VM_EXPECT_AV(fn(), a);
+    DWORD old;
+    CHECK(pa_virtual_protect(p, a, PAGE, RO, &old, APP));
+    VM_EXPECT_AV(fn(), a);
+    CHECK(pa_virtual_protect(p, a, PAGE, PAGE_EXECUTE_READ, &old, APP));
+    fn();
+    CHECK(pa_virtual_protect(p, a, PAGE, PAGE_EXECUTE_READWRITE, &old, APP));
+    fn();
+    CHECK_EQ(ex.n, 0);
+    /* A guard page raises once, then the code runs, or faults if it may not run. */
+    CHECK(pa_virtual_protect(p, a, PAGE, PAGE_EXECUTE_READ | PAGE_GUARD, &old, APP));
+    fn();
+    CHECK_EQ(ex.n, 1);
+    CHECK_EQ(ex.addr, a);
+    CHECK_EQ(ex.write, 0);
+    CHECK(pa_virtual_protect(p, second, PAGE, RW | PAGE_GUARD, &old, APP));
+    VM_EXPECT_AV(fn2(), second);
+    CHECK_EQ(ex.n, 2);
+    CHECK_EQ(ex.addr, second);
+    /* An instruction fetch is not a write: it does not mark a write-watched page. */
+    char *w = vm_alloc(p, PAGE, MEM_RESERVE | MEM_COMMIT | MEM_WRITE_WATCH, PAGE_EXECUTE_READWRITE);
+    CHECK_EQ(pa_reset_write_watch(p, w, PAGE), 0);
+    CHECK(pa_virtual_protect(p, w, PAGE, RW, &old, APP));
+    void (*fnw)(void);
+    memcpy(&fnw, &w, sizeof fnw);
+    VM_EXPECT_AV(fnw(), w);
+    void *addr[1];
+    ULONG_PTR count = 1;
+    ULONG gran;
+    CHECK_EQ(pa_get_write_watch(p, 0, w, PAGE, addr, &count, &gran), 0);
+    CHECK_EQ(count, 0);
+    unwatch_exceptions();
+    vm_release(p, w);
+    vm_release(p, a);
+    VM_END(p);
+#endif
+}
+
 /* ---- 1.9 guard pages -------------------------------------------------------------------------- */
 
 TEST(fact69_guard_page_query)
