@@ -156,6 +156,8 @@ struct pa_process_s {
     int registry_slot;
     int is_current;
     pa_trace_t trace;
+    void *crt; /* layers 4-5: the process's CRT state (crt_internal.h), NULL until first use;
+                  freed by pa_crt_process_detach (a rundown function) */
 };
 
 /* Locking: every function named _locked expects p->lock held by the caller. */

@@ -386,11 +386,12 @@ void pa_heap_process_detach(pa_process_t *p);
  * process instead.
  *
  * Each process has its own CRT state (new mode, new handler, hooks, debug heap), created on
- * first use and freed by pa_crt_process_detach. Whether a process runs the debug CRT is fixed
- * before its first CRT allocation, as linking with ucrtbased.dll would fix it: in a debug
- * process every function below behaves as the debug CRT's (malloc is _malloc_dbg(size,
- * _NORMAL_BLOCK, NULL, 0), _msize is _msize_dbg ...), and in a release process the *_dbg
- * functions behave as the release ones, as crtdbg.h's macros do without _DEBUG.
+ * first use and freed by pa_crt_process_detach (run by pa_process_destroy). Whether a process
+ * runs the debug CRT is fixed before its first CRT allocation, as linking with ucrtbased.dll
+ * would fix it: in a debug process every function below behaves as the debug CRT's (malloc is
+ * _malloc_dbg(size, _NORMAL_BLOCK, NULL, 0), _msize is _msize_dbg ...), and in a release
+ * process the *_dbg functions behave as the release ones, as crtdbg.h's macros do without
+ * _DEBUG.
  *
  * Words used here: a CRT block is what the malloc family returned; a debug block is
  * _CrtMemBlockHeader (wintypes.h, 48 bytes) + data + 4 bytes of no-man's land (0xFD), one
@@ -480,8 +481,10 @@ typedef struct pa_crt_stats_s {
 int pa_crt_set_debug(pa_process_t *p, int debug);
 int pa_crt_is_debug(pa_process_t *p);
 /* Frees p's CRT state, dumping leaks first when _CRTDBG_LEAK_CHECK_DF is set (as the debug
- * CRT does at exit). Call it before pa_heap_process_detach: the debug CRT's list lives in the
- * process heap. The CRT blocks themselves stay in the heap. */
+ * CRT does at exit). pa_process_destroy runs it before the heap's rundown (the CRT registers
+ * it when it first sees a process); call it yourself only before pa_heap_process_detach, as
+ * the debug CRT's list lives in the process heap. The CRT blocks themselves stay in the heap;
+ * the next CRT call starts a fresh state. */
 void pa_crt_process_detach(pa_process_t *p);
 HANDLE pa_crt_get_heap_handle(pa_process_t *p); /* _get_heap_handle: the process heap */
 int pa_crt_get_errno(void);                     /* the thread's errno */

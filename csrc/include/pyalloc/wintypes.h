@@ -237,4 +237,71 @@ typedef enum _HEAP_INFORMATION_CLASS {
 #define STATUS_BUFFER_TOO_SMALL ((NTSTATUS)0xC0000023)
 #define STATUS_HEAP_CORRUPTION ((NTSTATUS)0xC0000374)
 
+/* ==== layers 4-5: CRT and new (csrc/crt*.c, csrc/new.c) ====
+ * Values of UCRT's malloc.h and crtdbg.h (heap.md facts 67, 88-91). */
+
+/* Largest request malloc accepts (x64); larger ones fail with ENOMEM. */
+#define _HEAP_MAXREQ ((size_t)0xFFFFFFFFFFFFFFE0u)
+
+/* Debug heap block types (_CrtMemBlockHeader.block_use; a subtype may sit in bits 16-31 of
+ * client and CRT blocks). _UNKNOWN_BLOCK: "use the block's own type" (operator delete). */
+#define _FREE_BLOCK 0
+#define _NORMAL_BLOCK 1
+#define _CRT_BLOCK 2
+#define _IGNORE_BLOCK 3
+#define _CLIENT_BLOCK 4
+#define _MAX_BLOCKS 5
+#define _UNKNOWN_BLOCK (-1)
+#define _BLOCK_TYPE(block) ((block) & 0xFFFF)
+#define _BLOCK_SUBTYPE(block) (((block) >> 16) & 0xFFFF)
+
+/* _crtDbgFlag bits. The high 16 bits hold the check frequency (allocations between two
+ * automatic _CrtCheckMemory calls). */
+#define _CRTDBG_ALLOC_MEM_DF 0x01
+#define _CRTDBG_DELAY_FREE_MEM_DF 0x02
+#define _CRTDBG_CHECK_ALWAYS_DF 0x04
+#define _CRTDBG_RESERVED_DF 0x08
+#define _CRTDBG_CHECK_CRT_DF 0x10
+#define _CRTDBG_LEAK_CHECK_DF 0x20
+#define _CRTDBG_CHECK_EVERY_16_DF 0x00100000
+#define _CRTDBG_CHECK_EVERY_128_DF 0x00800000
+#define _CRTDBG_CHECK_EVERY_1024_DF 0x04000000
+#define _CRTDBG_CHECK_DEFAULT_DF 0
+#define _CRTDBG_REPORT_FLAG (-1)
+
+/* Report types (_CrtDbgReport) and allocation-hook operations. */
+#define _CRT_WARN 0
+#define _CRT_ERROR 1
+#define _CRT_ASSERT 2
+#define _CRT_ERRCNT 3
+#define _HOOK_ALLOC 1
+#define _HOOK_REALLOC 2
+#define _HOOK_FREE 3
+
+/* The debug heap's block header, x64 layout (48 bytes): one HeapAlloc holds this header, the
+ * user's bytes and a 4-byte no-man's land after them (heap.md fact 88). Blocks form a doubly
+ * linked list, newest first; next points to the older block. */
+typedef struct _CrtMemBlockHeader {
+    struct _CrtMemBlockHeader *next; /* older block */
+    struct _CrtMemBlockHeader *prev; /* newer block */
+    const char *file_name;           /* call site, or NULL */
+    int line;
+    int block_use;                   /* _NORMAL_BLOCK ...; _FREE_BLOCK once delay-freed */
+    size_t data_size;                /* exact request */
+    LONG request;                    /* allocation number, from 1 (0 for ignore blocks) */
+    unsigned char gap[4];            /* no-man's land: 0xFD */
+} _CrtMemBlockHeader;
+
+/* _CrtMemCheckpoint's snapshot. Counts and sizes are indexed by block type. */
+typedef struct _CrtMemState {
+    struct _CrtMemBlockHeader *pBlockHeader;
+    size_t lCounts[_MAX_BLOCKS];
+    size_t lSizes[_MAX_BLOCKS];
+    size_t lHighWaterCount; /* most bytes live at once */
+    size_t lTotalCount;     /* bytes ever allocated */
+} _CrtMemState;
+
+/* _set_new_handler's handler: nonzero = retry the allocation, 0 = give up. */
+typedef int (*_PNH)(size_t);
+
 #endif /* PYALLOC_WINTYPES_H */
