@@ -150,13 +150,16 @@ void *pa_new_array(pa_process_t *p, size_t elem_size, size_t elem_align, size_t 
     return array;
 }
 
-/* Whether n elements of elem_size after a cookie fit in the allocation raw. */
-static int array_fits(pa_process_t *p, void *raw, size_t align, size_t n, size_t elem_size,
-                      size_t cookie)
+/* Reads the count of the array whose allocation is raw, if raw is a CRT block (asked of the
+ * CRT before anything is read) holding a cookie and that many elements; else 0. */
+static int read_cookie(pa_process_t *p, char *raw, size_t align, size_t elem_size, size_t cookie,
+                       size_t *n)
 {
+    if ((uintptr_t)raw < PA_PAGE_SIZE) return 0;
     size_t have = align ? pa_crt_aligned_msize(p, raw, align, 0) : pa_crt_msize(p, raw);
     if (have == (size_t)-1 || have < cookie) return 0;
-    return !elem_size || n <= (have - cookie) / elem_size;
+    memcpy(n, raw, sizeof *n);
+    return !elem_size || *n <= (have - cookie) / elem_size;
 }
 
 void pa_delete_array(pa_process_t *p, void *array, size_t elem_size, size_t elem_align,
@@ -178,8 +181,7 @@ void pa_delete_array(pa_process_t *p, void *array, size_t elem_size, size_t elem
             return;
         }
         size_t n;
-        memcpy(&n, raw, sizeof n);
-        if (!array_fits(p, raw, align, n, elem_size, cookie)) {
+        if (!read_cookie(p, raw, align, elem_size, cookie, &n)) {
             errno = EINVAL;
             return;
         }

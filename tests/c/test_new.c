@@ -305,6 +305,14 @@ TEST(fact86_release_delete_array_refuses_a_garbage_cookie)
     CHECK_EQ(t.ndtor, 0);
     CHECK_EQ(pa_crt_msize(p, s), 64); /* nothing freed */
     pa_delete_object(p, s, 64, 8, NULL, NULL);
+    int local = 0;
+    errno = 0;
+    pa_delete_array(p, &local, 8, 8, 1, dtor, &t); /* a wild pointer: refused, not read */
+    CHECK_EQ(errno, EINVAL);
+    errno = 0;
+    pa_delete_array(p, (void *)(uintptr_t)0x18, 8, 8, 1, dtor, &t);
+    CHECK_EQ(errno, EINVAL);
+    CHECK_EQ(t.ndtor, 0);
     crt_end(p);
 }
 
