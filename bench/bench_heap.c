@@ -15,7 +15,13 @@
  * of every block reports peak RSS growth over peak live bytes (and, for pyalloc, the heap's
  * peak commit charge over live bytes).
  *
- * Usage: bench_heap [scale]   (scale multiplies the iteration counts; default 1)
+ * glibc is called through __libc_malloc/__libc_free (and the harness's own arrays come from
+ * __libc_calloc): libpyalloc.a also holds preload.o, whose malloc family would otherwise be
+ * linked in and replace glibc's in this binary.
+ *
+ * Usage: bench_heap [scale [workload [allocator]]]
+ *   scale multiplies the iteration counts (default 1); workload and allocator, when given,
+ *   run only the workloads / allocators whose name contains them (e.g. `1 small pyalloc`).
  */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
@@ -31,6 +37,10 @@
 #include <unistd.h>
 
 #include "pyalloc.h"
+
+extern void *__libc_malloc(size_t);
+extern void *__libc_calloc(size_t, size_t);
+extern void __libc_free(void *);
 
 typedef struct alloc_s {
     const char *name;
@@ -52,7 +62,7 @@ static void pa_setup(void)
 }
 
 static alloc_t allocs[4] = {
-    {"glibc", malloc, free, 1},
+    {"glibc", __libc_malloc, __libc_free, 1},
     {"mimalloc", NULL, NULL, 0},
     {"jemalloc", NULL, NULL, 0},
     {"pyalloc", pa_alloc_fn, pa_free_fn, 1},
@@ -123,8 +133,8 @@ static void make_sizes(const work_t *w)
 /* Single thread: returns ns per pair; *peak_live gets the peak live bytes. */
 static double run_single(const alloc_t *a, const work_t *w, int fill, size_t *peak_live)
 {
-    void **slot = calloc(w->live, sizeof *slot);
-    size_t *len = calloc(w->live, sizeof *len);
+    void **slot = __libc_calloc(w->live, sizeof *slot);
+    size_t *len = __libc_calloc(w->live, sizeof *len);
     size_t live = 0, peak = 0;
     for (size_t i = 0; i < w->live; i++) {
         len[i] = sizes[i % NSIZES];
@@ -149,8 +159,8 @@ static double run_single(const alloc_t *a, const work_t *w, int fill, size_t *pe
     }
     double t = now() - t0;
     for (size_t i = 0; i < w->live; i++) a->free(slot[i]);
-    free(slot);
-    free(len);
+    __libc_free(slot);
+    __libc_free(len);
     *peak_live = peak;
     return t * 1e9 / (double)w->iters;
 }
@@ -251,9 +261,12 @@ int main(int argc, char **argv)
     };
     printf("%-24s %-9s %10s %8s %10s %10s\n", "workload", "allocator", "ns/pair", "vs glibc",
            "rss/live", "commit/live");
+    const char *only_work = argc > 2 ? argv[2] : "", *only_alloc = argc > 3 ? argv[3] : "";
     for (unsigned wi = 0; wi < sizeof works / sizeof *works; wi++) {
         double base = 0;
+        if (!strstr(works[wi].name, only_work)) continue;
         for (int ai = 0; ai < 4; ai++) {
+            if (ai && !strstr(allocs[ai].name, only_alloc)) continue; /* glibc: the base */
             if (!allocs[ai].ok) {
                 printf("%-24s %-9s %10s\n", works[wi].name, allocs[ai].name, "missing");
                 continue;

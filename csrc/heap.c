@@ -13,6 +13,12 @@
  * pointer only if it lies in the committed part of one of the heap's segments, in a live LFH
  * subsegment, or at the start of one of the process's committed allocations (asked of layer
  * 1) - before anything is read through it.
+ *
+ * Event trace (PA_LAYER_HEAP): every HeapCreate/Destroy/Alloc/ReAlloc/Free/Compact is recorded
+ * with extra = the heap handle. ALLOC: address = the block returned (0), size = request,
+ * result = success. FREE: address = the pointer passed, result = success. REALLOC: address =
+ * the old block, size = the new size, result = the new block (0). CREATE/DESTROY/COMPACT:
+ * address = the heap. Tracing off costs one relaxed load per call (_pa_heap_trace).
  */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
@@ -152,10 +158,20 @@ static inline tls_ent_t *tls_lookup(pa_process_t *p, HANDLE handle)
 }
 
 /* Checks handle against the registry and caches it. NULL (last error set) when invalid. */
+static tls_ent_t *tls_to_front(tls_ent_t *e)
+{
+    if (e != &tls_ents[0]) {
+        tls_ent_t t = *e;
+        *e = tls_ents[0];
+        tls_ents[0] = t;
+    }
+    return &tls_ents[0];
+}
+
 static tls_ent_t *tls_validate(pa_process_t *p, HANDLE handle)
 {
     tls_ent_t *e = tls_lookup(p, handle);
-    if (e) return e;
+    if (e) return tls_to_front(e);
     uint64_t ep = atomic_load_explicit(&heap_epoch, memory_order_acquire);
     pa_heap_t *h = _pa_heap_from_handle(p, handle);
     if (!h) {
@@ -182,7 +198,7 @@ static tls_ent_t *tls_validate(pa_process_t *p, HANDLE handle)
         }
     }
     pthread_mutex_unlock(&registry_lock);
-    return e;
+    return tls_to_front(e);
 }
 
 /* ------------------------------------------------------------------------------------------ */
@@ -932,6 +948,7 @@ static HANDLE create_heap(pa_process_t *p, DWORD options, size_t initial, size_t
     }
     r->count++;
     pthread_mutex_unlock(&registry_lock);
+    _pa_heap_trace(p, PA_OP_HEAP_CREATE, h, initial, options, h, 1);
     return h;
 }
 
@@ -1008,7 +1025,7 @@ static void destroy_heap_memory(pa_heap_t *h)
     pa_virtual_free(p, h, 0, MEM_RELEASE, PA_OWNER_HEAP);
 }
 
-BOOL pa_heap_destroy(pa_process_t *p, HANDLE heap)
+static BOOL destroy_heap(pa_process_t *p, HANDLE heap)
 {
     pa_heap_t *h = heap;
     pthread_mutex_lock(&registry_lock);
@@ -1031,6 +1048,13 @@ BOOL pa_heap_destroy(pa_process_t *p, HANDLE heap)
     pthread_mutex_unlock(&registry_lock);
     destroy_heap_memory(h);
     return TRUE;
+}
+
+BOOL pa_heap_destroy(pa_process_t *p, HANDLE heap)
+{
+    BOOL ok = destroy_heap(p, heap);
+    if (p) _pa_heap_trace(p, PA_OP_HEAP_DESTROY, heap, 0, 0, heap, ok);
+    return ok;
 }
 
 void pa_heap_process_detach(pa_process_t *p)
@@ -1060,7 +1084,7 @@ static void validate_all_or_note(pa_heap_t *h)
     }
 }
 
-static LPVOID alloc_slow(pa_process_t *p, HANDLE heap, DWORD flags, SIZE_T n)
+static LPVOID alloc_untraced(pa_process_t *p, HANDLE heap, DWORD flags, SIZE_T n)
 {
     tls_ent_t *e = tls_validate(p, heap);
     if (!e) return NULL;
@@ -1087,26 +1111,55 @@ static LPVOID alloc_slow(pa_process_t *p, HANDLE heap, DWORD flags, SIZE_T n)
     return r;
 }
 
+static __attribute__((noinline)) LPVOID alloc_slow(pa_process_t *p, HANDLE heap, DWORD flags, SIZE_T n)
+{
+    void *r = alloc_untraced(p, heap, flags, n);
+    if (p) _pa_heap_trace(p, PA_OP_HEAP_ALLOC, r, n, flags, heap, r != NULL);
+    return r;
+}
+
+static __attribute__((noinline)) LPVOID alloc_traced(pa_process_t *p, HANDLE heap, DWORD flags,
+                                                     SIZE_T n, void *r)
+{
+    _pa_heap_trace(p, PA_OP_HEAP_ALLOC, r, n, flags, heap, 1);
+    return r;
+}
+
+/* The fast path, written so that it needs no stack frame (everything else is a tail call):
+ * the thread's cached handle (the first entry of its cache) and a non-empty bin of its LFH
+ * cache. A bin only ever holds slots of active buckets, so no other check is needed. */
 LPVOID pa_heap_alloc(pa_process_t *p, HANDLE heap, DWORD flags, SIZE_T n)
 {
-    tls_ent_t *e = tls_lookup(p, heap);
-    if (PA_LIKELY(e != NULL && n <= PA_LFH_MAX_REQUEST && e->tc != NULL)) {
-        pa_heap_t *h = e->heap;
-        unsigned b = _pa_lfh_bucket(n);
-        if (h->lfh_on[b]) {
-            void *r = _pa_lfh_alloc_fast(e->tc, b, n, flags);
-            if (PA_LIKELY(r != NULL)) return r;
+    tls_ent_t *e = &tls_ents[0];
+    if (PA_LIKELY(e->heap == heap && e->p == p &&
+                  e->epoch == atomic_load_explicit(&heap_epoch, memory_order_acquire) &&
+                  n <= PA_LFH_MAX_REQUEST && e->tc != NULL && !(flags & HEAP_ZERO_MEMORY))) {
+        void *r = _pa_lfh_alloc_fast(e->tc, _pa_lfh_bucket(n), n, 0);
+        if (PA_LIKELY(r != NULL)) {
+            if (PA_UNLIKELY(atomic_load_explicit(&p->trace.enabled, memory_order_relaxed)))
+                return alloc_traced(p, heap, flags, n, r);
+            return r;
         }
     }
     return alloc_slow(p, heap, flags, n);
 }
 
-static BOOL free_slow(pa_process_t *p, HANDLE heap, DWORD flags, LPVOID mem)
+static BOOL free_untraced(pa_process_t *p, HANDLE heap, DWORD flags, LPVOID mem)
 {
     tls_ent_t *e = tls_validate(p, heap);
     if (!e) return FALSE;
     if (!mem) return TRUE;
     pa_heap_t *h = e->heap;
+    if (e->tc) {
+        /* An LFH block needs no lock (the lookup reads only validated memory). */
+        pa_block_t *hdr;
+        int r = _pa_lfh_lookup(h, e->tc, mem, &hdr);
+        if (r == PA_LFH_BUSY) {
+            _pa_lfh_free_fast(h, e->tc, hdr);
+            return TRUE;
+        }
+        if (r == PA_LFH_BAD) return _pa_heap_fail(STATUS_INVALID_PARAMETER);
+    }
     int locked = _pa_heap_enter(h, flags);
     validate_all_or_note(h);
     found_t f;
@@ -1117,17 +1170,57 @@ static BOOL free_slow(pa_process_t *p, HANDLE heap, DWORD flags, LPVOID mem)
     return ok;
 }
 
+static __attribute__((noinline)) BOOL free_slow(pa_process_t *p, HANDLE heap, DWORD flags, LPVOID mem)
+{
+    BOOL ok = free_untraced(p, heap, flags, mem);
+    if (p) _pa_heap_trace(p, PA_OP_HEAP_FREE, mem, 0, flags, heap, ok);
+    return ok;
+}
+
+/* After a fast-path free: flushes a full bin and records the event. */
+static __attribute__((noinline)) BOOL free_fast_tail(pa_process_t *p, HANDLE heap, DWORD flags,
+                                                     LPVOID mem, pa_lfh_tcache_t *tc, unsigned k)
+{
+    if (tc->bin[k].count > tc->bin[k].limit) _pa_lfh_flush(tc->heap, tc, k);
+    _pa_heap_trace(p, PA_OP_HEAP_FREE, mem, 0, flags, heap, TRUE);
+    return TRUE;
+}
+
+/* The fast path (no stack frame, like pa_heap_alloc): a busy slot of the LFH segment the
+ * thread freed into last, checked by position against its subsegment (_pa_lfh_lookup's
+ * checks), pushed onto the thread's bin. */
 BOOL pa_heap_free(pa_process_t *p, HANDLE heap, DWORD flags, LPVOID mem)
 {
-    tls_ent_t *e = tls_lookup(p, heap);
-    if (PA_LIKELY(e != NULL && e->tc != NULL && mem != NULL)) {
-        pa_block_t *hdr;
-        int r = _pa_lfh_lookup(e->heap, e->tc, mem, &hdr);
-        if (PA_LIKELY(r == PA_LFH_BUSY)) {
-            _pa_lfh_free_fast(e->heap, e->tc, hdr);
-            return TRUE;
+    tls_ent_t *e = &tls_ents[0];
+    uintptr_t a = (uintptr_t)mem;
+    if (PA_LIKELY(e->heap == heap && e->p == p &&
+                  e->epoch == atomic_load_explicit(&heap_epoch, memory_order_acquire) &&
+                  e->tc != NULL && e->tc->last_seg != NULL)) {
+        pa_lfh_tcache_t *tc = e->tc;
+        const pa_lfh_seg_t *s = tc->last_seg;
+        size_t off = a - s->base;
+        if (PA_LIKELY(off < s->size && !(a & (PA_HEAP_UNIT - 1)))) {
+            size_t c = off / PA_LFH_CHUNK;
+            unsigned m = __atomic_load_n(&s->map[c], __ATOMIC_ACQUIRE);
+            if (PA_LIKELY(m - 1u < 8u && m - 1u <= c)) {
+                const pa_lfh_sub_t *sub = (const pa_lfh_sub_t *)(s->base + (c - (m - 1)) * PA_LFH_CHUNK);
+                pa_block_t *b = (pa_block_t *)(a - PA_HEAP_UNIT);
+                if (PA_LIKELY((uintptr_t)b >= sub->first && b->size < sub->nslots &&
+                              sub->first + (size_t)b->size * sub->slot_size == (uintptr_t)b &&
+                              b->flags == (PA_BLK_BUSY | PA_BLK_LFH))) {
+                    unsigned k = b->bucket;
+                    b->flags = PA_BLK_LFH;
+                    tc->busy[k]--;
+                    tc->busy_bytes -= (int64_t)b->prev_size;
+                    *(pa_block_t **)(b + 1) = tc->bin[k].head;
+                    tc->bin[k].head = b;
+                    if (PA_UNLIKELY(++tc->bin[k].count > tc->bin[k].limit ||
+                                    atomic_load_explicit(&p->trace.enabled, memory_order_relaxed)))
+                        return free_fast_tail(p, heap, flags, mem, tc, k);
+                    return TRUE;
+                }
+            }
         }
-        if (r == PA_LFH_BAD) return _pa_heap_fail(STATUS_INVALID_PARAMETER);
     }
     return free_slow(p, heap, flags, mem);
 }
@@ -1250,7 +1343,7 @@ static LPVOID realloc_found_locked(pa_heap_t *h, pa_lfh_tcache_t *tc, found_t *f
     return nu;
 }
 
-LPVOID pa_heap_realloc(pa_process_t *p, HANDLE heap, DWORD flags, LPVOID mem, SIZE_T n)
+static LPVOID heap_realloc(pa_process_t *p, HANDLE heap, DWORD flags, LPVOID mem, SIZE_T n)
 {
     tls_ent_t *e = tls_validate(p, heap);
     if (!e) return NULL;
@@ -1267,6 +1360,14 @@ LPVOID pa_heap_realloc(pa_process_t *p, HANDLE heap, DWORD flags, LPVOID mem, SI
     if (classify_locked(h, e->tc, mem, &f) == K_BAD) _pa_heap_fail(STATUS_INVALID_PARAMETER);
     else r = realloc_found_locked(h, e->tc, &f, flags, n);
     _pa_heap_leave(h, locked);
+    return r;
+}
+
+/* Traced as address = the old block, size = the new size, result = the new block (0). */
+LPVOID pa_heap_realloc(pa_process_t *p, HANDLE heap, DWORD flags, LPVOID mem, SIZE_T n)
+{
+    void *r = heap_realloc(p, heap, flags, mem, n);
+    if (p) _pa_heap_trace(p, PA_OP_HEAP_REALLOC, mem, n, flags, heap, (int64_t)(uintptr_t)r);
     return r;
 }
 
@@ -1369,7 +1470,7 @@ static size_t largest_free_locked(const pa_heap_t *h)
     return 0;
 }
 
-SIZE_T pa_heap_compact(pa_process_t *p, HANDLE heap, DWORD flags)
+static SIZE_T heap_compact(pa_process_t *p, HANDLE heap, DWORD flags)
 {
     tls_ent_t *e = tls_validate(p, heap);
     if (!e) return 0;
@@ -1412,6 +1513,14 @@ SIZE_T pa_heap_compact(pa_process_t *p, HANDLE heap, DWORD flags)
     _pa_heap_leave(h, locked);
     if (!largest) pa_set_last_error(ERROR_SUCCESS);
     return largest;
+}
+
+/* Traced with size = result = the largest free block. */
+SIZE_T pa_heap_compact(pa_process_t *p, HANDLE heap, DWORD flags)
+{
+    SIZE_T n = heap_compact(p, heap, flags);
+    if (p) _pa_heap_trace(p, PA_OP_HEAP_COMPACT, heap, n, flags, heap, (int64_t)n);
+    return n;
 }
 
 BOOL pa_heap_lock(pa_process_t *p, HANDLE heap)

@@ -372,29 +372,44 @@ static inline void _pa_lfh_free_fast(pa_heap_t *h, pa_lfh_tcache_t *tc, pa_block
     if (PA_UNLIKELY(++tc->bin[k].count > tc->bin[k].limit)) _pa_lfh_flush(h, tc, k);
 }
 
+/* Classifies mem against the LFH of h (tc: the caller's cache, may be NULL). A block passes
+ * only if it starts exactly at a slot of a live subsegment (slot index and size checked
+ * against the subsegment header, which the segment map locates) and is busy, so a forged
+ * header inside user data cannot pass; the per-block tag is not needed here. */
 static inline int _pa_lfh_lookup(pa_heap_t *h, pa_lfh_tcache_t *tc, const void *mem, pa_block_t **hdr)
 {
-    pa_lfh_t *L = __atomic_load_n(&h->lfh, __ATOMIC_ACQUIRE);
-    if (!L) return PA_LFH_NOT_MINE;
     uintptr_t a = (uintptr_t)mem;
     pa_lfh_seg_t *s = tc ? tc->last_seg : NULL;
     if (PA_UNLIKELY(!s || a - s->base >= s->size)) {
+        pa_lfh_t *L = __atomic_load_n(&h->lfh, __ATOMIC_ACQUIRE);
+        if (!L) return PA_LFH_NOT_MINE;
         s = _pa_lfh_seg_find(L, a);
         if (!s) return PA_LFH_NOT_MINE;
         if (tc) tc->last_seg = s;
     }
     size_t c = (a - s->base) / PA_LFH_CHUNK;
     unsigned m = __atomic_load_n(&s->map[c], __ATOMIC_ACQUIRE);
-    if (!m || m == PA_LFH_MAP_HEADER || m - 1 > c) return PA_LFH_BAD;
-    pa_lfh_sub_t *sub = (pa_lfh_sub_t *)(s->base + (c - (m - 1)) * PA_LFH_CHUNK);
-    if ((a & (PA_HEAP_UNIT - 1)) || a < sub->first + PA_HEAP_UNIT) return PA_LFH_BAD;
+    if (PA_UNLIKELY(m - 1u >= 8u || m - 1u > c)) return PA_LFH_BAD; /* 0, header, bad */
+    const pa_lfh_sub_t *sub = (const pa_lfh_sub_t *)(s->base + (c - (m - 1)) * PA_LFH_CHUNK);
     pa_block_t *b = (pa_block_t *)(a - PA_HEAP_UNIT);
+    /* a - 16 >= sub->first: a is at least 16 + 64 bytes into the subsegment's first chunk
+     * when m == 1 (in a later chunk it is past the header anyway). */
+    if (PA_UNLIKELY((a & (PA_HEAP_UNIT - 1)) || (uintptr_t)b < sub->first)) return PA_LFH_BAD;
     uint32_t idx = b->size;
-    if (idx >= sub->nslots || sub->first + (size_t)idx * sub->slot_size != (uintptr_t)b ||
-        b->flags != (PA_BLK_BUSY | PA_BLK_LFH) || b->tag != _pa_blk_tag(h, b))
+    if (PA_UNLIKELY(idx >= sub->nslots || sub->first + (size_t)idx * sub->slot_size != (uintptr_t)b ||
+                    b->flags != (PA_BLK_BUSY | PA_BLK_LFH)))
         return PA_LFH_BAD;
     *hdr = b;
     return PA_LFH_BUSY;
+}
+
+/* Records a heap event in the process's trace: one relaxed load while tracing is off. */
+static inline void _pa_heap_trace(pa_process_t *p, uint32_t op, const void *address, size_t size,
+                                  DWORD flags, const void *heap, int64_t result)
+{
+    if (PA_UNLIKELY(atomic_load_explicit(&p->trace.enabled, memory_order_relaxed)))
+        pa_trace_record(p, PA_LAYER_HEAP, op, (uint64_t)(uintptr_t)address, size, flags,
+                        (uint64_t)(uintptr_t)heap, result);
 }
 
 #endif /* PA_HEAP_INTERNAL_H */

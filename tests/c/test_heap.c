@@ -844,4 +844,98 @@ TEST(random_workload_keeps_heap_valid)
     proc_end(p);
 }
 
+/* ---- event trace ---- */
+
+/* Finds the first event of layer 3 with op at or after index *from; -1 if none. */
+static int find_event(const pa_trace_event_t *ev, int n, int from, uint32_t op)
+{
+    for (int i = from; i < n; i++)
+        if (ev[i].layer == PA_LAYER_HEAP && ev[i].op == op) return i;
+    return -1;
+}
+
+TEST(trace_records_heap_operations)
+{
+    pa_process_t *p = proc_new();
+    CHECK_EQ(pa_trace_start(p, 4096), STATUS_SUCCESS);
+    uint64_t since = pa_trace_next_seq(p);
+    HANDLE h = pa_heap_create(p, 0, 0, 0);
+    CHECK(h != NULL);
+    /* Enough allocations of one class to reach the LFH's fast paths too. */
+    void *x[40];
+    for (int i = 0; i < 40; i++) x[i] = pa_heap_alloc(p, h, HEAP_ZERO_MEMORY * (i == 0), 100);
+    void *big = pa_heap_alloc(p, h, 0, 3 << 20);
+    void *r = pa_heap_realloc(p, h, 0, x[1], 200);
+    CHECK(r != NULL);
+    for (int i = 0; i < 40; i++) CHECK(pa_heap_free(p, h, 0, i == 1 ? r : x[i]));
+    CHECK(pa_heap_free(p, h, 0, big));
+    CHECK_FAILS(pa_heap_free(p, h, 0, x[5]), ERROR_INVALID_PARAMETER); /* double free */
+    pa_heap_compact(p, h, 0);
+    CHECK(pa_heap_destroy(p, h));
+
+    static pa_trace_event_t ev[4096];
+    uint64_t next = 0, lost = 0;
+    int n = (int)pa_trace_read(p, since, ev, 4096, &next, &lost);
+    CHECK_EQ(lost, 0);
+    int i = find_event(ev, n, 0, PA_OP_HEAP_CREATE);
+    CHECK(i >= 0);
+    if (i >= 0) {
+        CHECK_EQ(ev[i].address, (uintptr_t)h);
+        CHECK_EQ(ev[i].extra, (uintptr_t)h);
+        CHECK_EQ(ev[i].result, 1);
+    }
+    /* The 40 allocations, in order, with their addresses, sizes and flags. */
+    int at = i;
+    for (int k = 0; k < 40 && at >= 0; k++) {
+        at = find_event(ev, n, at + 1, PA_OP_HEAP_ALLOC);
+        CHECK(at >= 0);
+        if (at < 0) break;
+        CHECK_EQ(ev[at].address, (uintptr_t)x[k]);
+        CHECK_EQ(ev[at].size, 100);
+        CHECK_EQ(ev[at].flags, k == 0 ? HEAP_ZERO_MEMORY : 0);
+        CHECK_EQ(ev[at].extra, (uintptr_t)h);
+        CHECK_EQ(ev[at].result, 1);
+    }
+    at = find_event(ev, n, at + 1, PA_OP_HEAP_ALLOC);
+    CHECK(at >= 0);
+    if (at >= 0) CHECK_EQ(ev[at].address, (uintptr_t)big);
+    int re = find_event(ev, n, 0, PA_OP_HEAP_REALLOC);
+    CHECK(re > at);
+    if (re >= 0) {
+        CHECK_EQ(ev[re].address, (uintptr_t)x[1]);
+        CHECK_EQ(ev[re].size, 200);
+        CHECK_EQ(ev[re].result, (int64_t)(uintptr_t)r);
+    }
+    /* 41 successful frees, then the failed double free. */
+    at = re;
+    for (int k = 0; k < 41 && at >= 0; k++) {
+        at = find_event(ev, n, at + 1, PA_OP_HEAP_FREE);
+        CHECK(at >= 0);
+        if (at < 0) break;
+        CHECK_EQ(ev[at].address, k == 40 ? (uintptr_t)big : k == 1 ? (uintptr_t)r : (uintptr_t)x[k]);
+        CHECK_EQ(ev[at].result, 1);
+    }
+    at = find_event(ev, n, at + 1, PA_OP_HEAP_FREE);
+    CHECK(at >= 0);
+    if (at >= 0) {
+        CHECK_EQ(ev[at].address, (uintptr_t)x[5]);
+        CHECK_EQ(ev[at].result, 0);
+    }
+    CHECK(find_event(ev, n, 0, PA_OP_HEAP_COMPACT) > at);
+    int d = find_event(ev, n, 0, PA_OP_HEAP_DESTROY);
+    CHECK(d > at);
+    if (d >= 0) CHECK_EQ(ev[d].result, 1);
+    /* Every heap event carries the heap handle. */
+    for (int k = 0; k < n; k++)
+        if (ev[k].layer == PA_LAYER_HEAP) CHECK_EQ(ev[k].extra, (uintptr_t)h);
+    pa_trace_stop(p);
+    /* Off again: nothing more is recorded. */
+    uint64_t before = pa_trace_next_seq(p);
+    HANDLE h2 = pa_heap_create(p, 0, 0, 0);
+    void *y = pa_heap_alloc(p, h2, 0, 10);
+    CHECK(pa_heap_free(p, h2, 0, y));
+    CHECK_EQ(pa_trace_next_seq(p), before);
+    proc_end(p);
+}
+
 CTEST_MAIN()
