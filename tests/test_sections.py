@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import gc
+import operator
 import os
 import subprocess
 import sys
@@ -490,7 +491,7 @@ def test_fact96_handle_rights(proc):
     """k32:test_MapViewOfFile: a handle with only FILE_MAP_READ cannot map FILE_MAP_WRITE (5);
     a handle with no rights cannot map even access 0 (5)."""
     name = unique()
-    with proc.CreateFileMapping(None, RW, 0x10000, name) as full:
+    with proc.CreateFileMapping(None, RW, 0x10000, name):
         with proc.OpenFileMapping(READ, name) as ro:
             for access in (WRITE, WRITE | READ, pa.FILE_MAP_ALL_ACCESS):
                 with leaks_nothing(proc), winerror(pa.ERROR_ACCESS_DENIED, proc):
@@ -507,14 +508,13 @@ def test_fact96_handle_rights(proc):
                     proc.MapViewOfFile(none, access, 0, 0)
         with proc.OpenFileMapping(WRITE | READ, name) as rw:
             proc.UnmapViewOfFile(proc.MapViewOfFile(rw, WRITE, 0, 0))
-        del full
 
 
 def test_fact96_open_with_file_map_copy_maps_copy_views(proc):
     """kb:OpenFileMappingW: FILE_MAP_COPY as the desired access is SECTION_MAP_READ, so the
     handle can map copy-on-write (and read) views but not write views."""
     name = unique()
-    with proc.CreateFileMapping(None, RW, 0x10000, name) as full, \
+    with proc.CreateFileMapping(None, RW, 0x10000, name), \
             proc.OpenFileMapping(COPY, name) as h:
         c = proc.MapViewOfFile(h, COPY, 0, 0)
         r = proc.MapViewOfFile(h, READ, 0, 0)
@@ -524,7 +524,6 @@ def test_fact96_open_with_file_map_copy_maps_copy_views(proc):
             proc.MapViewOfFile(h, WRITE, 0, 0)
         proc.UnmapViewOfFile(c)
         proc.UnmapViewOfFile(r)
-        del full
 
 
 def test_fact97_fact98_sec_reserve_commit_is_section_wide(proc, new_process):
@@ -1220,7 +1219,7 @@ def test_handle_repr_and_int(proc):
         r = repr(h)
         assert r.startswith(f"<pyalloc.Handle {int(h)}: section of 0x2000 bytes")
         assert "PAGE_EXECUTE_READ" in r and "SEC_RESERVE" in r and "pagefile" in r
-        assert [0, 1, 2][h.__index__() // h.__index__()] == 1
+        assert operator.index(h) == int(h)
 
 
 def test_names_with_slashes_and_percent_signs(proc):
