@@ -338,6 +338,9 @@ PyObject *HeapReAlloc_impl(PyObject *self, PyObject *const *args, Py_ssize_t nar
         pa_arg_ptr(a[2], &address) || pa_arg_size(a[3], &size) || check_not_exported(self, address))
         return NULL;
     void *r = pa_heap_realloc(PROC(self), h, flags, (void *)address, size);
+    /* A NULL address gives NULL with the last error 0 (heap.md fact 30): no failure status of
+     * this call to report, so neither ERROR_NOT_ENOUGH_MEMORY nor a stale HeapException. */
+    if (!r && !address) return pa_raise_last_error(STATE(self));
     if (!r) return heap_failure(self, flags | options, h, "HeapReAlloc");
     return PyLong_FromUnsignedLongLong((uintptr_t)r);
 }
