@@ -35,7 +35,7 @@
 #define MiB ((size_t)1 << 20)
 #define BATCH 2048
 
-static int repeats = 11;
+static int repeats = 21;
 static pa_process_t *proc;
 static void *addr[BATCH];
 static volatile unsigned char sink;
