@@ -591,32 +591,64 @@ static void large_unlink(pa_large_t **list, pa_large_t *l)
     if (l->next) l->next->prev = l->prev;
 }
 
+/* Bytes reserved for a large block of `total` bytes: rounded up to one of four steps per
+ * power of two, so that a freed block can serve any later request of its step or below. */
+static size_t large_reserve_size(size_t total)
+{
+    if (total <= ((size_t)1 << 20)) return _pa_align_up(total, PA_GRANULARITY);
+    unsigned b = 63u - (unsigned)__builtin_clzll((unsigned long long)(total - 1));
+    size_t step = (size_t)1 << (b - 2);
+    return _pa_align_up(total, step);
+}
+
+/* Makes a cached block l ready for a request of `total` bytes (page multiple): every byte
+ * from the user pointer on reads as zero, as a fresh VirtualAlloc block does (heap.md fact 18),
+ * and at least [l, l + total) is committed. The header page is cleared by hand; the pages
+ * after it are zeroed by layer 1 in one call (pa_mm_zero_pages: the host drops them, so the
+ * cost is in pages the last user touched). A commit more than twice the need is trimmed;
+ * otherwise only a shortfall is committed (a later in-place shrink still decommits, so fact
+ * 33 holds). Returns 0 on failure (the block is still whole and cached). */
+static int large_recycle_locked(pa_heap_t *h, pa_large_t *l, size_t total)
+{
+    size_t old = l->committed;
+    if (old > 2 * total && decommit(h, (uintptr_t)l + total, old - total)) old = l->committed = total;
+    if (old > PA_PAGE_SIZE &&
+        pa_mm_zero_pages(h->process, (char *)l + PA_PAGE_SIZE, old - PA_PAGE_SIZE) != STATUS_SUCCESS)
+        return 0;
+    if (total > old) {
+        if (!commit(h, (uintptr_t)l + old, total - old)) return 0;
+        l->committed = total;
+    }
+    memset(l + 1, 0, (old < PA_PAGE_SIZE ? old : PA_PAGE_SIZE) - sizeof(pa_large_t));
+    return 1;
+}
+
 static void *large_alloc_locked(pa_heap_t *h, DWORD flags, size_t n)
 {
     size_t total = _pa_align_up(sizeof(pa_large_t) + n, PA_PAGE_SIZE);
     pa_large_t *l = NULL, *best = NULL;
-    for (pa_large_t *c = h->large_cache; c; c = c->next)
-        if (c->reserved >= total && c->reserved - total <= total / 2 &&
-            (!best || c->reserved < best->reserved))
-            best = c;
-    if (best) {
-        if (best->committed < total) {
-            if (!commit(h, (uintptr_t)best + best->committed, total - best->committed)) return NULL;
-            best->committed = total;
-        }
+    (void)flags; /* every large block reads as zero */
+    /* The cached block whose commit is nearest to total: the least to commit or decommit. */
+    size_t best_d = 0;
+    for (pa_large_t *c = h->large_cache; c; c = c->next) {
+        if (c->reserved < total) continue;
+        size_t d = c->committed > total ? c->committed - total : total - c->committed;
+        if (!best || d < best_d) best = c, best_d = d;
+    }
+    if (best && large_recycle_locked(h, best, total)) {
         large_unlink(&h->large_cache, best);
         h->ctr.cached_large--;
         h->ctr.cached_large_bytes -= best->reserved;
         l = best;
-        if (flags & HEAP_ZERO_MEMORY) memset(l + 1, 0, n);
     } else {
-        l = reserve(h, total);
+        size_t reserved = large_reserve_size(total);
+        l = reserve(h, reserved);
         if (!l) return NULL;
         if (!commit(h, (uintptr_t)l, total)) {
-            release(h, l, total, 0);
+            release(h, l, reserved, 0);
             return NULL;
         }
-        l->reserved = total;
+        l->reserved = reserved;
         l->committed = total;
         l->heap = h;
     }
@@ -676,8 +708,15 @@ static pa_large_t *large_lookup(pa_heap_t *h, const void *user)
 {
     uintptr_t a = (uintptr_t)user;
     if ((a & (PA_GRANULARITY - 1)) != sizeof(pa_large_t)) return NULL;
-    MEMORY_BASIC_INFORMATION mbi;
     pa_large_t *l = large_of((void *)user);
+    if (h->ctr.large_blocks <= 64) {
+        /* Few live large blocks: the heap's own list says it (O(1) calls to layer 1 matter
+         * more than these few pointer loads; a query costs a walk of the block's pages). */
+        for (pa_large_t *x = h->large; x; x = x->next)
+            if (x == l) return l;
+        return NULL;
+    }
+    MEMORY_BASIC_INFORMATION mbi;
     if (pa_nt_query_virtual_memory(h->process, l, &mbi) != STATUS_SUCCESS) return NULL;
     if (mbi.AllocationBase != (void *)l || mbi.State != MEM_COMMIT ||
         !(mbi.Protect & (PAGE_READWRITE | PAGE_EXECUTE_READWRITE)) || (mbi.Protect & PAGE_GUARD))

@@ -1199,6 +1199,23 @@ int pa_mm_range_has_owner(pa_process_t *p, const void *address, size_t size, pa_
     return found;
 }
 
+NTSTATUS pa_mm_zero_pages(pa_process_t *p, void *address, size_t size)
+{
+    uintptr_t start = (uintptr_t)address, end = start + size;
+    if (!p || !size || ((start | size) & (PA_PAGE_SIZE - 1)) || end < start)
+        return STATUS_INVALID_PARAMETER;
+    NTSTATUS st = STATUS_SUCCESS;
+    _pa_lock(p);
+    const pa_alloc_t *a = _pa_alloc_at_locked(p, start);
+    if (!a || end > a->base + a->size || a->type != MEM_PRIVATE || (a->flags & PA_ALLOC_WRITE_WATCH))
+        st = STATUS_INVALID_PARAMETER;
+    for (const pa_pin_t *pin = p->pins; pin && st == STATUS_SUCCESS; pin = pin->next)
+        if (pin->start < end && start < pin->end) st = PA_STATUS_BUFFER_EXPORTED;
+    if (st == STATUS_SUCCESS && _pa_os_zero(address, size)) st = STATUS_NO_MEMORY;
+    _pa_unlock(p);
+    return st;
+}
+
 int pa_mm_range_pinned(pa_process_t *p, const void *address, size_t size, pa_owner_t owner)
 {
     uintptr_t start = (uintptr_t)address, end = start + size;

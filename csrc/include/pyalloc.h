@@ -142,6 +142,13 @@ NTSTATUS pa_mm_write(pa_process_t *p, void *address, const void *data, size_t si
 NTSTATUS pa_mm_pin(pa_process_t *p, void *address, size_t size, int want_write, int *writable,
                    uintptr_t *fault, pa_pin_t **pin);
 void pa_mm_unpin(pa_process_t *p, pa_pin_t *pin);
+/* Makes [address, address + size) (whole pages inside one private allocation) read as zero
+ * without changing its state: committed pages stay committed with their protection, and the
+ * host drops their contents (one madvise, cost in resident pages). For layer 3's reuse of
+ * freed large blocks (heap.md fact 18). STATUS_INVALID_PARAMETER for a range that is not
+ * page-aligned, not inside one allocation, a view, or write-watched; PA_STATUS_BUFFER_EXPORTED
+ * when a pin overlaps it. */
+NTSTATUS pa_mm_zero_pages(pa_process_t *p, void *address, size_t size);
 /* 1 if any allocation touching [address, address + size) belongs to owner. */
 int pa_mm_range_has_owner(pa_process_t *p, const void *address, size_t size, pa_owner_t owner);
 /* 1 if a pin overlaps [address, address + size) (size 0: any pin in memory of owner). */

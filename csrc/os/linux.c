@@ -69,6 +69,11 @@ int _pa_os_reset(void *addr, size_t size)
     return madvise(addr, size, MADV_DONTNEED) ? errno : 0;
 }
 
+int _pa_os_zero(void *addr, size_t size)
+{
+    return madvise(addr, size, MADV_DONTNEED) ? errno : 0;
+}
+
 int _pa_os_resident(void *addr, size_t size, unsigned char *present)
 {
     if (mincore(addr, size, present)) return errno;

@@ -29,6 +29,9 @@ int _pa_os_decommit(void *addr, size_t size);
 /* Tells the host that the contents of whole pages are no longer needed (they may be kept or
  * replaced by zeros). */
 int _pa_os_reset(void *addr, size_t size);
+/* Replaces the contents of whole pages of private anonymous memory by zeros, keeping them
+ * accessible (madvise MADV_DONTNEED: the host frees them; they fault in as zero pages). */
+int _pa_os_zero(void *addr, size_t size);
 /* Fills present[i] with 1 for each page of the range that is resident (mincore). */
 int _pa_os_resident(void *addr, size_t size, unsigned char *present);
 /* Zeroed, readable and writable memory for the core's own bookkeeping (never malloc: the

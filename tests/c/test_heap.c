@@ -844,6 +844,73 @@ TEST(random_workload_keeps_heap_valid)
     proc_end(p);
 }
 
+/* ---- large blocks reused from the cache ---- */
+
+TEST(fact18_reused_large_blocks_read_as_zero)
+{
+    pa_process_t *p = proc_new();
+    HANDLE h = pa_heap_create(p, 0, 0, 0);
+    /* Dirty blocks of several sizes, free them into the cache, then allocate sizes that reuse
+     * them (smaller, equal and larger): every byte must read as zero again. */
+    size_t sizes[] = {3000 * 1024 + 37, (size_t)4 << 20, (size_t)1 << 20, (size_t)2 << 20};
+    for (int round = 0; round < 3; round++) {
+        unsigned char *x[4];
+        for (int i = 0; i < 4; i++) {
+            size_t n = sizes[(i + round) % 4];
+            x[i] = pa_heap_alloc(p, h, 0, n);
+            CHECK(x[i] != NULL);
+            if (!x[i]) continue;
+            CHECK_EQ(pa_heap_size(p, h, 0, x[i]), n);
+            size_t bad = 0;
+            for (size_t j = 0; j < n; j += 509) bad += x[i][j] != 0;
+            bad += x[i][n - 1] != 0;
+            CHECK_EQ(bad, 0);
+            memset(x[i], 0xA5, n);
+        }
+        for (int i = 0; i < 4; i++) CHECK(pa_heap_free(p, h, 0, x[i]));
+        CHECK_FAILS(pa_heap_free(p, h, 0, x[0]), ERROR_INVALID_PARAMETER); /* cached now */
+    }
+    pa_heap_stats_t st;
+    CHECK(pa_heap_stats(p, h, &st));
+    CHECK_EQ(st.busy_blocks, 0);
+    CHECK(st.cached_large_bytes > 0);
+    CHECK(pa_heap_validate(p, h, 0, NULL));
+    CHECK(pa_heap_destroy(p, h));
+    proc_end(p);
+}
+
+TEST(mm_zero_pages_zeroes_committed_pages_and_refuses_bad_ranges)
+{
+    pa_process_t *p = proc_new();
+    unsigned char *a = pa_virtual_alloc(p, NULL, 0x10000, MEM_RESERVE | MEM_COMMIT, PAGE_READWRITE, PA_OWNER_APP);
+    CHECK(a != NULL);
+    memset(a, 7, 0x10000);
+    CHECK_EQ(pa_mm_zero_pages(p, a + 0x1000, 0x2000), STATUS_SUCCESS);
+    CHECK_EQ(a[0xFFF], 7);
+    CHECK_EQ(a[0x1000], 0);
+    CHECK_EQ(a[0x2FFF], 0);
+    CHECK_EQ(a[0x3000], 7);
+    a[0x1000] = 1; /* still committed and writable */
+    CHECK_EQ(a[0x1000], 1);
+    MEMORY_BASIC_INFORMATION mbi;
+    CHECK(pa_virtual_query(p, a + 0x1000, &mbi, sizeof mbi));
+    CHECK_EQ(mbi.State, MEM_COMMIT);
+    CHECK_EQ(mbi.Protect, PAGE_READWRITE);
+    CHECK_EQ(pa_mm_zero_pages(p, a + 1, 0x1000), STATUS_INVALID_PARAMETER);    /* unaligned */
+    CHECK_EQ(pa_mm_zero_pages(p, a, 0x11000), STATUS_INVALID_PARAMETER);      /* past the end */
+    CHECK_EQ(pa_mm_zero_pages(p, a, 0), STATUS_INVALID_PARAMETER);
+    CHECK_EQ(pa_mm_zero_pages(p, a + 0x20000, 0x1000), STATUS_INVALID_PARAMETER); /* nothing */
+    pa_pin_t *pin = NULL;
+    int w = 0;
+    uintptr_t fault = 0;
+    CHECK_EQ(pa_mm_pin(p, a + 0x4000, 16, 1, &w, &fault, &pin), STATUS_SUCCESS);
+    CHECK_EQ(pa_mm_zero_pages(p, a + 0x4000, 0x1000), PA_STATUS_BUFFER_EXPORTED);
+    CHECK_EQ(a[0x4000], 7);
+    if (pin) pa_mm_unpin(p, pin);
+    CHECK(pa_virtual_free(p, a, 0, MEM_RELEASE, PA_OWNER_APP));
+    proc_end(p);
+}
+
 /* ---- event trace ---- */
 
 /* Finds the first event of layer 3 with op at or after index *from; -1 if none. */
