@@ -12,7 +12,7 @@ CORE_HDR = $(wildcard csrc/*.h csrc/include/*.h csrc/include/pyalloc/*.h csrc/os
 TEST_SRC = $(wildcard tests/c/test_*.c)
 SAN = -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
 
-.PHONY: all lib ctest asan-ctest ext pytest asan-pytest test asan-test bench clean
+.PHONY: all lib preload ctest asan-ctest ext pytest asan-pytest test asan-test bench clean
 
 all: lib
 
@@ -29,6 +29,13 @@ $(BUILD)/libpyalloc.a: $(CORE_OBJ)
 
 $(BUILD)/libpyalloc.so: $(CORE_OBJ)
 	$(CC) -shared -pthread -o $@ $^
+
+# The malloc replacement for unmodified programs (pyalloc run uses setup.py's build of it).
+preload: $(BUILD)/libpyalloc_preload.so
+
+$(BUILD)/libpyalloc_preload.so: csrc/preload/preload.c $(CORE_SRC) $(CORE_HDR)
+	$(CC) $(CSTD) $(WARN) -O2 -g -fPIC -fvisibility=hidden -ftls-model=initial-exec \
+	  -Icsrc/include -Icsrc -shared -pthread -o $@ csrc/preload/preload.c $(CORE_SRC)
 
 $(BUILD)/tests/%: tests/c/%.c $(wildcard tests/c/*.h) $(BUILD)/libpyalloc.a
 	@mkdir -p $(dir $@)

@@ -22,6 +22,10 @@ CORE = [
     "csrc/heap_lfh.c",
     "csrc/heap_debug.c",
     "csrc/heap_win32.c",
+    "csrc/crt.c",
+    "csrc/crt_debug.c",
+    "csrc/crt_win32.c",
+    "csrc/new.c",
 ]
 # The binding: one file per Python type, one for errors.
 BINDING = [
@@ -46,6 +50,12 @@ if os.environ.get("PYALLOC_SANITIZE") == "1":
     compile_args += san + ["-O1", "-g"]
     link_args += san
 
+# The preload library: the whole stack under an unmodified program's malloc (pyalloc run).
+# Never sanitized (it replaces the allocator the sanitizer relies on); initial-exec TLS, so
+# that no thread-local access can call malloc while malloc runs.
+preload_args = [a for a in compile_args if not a.startswith(("-fsanitize", "-O1"))]
+preload_args += ["-O2", "-ftls-model=initial-exec"]
+
 setup(
     ext_modules=[
         Extension(
@@ -55,6 +65,14 @@ setup(
             include_dirs=["csrc/include", "csrc"],
             extra_compile_args=compile_args,
             extra_link_args=link_args,
-        )
+        ),
+        Extension(
+            "pyalloc.libpyalloc_preload",
+            sources=CORE + ["csrc/preload/preload.c"],
+            depends=HEADERS,
+            include_dirs=["csrc/include", "csrc"],
+            extra_compile_args=preload_args,
+            extra_link_args=["-pthread"],
+        ),
     ],
 )

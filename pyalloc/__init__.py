@@ -40,6 +40,21 @@ from ._core import (
 __version__ = "0.1.0"
 
 
+def preload_path() -> str:
+    """The path of the preload library that puts an unmodified Linux program's malloc,
+    calloc, realloc, free, posix_memalign, aligned_alloc, memalign, valloc, pvalloc and
+    malloc_usable_size on pyalloc's CRT -> HeapAlloc -> VirtualAlloc stack
+    (``LD_PRELOAD=$(python -c 'import pyalloc; print(pyalloc.preload_path())') program``, or
+    ``pyalloc run -- program``)."""
+    import glob
+    import os
+
+    found = sorted(glob.glob(os.path.join(os.path.dirname(__file__), "libpyalloc_preload*.so")))
+    if not found:
+        raise FileNotFoundError("the preload library was not built (pip install . builds it)")
+    return found[0]
+
+
 class Region(NamedTuple):
     """One entry of :meth:`Process.regions`: a VirtualQuery region, or the unusable tail of an
     allocation's last 64 KiB slot."""
@@ -87,15 +102,18 @@ class Process(_core.Process):
         lpMaximumApplicationAddress."""
         return [Region(*r) for r in self._walk()]
 
-    # Jupyter shows a Process as its address-space map (pyalloc.viz; matplotlib is imported
-    # only then, and without it the HTML is the text map).
+    # Jupyter shows a Process as its address-space map and, if it has heaps, a table of them
+    # (pyalloc.viz; matplotlib is imported only then, and without it the HTML is the text
+    # map).
     def _repr_png_(self) -> bytes | None:
         from . import viz
         return viz.repr_png(self)
 
     def _repr_html_(self) -> str | None:
         from . import viz
-        return viz.repr_html(self)
+        html = viz.repr_html(self)
+        # the heaps' summary, when the process has any (found without creating one)
+        return None if html is None else html + viz.heaps_html(self)
 
     def trace(self, capacity: int = 0) -> Trace:
         """``with process.trace() as events:`` records every layer's operations on this
@@ -107,6 +125,7 @@ class Process(_core.Process):
 _core._set_process_class(Process)
 
 __all__ = [name for name in dir(_core) if not name.startswith("_")] + [
+    "preload_path",
     "Process",
     "Region",
     "Trace",

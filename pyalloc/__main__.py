@@ -44,13 +44,43 @@ def demo() -> int:
     return 0
 
 
+def run(command: list[str], stats: bool) -> int:
+    """Executes command with its malloc family on pyalloc's stack (the process is replaced, so
+    its output and exit status are the program's own)."""
+    import os
+
+    if not command:
+        print("pyalloc run: no command given (pyalloc run [--stats] -- CMD ARGS...)", file=sys.stderr)
+        return 2
+    env = dict(os.environ)
+    env["LD_PRELOAD"] = " ".join(filter(None, [pa.preload_path(), env.get("LD_PRELOAD")]))
+    if stats:
+        env["PYALLOC_STATS"] = "1"
+    sys.stdout.flush()
+    sys.stderr.flush()
+    try:
+        os.execvpe(command[0], command, env)
+    except OSError as e:
+        print(f"pyalloc run: {command[0]}: {e.strerror}", file=sys.stderr)
+        return 127
+    return 0  # not reached
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="pyalloc", description=pa.__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("demo", help="print an address-space map of a few allocations")
+    p_run = sub.add_parser("run", help="run a program with its malloc on pyalloc's stack",
+                           usage="pyalloc run [--stats] -- CMD ARGS...")
+    p_run.add_argument("--stats", action="store_true",
+                       help="at exit, print what each layer did (to stderr)")
+    p_run.add_argument("cmd", nargs=argparse.REMAINDER, help="the program and its arguments")
     args = parser.parse_args(argv)
     if args.command == "demo":
         return demo()
+    if args.command == "run":
+        cmd = args.cmd[1:] if args.cmd[:1] == ["--"] else args.cmd
+        return run(cmd, args.stats)
     return 2
 
 

@@ -1,0 +1,300 @@
+/* preload.c: the whole stack under an unmodified Linux program (LD_PRELOAD).
+ *
+ * Above layer 5: this file gives the C library's allocation functions (malloc, calloc,
+ * realloc, free, posix_memalign, aligned_alloc, memalign, valloc, pvalloc, malloc_usable_size)
+ * to the CRT of the current process, so every allocation of the program goes
+ * malloc -> HeapAlloc (process heap) -> VirtualAlloc -> mm -> mmap. Built by setup.py as
+ * pyalloc/libpyalloc_preload*.so (pyalloc.preload_path()); `pyalloc run` sets it up.
+ *
+ * Linux programs free memalign'd blocks with free(), which Windows' CRT would not accept:
+ * an over-aligned block is one CRT block with the aligned pointer inside it and a tagged
+ * back-pointer just below, so free() and malloc_usable_size() recognise it.
+ *
+ * PYALLOC_STATS=1 prints what each layer did to stderr at exit.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <stdarg.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "pyalloc.h"
+
+#define EXPORT __attribute__((visibility("default")))
+
+/* Counters, kept only with PYALLOC_STATS=1. */
+static int stats_on = -1;
+static _Atomic(uint64_t) n_malloc, n_calloc, n_realloc, n_free, n_aligned, bytes_requested;
+
+static inline int stats_enabled(void)
+{
+    if (__builtin_expect(stats_on < 0, 0)) {
+        const char *s = getenv("PYALLOC_STATS");
+        stats_on = s && *s == '1';
+    }
+    return stats_on;
+}
+
+#define COUNT(counter, n)                                                                        \
+    do {                                                                                         \
+        if (__builtin_expect(stats_enabled(), 0))                                                \
+            atomic_fetch_add_explicit(&counter, n, memory_order_relaxed);                       \
+    } while (0)
+
+static inline pa_process_t *proc(void)
+{
+    return pa_process_current();
+}
+
+/* The process heap, and whether the CRT is the debug one (fixed at the first allocation). */
+static HANDLE process_heap;
+static int crt_debug = -1;
+
+static inline HANDLE heap(void)
+{
+    if (__builtin_expect(!process_heap, 0)) process_heap = pa_heap_get_process_heap(proc());
+    return process_heap;
+}
+
+static inline int debug_crt(void)
+{
+    if (__builtin_expect(crt_debug < 0, 0)) crt_debug = pa_crt_is_debug(proc());
+    return crt_debug;
+}
+
+/* ---- over-aligned blocks ---- */
+
+#define ALIGN_TAG ((uintptr_t)0x5041414C49474E00u) /* "PAALIGN\0" */
+
+typedef struct {
+    void *block;   /* the CRT block holding the aligned pointer */
+    uintptr_t tag; /* ALIGN_TAG ^ (uintptr_t)block */
+} align_hdr_t;
+
+/* The CRT block behind an over-aligned pointer, or NULL if p is not one. */
+static void *aligned_block_of(void *p)
+{
+    if (!p || ((uintptr_t)p & 15)) return NULL;
+    align_hdr_t *h = (align_hdr_t *)p - 1;
+    size_t n;
+    /* The header lies inside the block's user bytes, so it is readable when p is ours. */
+    if (pa_heap_find_block(proc(), h, sizeof *h, NULL, NULL, &n) != STATUS_SUCCESS) return NULL;
+    return h->tag == (ALIGN_TAG ^ (uintptr_t)h->block) && (char *)h->block < (char *)p
+               ? h->block
+               : NULL;
+}
+
+static void *aligned_alloc_impl(size_t alignment, size_t size)
+{
+    if (alignment <= 16) return pa_crt_malloc(proc(), size ? size : 1);
+    size_t total = size + alignment + sizeof(align_hdr_t);
+    if (total < size) {
+        errno = ENOMEM;
+        return NULL;
+    }
+    char *block = pa_crt_malloc(proc(), total);
+    if (!block) return NULL;
+    uintptr_t p = ((uintptr_t)block + sizeof(align_hdr_t) + alignment - 1) & ~(alignment - 1);
+    align_hdr_t *h = (align_hdr_t *)p - 1;
+    h->block = block;
+    h->tag = ALIGN_TAG ^ (uintptr_t)block;
+    COUNT(n_aligned, 1);
+    return (void *)p;
+}
+
+/* ---- the C library's allocation functions ---- */
+
+EXPORT void *malloc(size_t size)
+{
+    COUNT(n_malloc, 1);
+    COUNT(bytes_requested, size);
+    return pa_crt_malloc(proc(), size);
+}
+
+EXPORT void *calloc(size_t count, size_t size)
+{
+    COUNT(n_calloc, 1);
+    COUNT(bytes_requested, count * size);
+    return pa_crt_calloc(proc(), count, size);
+}
+
+EXPORT void free(void *p)
+{
+    if (!p) return;
+    COUNT(n_free, 1);
+    if (debug_crt()) {
+        void *block = aligned_block_of(p);
+        pa_crt_free(proc(), block ? block : p);
+        return;
+    }
+    /* The release CRT's free is HeapFree on the process heap, which validates p: only when it
+     * refuses (not a block start) can p be an over-aligned pointer inside a block. */
+    DWORD saved = pa_get_last_error();
+    if (pa_heap_free(proc(), heap(), 0, p)) return;
+    void *block = aligned_block_of(p);
+    if (block) {
+        ((align_hdr_t *)p - 1)->tag = 0;
+        pa_heap_free(proc(), heap(), 0, block);
+    }
+    pa_set_last_error(saved); /* a foreign pointer is ignored, as a Linux free can't report */
+}
+
+EXPORT void cfree(void *p) { free(p); }
+
+EXPORT size_t malloc_usable_size(void *p)
+{
+    if (!p) return 0;
+    if (!debug_crt()) {
+        size_t n = pa_heap_size(proc(), heap(), 0, p);
+        if (n != (size_t)-1) return n;
+    }
+    void *block = aligned_block_of(p);
+    if (block) return pa_crt_msize(proc(), block) - (size_t)((char *)p - (char *)block);
+    size_t n = pa_crt_msize(proc(), p);
+    return n == (size_t)-1 ? 0 : n;
+}
+
+EXPORT void *realloc(void *p, size_t size)
+{
+    COUNT(n_realloc, 1);
+    COUNT(bytes_requested, size);
+    if (!p) return pa_crt_malloc(proc(), size);
+    void *block = aligned_block_of(p);
+    if (block) {
+        /* Over-aligned blocks move to an ordinary one, as glibc allows. */
+        size_t old = malloc_usable_size(p);
+        if (size == 0) {
+            free(p);
+            return NULL;
+        }
+        void *q = pa_crt_malloc(proc(), size);
+        if (q) {
+            memcpy(q, p, old < size ? old : size);
+            free(p);
+        }
+        return q;
+    }
+    if (size == 0) { /* glibc and UCRT both free and return NULL */
+        pa_crt_free(proc(), p);
+        return NULL;
+    }
+    return pa_crt_realloc(proc(), p, size);
+}
+
+EXPORT void *reallocarray(void *p, size_t count, size_t size)
+{
+    size_t total;
+    if (__builtin_mul_overflow(count, size, &total)) {
+        errno = ENOMEM;
+        return NULL;
+    }
+    return realloc(p, total);
+}
+
+EXPORT int posix_memalign(void **out, size_t alignment, size_t size)
+{
+    if (!alignment || (alignment & (alignment - 1)) || alignment % sizeof(void *)) return EINVAL;
+    int saved = errno;
+    void *p = aligned_alloc_impl(alignment, size);
+    if (!p) {
+        errno = saved;
+        return ENOMEM;
+    }
+    *out = p;
+    return 0;
+}
+
+EXPORT void *aligned_alloc(size_t alignment, size_t size)
+{
+    if (!alignment || (alignment & (alignment - 1))) {
+        errno = EINVAL;
+        return NULL;
+    }
+    return aligned_alloc_impl(alignment, size);
+}
+
+EXPORT void *memalign(size_t alignment, size_t size)
+{
+    return aligned_alloc(alignment, size);
+}
+
+EXPORT void *valloc(size_t size)
+{
+    return aligned_alloc_impl(PA_PAGE_SIZE, size);
+}
+
+EXPORT void *pvalloc(size_t size)
+{
+    size_t rounded = (size + PA_PAGE_SIZE - 1) & ~(PA_PAGE_SIZE - 1);
+    if (rounded < size) {
+        errno = ENOMEM;
+        return NULL;
+    }
+    return aligned_alloc_impl(PA_PAGE_SIZE, rounded ? rounded : PA_PAGE_SIZE);
+}
+
+/* ---- fork: no lock of the process heap may be held by a thread that the child lacks ---- */
+
+static void before_fork(void) { pa_heap_lock(proc(), pa_heap_get_process_heap(proc())); }
+static void after_fork(void) { pa_heap_unlock(proc(), pa_heap_get_process_heap(proc())); }
+
+/* ---- statistics at exit ---- */
+
+static void say(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static void say(const char *fmt, ...)
+{
+    char buf[512];
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(buf, sizeof buf, fmt, ap);
+    va_end(ap);
+    if (n > 0) {
+        ssize_t w = write(2, buf, (size_t)n < sizeof buf ? (size_t)n : sizeof buf - 1);
+        (void)w;
+    }
+}
+
+static int count_region(const pa_region_info_t *r, void *arg)
+{
+    size_t *c = arg;
+    if (r->mbi.State != MEM_FREE && r->mbi.BaseAddress == r->mbi.AllocationBase) {
+        c[0]++;
+        if (r->owner == PA_OWNER_HEAP) c[1]++;
+    }
+    return 0;
+}
+
+static void print_stats(void)
+{
+    pa_process_t *p = proc();
+    pa_vm_stats_t vm;
+    pa_heap_stats_t hs;
+    pa_process_stats(p, &vm);
+    HANDLE heaps[64];
+    DWORD nheaps = pa_heap_get_process_heaps(p, 64, heaps);
+    pa_heap_stats(p, pa_heap_get_process_heap(p), &hs);
+    size_t regions[2] = {0, 0};
+    pa_process_walk(p, count_region, regions);
+    say("pyalloc: crt     malloc %llu, calloc %llu, realloc %llu, free %llu, aligned %llu; "
+        "%llu bytes requested\n",
+        (unsigned long long)n_malloc, (unsigned long long)n_calloc,
+        (unsigned long long)n_realloc, (unsigned long long)n_free,
+        (unsigned long long)n_aligned, (unsigned long long)bytes_requested);
+    say("pyalloc: heap    %lu heaps; process heap: %zu busy blocks (%zu bytes) at exit, "
+        "%zu KiB committed, %zu KiB reserved, %zu segments, %zu large blocks, %u LFH buckets\n",
+        (unsigned long)nheaps, hs.busy_blocks, hs.busy_bytes, hs.committed >> 10,
+        hs.reserved >> 10, hs.segments, hs.large_blocks, hs.lfh_active);
+    say("pyalloc: virtual %zu allocations (%zu of them heap-owned), %zu KiB reserved, %zu KiB "
+        "committed now, %zu KiB peak committed\n",
+        regions[0], regions[1], vm.reserved >> 10, vm.committed >> 10, vm.peak_committed >> 10);
+}
+
+__attribute__((constructor)) static void preload_init(void)
+{
+    pthread_atfork(before_fork, after_fork, after_fork);
+    if (stats_enabled()) atexit(print_stats);
+}
