@@ -9,6 +9,8 @@
  */
 #include "binding.h"
 
+#include <time.h>
+
 typedef struct {
     PyObject_HEAD
     HANDLE h;
@@ -19,6 +21,93 @@ typedef struct {
 
 #define STATE(self) pa_get_state(((ProcessObject *)(self))->module)
 #define PROC(self) (((ProcessObject *)(self))->p)
+
+/* ---- HeapLock from Python threads ----
+ * A Python thread that holds a heap's lock (HeapLock) needs the GIL to reach HeapUnlock, so no
+ * other Python thread may block on that lock while holding the GIL: the whole interpreter would
+ * hang. Heap calls therefore first wait here, with the GIL released, while another Python
+ * thread holds the lock of the heap (heap NULL: of any heap of the process, for the calls that
+ * look at every heap). The table is guarded by the GIL; an entry keeps its Process alive. */
+typedef struct {
+    PyObject *process; /* NULL: a free entry */
+    HANDLE heap;
+    unsigned long thread;
+    long depth;
+} py_lock_t;
+#define PY_LOCKS 64
+static py_lock_t py_locks[PY_LOCKS];
+
+static void py_lock_drop(py_lock_t *l)
+{
+    PyObject *process = l->process;
+    l->process = NULL;
+    l->depth = 0;
+    Py_XDECREF(process);
+}
+
+static int locked_by_other(PyObject *self, HANDLE heap)
+{
+    unsigned long me = PyThread_get_thread_ident();
+    for (int i = 0; i < PY_LOCKS; i++) {
+        py_lock_t *l = &py_locks[i];
+        if (!l->process) continue;
+        if (!PROC(l->process)) { /* closed: its heaps are gone */
+            py_lock_drop(l);
+            continue;
+        }
+        if (l->process == self && l->thread != me && (!heap || l->heap == heap)) return 1;
+    }
+    return 0;
+}
+
+/* 0 once no other Python thread holds the lock; -1 with an exception (closed, or a signal). */
+static int wait_heap_unlocked(PyObject *self, HANDLE heap)
+{
+    while (PROC(self) && locked_by_other(self, heap)) {
+        Py_BEGIN_ALLOW_THREADS
+        struct timespec ts = {0, 200000};
+        nanosleep(&ts, NULL);
+        Py_END_ALLOW_THREADS
+        if (PyErr_CheckSignals()) return -1;
+    }
+    if (PROC(self)) return 0;
+    PyErr_SetString(PyExc_ValueError, "operation on a closed Process");
+    return -1;
+}
+
+static int note_lock(PyObject *self, HANDLE heap, int lock)
+{
+    unsigned long me = PyThread_get_thread_ident();
+    py_lock_t *free_entry = NULL;
+    for (int i = 0; i < PY_LOCKS; i++) {
+        py_lock_t *l = &py_locks[i];
+        if (l->process == self && l->heap == heap && l->thread == me) {
+            if (lock) l->depth++;
+            else if (--l->depth == 0) py_lock_drop(l);
+            return 0;
+        }
+        if (!l->process && !free_entry) free_entry = l;
+    }
+    if (!lock) return 0;
+    if (!free_entry) {
+        PyErr_SetString(PyExc_RuntimeError, "too many heaps locked by Python threads");
+        return -1;
+    }
+    free_entry->process = Py_NewRef(self);
+    free_entry->heap = heap;
+    free_entry->thread = me;
+    free_entry->depth = 1;
+    return 0;
+}
+
+/* After HeapDestroy: nobody holds the locks of a heap that is gone. */
+static void forget_locks(PyObject *self, HANDLE heap)
+{
+    for (int i = 0; i < PY_LOCKS; i++)
+        if (py_locks[i].process == self && py_locks[i].heap == heap) py_lock_drop(&py_locks[i]);
+}
+
+#define NO_SERIALIZE(flags) (((flags) & HEAP_NO_SERIALIZE) != 0)
 
 /* ---- the Heap type ---- */
 
@@ -48,6 +137,7 @@ static PyObject *Heap_repr(PyObject *self)
     snprintf(addr, sizeof addr, "0x%zx", (size_t)(uintptr_t)ho->h);
     ProcessObject *po = (ProcessObject *)ho->process;
     pa_heap_stats_t s;
+    if (!ho->destroyed && po->p && wait_heap_unlocked(ho->process, ho->h)) return NULL;
     if (ho->destroyed || !po->p || !pa_heap_stats(po->p, ho->h, &s))
         return PyUnicode_FromFormat("<pyalloc.Heap %s (destroyed)>", addr);
     return PyUnicode_FromFormat("<pyalloc.Heap %s: %zu busy blocks, %zu KiB busy, %zu KiB "
@@ -63,6 +153,7 @@ static PyObject *Heap_stats(PyObject *self, PyObject *Py_UNUSED(ignored))
     pa_heap_stats_t s;
     if (!po->p) return PyErr_Format(PyExc_ValueError, "operation on a closed Process");
     if (ho->destroyed) return pa_raise_win_error(STATE(po), ERROR_INVALID_HANDLE);
+    if (wait_heap_unlocked(ho->process, ho->h)) return NULL;
     if (!pa_heap_stats(po->p, ho->h, &s)) return pa_raise_last_error(STATE(po));
     PyObject *buckets = PyList_New(PA_HEAP_BUCKETS);
     if (!buckets) return NULL;
@@ -228,6 +319,7 @@ static int check_not_exported(PyObject *self, uintptr_t address)
     void *block;
     size_t size;
     HANDLE heap;
+    if (wait_heap_unlocked(self, NULL)) return -1; /* pa_heap_find_block locks every heap */
     if (!address) return 0;
     if (pa_heap_find_block(PROC(self), (void *)address, 0, &heap, &block, &size) != STATUS_SUCCESS)
         return 0;
@@ -244,6 +336,7 @@ int pa_heap_check_access(ProcessObject *self, uintptr_t address, size_t size, co
     if (!self->heap_guard || !size ||
         !pa_mm_range_has_owner(self->p, (void *)address, size, PA_OWNER_HEAP))
         return 0;
+    if (wait_heap_unlocked((PyObject *)self, NULL)) return -1;
     if (pa_heap_find_block(self->p, (void *)address, size, NULL, NULL, NULL) == STATUS_SUCCESS)
         return 0;
     /* Heap metadata and free blocks are off limits (Process(heap_guard=False) lifts this). The
@@ -296,13 +389,14 @@ PyObject *HeapDestroy_impl(PyObject *self, PyObject *const *args, Py_ssize_t nar
     HANDLE h;
     DWORD options;
     PARSE("HeapDestroy", names, 1, a);
-    if (arg_heap(self, a[0], &h, &options)) return NULL;
+    if (arg_heap(self, a[0], &h, &options) || wait_heap_unlocked(self, h)) return NULL;
     if (pa_mm_range_pinned(PROC(self), NULL, 0, PA_OWNER_HEAP)) {
         PyErr_SetString(PyExc_BufferError,
                         "heap memory is exported to a live memoryview; release it first");
         return NULL;
     }
     if (!pa_heap_destroy(PROC(self), h)) return pa_raise_last_error(STATE(self));
+    forget_locks(self, h);
     if (PyObject_TypeCheck(a[0], STATE(self)->Heap)) ((HeapObject *)a[0])->destroyed = 1;
     Py_RETURN_TRUE;
 }
@@ -317,7 +411,7 @@ PyObject *HeapAlloc_impl(PyObject *self, PyObject *const *args, Py_ssize_t nargs
     size_t size;
     PARSE("HeapAlloc", names, 3, a);
     if (arg_heap(self, a[0], &h, &options) || pa_arg_dword(a[1], &flags) ||
-        pa_arg_size(a[2], &size))
+        pa_arg_size(a[2], &size) || (!NO_SERIALIZE(flags) && wait_heap_unlocked(self, h)))
         return NULL;
     void *r = pa_heap_alloc(PROC(self), h, flags, size);
     if (!r) return heap_failure(self, flags | options, h, "HeapAlloc");
@@ -383,7 +477,8 @@ PyObject *HeapSize_impl(PyObject *self, PyObject *const *args, Py_ssize_t nargs,
     HANDLE h;
     DWORD flags;
     uintptr_t address;
-    if (heap_flags_address(self, "HeapSize", args, nargs, kwnames, 3, &h, &flags, &address))
+    if (heap_flags_address(self, "HeapSize", args, nargs, kwnames, 3, &h, &flags, &address) ||
+        (!NO_SERIALIZE(flags) && wait_heap_unlocked(self, h)))
         return NULL;
     SIZE_T n = pa_heap_size(PROC(self), h, flags, (void *)address);
     if (n == (SIZE_T)-1) return pa_raise_last_error(STATE(self));
@@ -396,7 +491,8 @@ PyObject *HeapValidate_impl(PyObject *self, PyObject *const *args, Py_ssize_t na
     HANDLE h;
     DWORD flags;
     uintptr_t address;
-    if (heap_flags_address(self, "HeapValidate", args, nargs, kwnames, 1, &h, &flags, &address))
+    if (heap_flags_address(self, "HeapValidate", args, nargs, kwnames, 1, &h, &flags, &address) ||
+        (!NO_SERIALIZE(flags) && wait_heap_unlocked(self, h)))
         return NULL;
     return PyBool_FromLong(pa_heap_validate(PROC(self), h, flags, (void *)address));
 }
@@ -409,7 +505,7 @@ PyObject *HeapWalk_impl(PyObject *self, PyObject *const *args, Py_ssize_t nargs,
     HANDLE h;
     DWORD options;
     PARSE("HeapWalk", names, 1, a);
-    if (arg_heap(self, a[0], &h, &options)) return NULL;
+    if (arg_heap(self, a[0], &h, &options) || wait_heap_unlocked(self, h)) return NULL;
     if (!pa_heap_lock(PROC(self), h)) return pa_raise_last_error(STATE(self));
     PyObject *list = PyList_New(0);
     PROCESS_HEAP_ENTRY e;
@@ -443,7 +539,9 @@ PyObject *HeapCompact_impl(PyObject *self, PyObject *const *args, Py_ssize_t nar
     HANDLE h;
     DWORD flags, options;
     PARSE("HeapCompact", names, 2, a);
-    if (arg_heap(self, a[0], &h, &options) || pa_arg_dword(a[1], &flags)) return NULL;
+    if (arg_heap(self, a[0], &h, &options) || pa_arg_dword(a[1], &flags) ||
+        (!NO_SERIALIZE(flags) && wait_heap_unlocked(self, h)))
+        return NULL;
     pa_set_last_error(0);
     SIZE_T n = pa_heap_compact(PROC(self), h, flags);
     if (n == 0 && pa_get_last_error() != 0) return pa_raise_last_error(STATE(self));
@@ -459,7 +557,14 @@ static PyObject *lock_common(PyObject *self, const char *fname, PyObject *const 
     DWORD options;
     PARSE(fname, names, 1, a);
     if (arg_heap(self, a[0], &h, &options)) return NULL;
+    /* A HEAP_NO_SERIALIZE heap's lock excludes nobody (heap.md fact 55). */
+    int serialized = !NO_SERIALIZE(options);
+    if (lock && serialized && wait_heap_unlocked(self, h)) return NULL;
     if (!(lock ? pa_heap_lock : pa_heap_unlock)(PROC(self), h)) return pa_raise_last_error(STATE(self));
+    if (serialized && note_lock(self, h, lock)) {
+        pa_heap_unlock(PROC(self), h);
+        return NULL;
+    }
     Py_RETURN_TRUE;
 }
 
@@ -517,7 +622,7 @@ PyObject *HeapSetInformation_impl(PyObject *self, PyObject *const *args, Py_ssiz
     ULONG value = 0;
     PARSE("HeapSetInformation", names, 2, a);
     if ((a[0] != Py_None && arg_heap(self, a[0], &h, &options)) || pa_arg_dword(a[1], &info_class) ||
-        (a[2] && a[2] != Py_None && pa_arg_dword(a[2], &value)))
+        (a[2] && a[2] != Py_None && pa_arg_dword(a[2], &value)) || (h && wait_heap_unlocked(self, h)))
         return NULL;
     int has_value = a[2] && a[2] != Py_None;
     if (!pa_heap_set_information(PROC(self), h, (HEAP_INFORMATION_CLASS)info_class,
@@ -536,7 +641,9 @@ PyObject *HeapQueryInformation_impl(PyObject *self, PyObject *const *args, Py_ss
     ULONG value = 0;
     SIZE_T len = 0;
     PARSE("HeapQueryInformation", names, 2, a);
-    if (arg_heap(self, a[0], &h, &options) || pa_arg_dword(a[1], &info_class)) return NULL;
+    if (arg_heap(self, a[0], &h, &options) || pa_arg_dword(a[1], &info_class) ||
+        (h && wait_heap_unlocked(self, h)))
+        return NULL;
     if (!pa_heap_query_information(PROC(self), h, (HEAP_INFORMATION_CLASS)info_class, &value,
                                    sizeof value, &len))
         return pa_raise_last_error(STATE(self));
