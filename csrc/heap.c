@@ -776,7 +776,7 @@ static int classify_locked(pa_heap_t *h, pa_lfh_tcache_t *tc, const void *mem, f
     if (s) {
         pa_block_t *b = (pa_block_t *)(a - U);
         if (a < s->first + U || a >= s->commit_end || !backend_block_ok(h, s, b) ||
-            !(b->flags & PA_BLK_BUSY))
+            (b->flags & (PA_BLK_BUSY | PA_BLK_CACHED)) != PA_BLK_BUSY)
             return K_BAD;
         f->seg = s;
         f->blk = b;
@@ -806,6 +806,77 @@ static int lfh_eligible(const pa_heap_t *h)
            !(h->force_flags & 0x80000000u); /* bit 31 of force_flags: our "no LFH" option */
 }
 
+/* Lookaside class of a request n in (PA_LA_MIN, PA_LA_MAX], and the largest request of a
+ * class. */
+static unsigned la_class(size_t n)
+{
+    if (n <= ((size_t)20 << 10)) return 0;
+    if (n <= ((size_t)32 << 10)) return (unsigned)((n - 1 - ((size_t)16 << 10)) >> 12);
+    return 4u + (unsigned)((n - 1 - ((size_t)32 << 10)) >> 13);
+}
+
+static size_t la_class_bytes(unsigned c)
+{
+    return c < 4 ? ((size_t)16 << 10) + ((size_t)c + 1) * 4096 : ((size_t)32 << 10) + ((size_t)c - 3) * 8192;
+}
+
+static int la_eligible(const pa_heap_t *h, size_t n)
+{
+    return n > PA_LA_MIN && n <= PA_LA_MAX && !h->maximum && !h->debug &&
+           !(h->flags & HEAP_NO_SERIALIZE);
+}
+
+/* Takes a block for n bytes from its lookaside list; NULL when the list is empty. */
+static void *la_take_locked(pa_heap_t *h, DWORD flags, size_t n)
+{
+    unsigned c = la_class(n);
+    pa_block_t *b = h->la[c];
+    if (!b) return NULL;
+    h->la[c] = *(pa_block_t **)(b + 1);
+    h->la_n[c]--;
+    b->flags = PA_BLK_BUSY;
+    b->extra = (uint32_t)((size_t)b->size * U - U - n);
+    h->ctr.busy_bytes += n;
+    h->ctr.busy_blocks++;
+    if (flags & HEAP_ZERO_MEMORY) memset(b + 1, 0, n);
+    return b + 1;
+}
+
+/* Puts busy back-end block b on its lookaside list if it fits one with room. */
+static int la_put_locked(pa_heap_t *h, pa_block_t *b)
+{
+    size_t cap = (size_t)b->size * U - U, n = blk_requested(b);
+    if (!la_eligible(h, n) || cap > PA_LA_MAX + PA_LA_MAX / 4 || cap < la_class_bytes(0)) return 0;
+    unsigned c = la_class(cap);
+    if (la_class_bytes(c) > cap) c--; /* cap above class c-1's size, below c's */
+    if (h->la_n[c] >= PA_LA_DEPTH) return 0;
+    h->ctr.busy_bytes -= n;
+    h->ctr.busy_blocks--;
+    b->flags = PA_BLK_BUSY | PA_BLK_CACHED;
+    *(pa_block_t **)(b + 1) = h->la[c];
+    h->la[c] = b;
+    h->la_n[c]++;
+    return 1;
+}
+
+static void backend_free_locked(pa_heap_t *h, pa_segment_t *s, pa_block_t *b);
+
+/* Frees every block of the lookaside lists to the back end (HeapCompact). */
+static void la_flush_locked(pa_heap_t *h)
+{
+    for (unsigned c = 0; c < PA_LA_CLASSES; c++) {
+        while (h->la[c]) {
+            pa_block_t *b = h->la[c];
+            h->la[c] = *(pa_block_t **)(b + 1);
+            h->ctr.busy_bytes += blk_requested(b);
+            h->ctr.busy_blocks++;
+            b->flags = PA_BLK_BUSY;
+            backend_free_locked(h, backend_seg_of(h, (uintptr_t)b), b);
+        }
+        h->la_n[c] = 0;
+    }
+}
+
 static void *alloc_locked(pa_heap_t *h, DWORD flags, size_t n)
 {
     if (n > PA_HEAP_MAX_REQUEST) return NULL;
@@ -813,6 +884,11 @@ static void *alloc_locked(pa_heap_t *h, DWORD flags, size_t n)
     size_t units = units_for(h, n);
     if (units * U >= PA_HEAP_LARGE_THRESHOLD)
         return h->maximum ? NULL : large_alloc_locked(h, flags, n);
+    if (la_eligible(h, n)) {
+        void *r = la_take_locked(h, flags, n);
+        if (r) return r;
+        units = units_for(h, la_class_bytes(la_class(n)));
+    }
     pa_block_t *b = fl_take(h, units);
     if (!b) {
         if (!grow(h, units)) return NULL;
@@ -874,7 +950,7 @@ static BOOL free_found_locked(pa_heap_t *h, pa_lfh_tcache_t *tc, found_t *f)
         if ((h->debug & PA_HEAP_DEBUG_TAIL_CHECK) &&
             !_pa_heap_tail_ok(blk_user(f->blk), blk_requested(f->blk)))
             return _pa_heap_fail(STATUS_HEAP_CORRUPTION), FALSE;
-        backend_free_locked(h, f->seg, f->blk);
+        if (!la_put_locked(h, f->blk)) backend_free_locked(h, f->seg, f->blk);
         return TRUE;
     case K_LFH: _pa_lfh_free(h, tc, f->blk); return TRUE;
     case K_LARGE: large_free_locked(h, f->large); return TRUE;
@@ -1515,6 +1591,7 @@ static SIZE_T heap_compact(pa_process_t *p, HANDLE heap, DWORD flags)
     if (!e) return 0;
     pa_heap_t *h = e->heap;
     int locked = _pa_heap_enter(h, flags);
+    la_flush_locked(h);
     if (h->flags & HEAP_DISABLE_COALESCE_ON_FREE) {
         /* Merge runs of free blocks now. */
         for (unsigned i = 0; i < h->nsegs; i++) {
@@ -1697,7 +1774,7 @@ static void walk_block(const pa_heap_t *h, unsigned i, pa_block_t *b, PROCESS_HE
     memset(e, 0, sizeof *e);
     e->lpData = blk_user(b);
     e->iRegionIndex = (BYTE)i;
-    if (b->flags & PA_BLK_BUSY) {
+    if ((b->flags & (PA_BLK_BUSY | PA_BLK_CACHED)) == PA_BLK_BUSY) {
         e->wFlags = PROCESS_HEAP_ENTRY_BUSY;
         e->cbData = (DWORD)blk_requested(b);
         e->cbOverhead = (BYTE)(b->extra > 255 ? 255 : b->extra);
@@ -1861,7 +1938,7 @@ static int block_containing_locked(pa_heap_t *h, uintptr_t addr, void **user, si
         if (addr < s->first || addr >= s->commit_end) return 0;
         for (pa_block_t *b = (pa_block_t *)s->first; !(b->flags & PA_BLK_END); b = blk_next(b)) {
             if ((uintptr_t)blk_next(b) <= addr) continue;
-            if (!(b->flags & PA_BLK_BUSY)) return 0;
+            if ((b->flags & (PA_BLK_BUSY | PA_BLK_CACHED)) != PA_BLK_BUSY) return 0;
             *user = blk_user(b);
             *size = blk_requested(b);
             return 1;

@@ -65,6 +65,18 @@
 #define PA_FREE_CLASSES 136               /* see _pa_free_class */
 #define PA_FREE_EXACT 64                  /* classes below this hold one block size each */
 
+/* Lookaside lists of a growable, serialized, non-debug heap: freed back-end blocks of
+ * 16-64 KiB requests wait on one of PA_LA_CLASSES lists (four per power of two; requests of a
+ * class are carved at the class's size, so any block of the list fits) for the next request
+ * of their class, so that a free+alloc pair skips the free lists, coalescing and decommit.
+ * Under the heap lock, like every back-end call (fact 54). A listed block keeps its busy
+ * header with PA_BLK_CACHED: it is invisible to HeapSize/HeapFree (error 87), reported free
+ * by HeapWalk, and never coalesced; HeapCompact empties the lists. */
+#define PA_LA_CLASSES 8
+#define PA_LA_DEPTH 8
+#define PA_LA_MIN ((size_t)16368)  /* requests above this (the LFH's limit) ... */
+#define PA_LA_MAX ((size_t)65536)  /* ... up to this use the lists */
+
 /* Low-fragmentation front end: 128 buckets of user sizes up to 16 KiB. */
 #define PA_LFH_BUCKETS 128
 #define PA_LFH_MAX_REQUEST ((size_t)16368)
@@ -77,7 +89,8 @@
 #define PA_BLK_LFH 0x02
 #define PA_BLK_LARGE 0x04
 #define PA_BLK_FILLED 0x08    /* free block carries the free-check fill */
-#define PA_BLK_CACHED 0x10    /* large block kept for reuse after HeapFree */
+#define PA_BLK_CACHED 0x10    /* large block kept for reuse after HeapFree; a back-end block
+                                 on a lookaside list (busy to the back end, freed to the user) */
 #define PA_BLK_END 0x20       /* a segment's end sentinel (busy, one granule, never walked) */
 
 typedef struct pa_heap_s pa_heap_t;
@@ -250,6 +263,8 @@ struct pa_heap_s {
     uint16_t lfh_count[PA_LFH_BUCKETS]; /* back-end allocations per bucket (activation) */
     uint8_t lfh_on[PA_LFH_BUCKETS];     /* bucket served by the LFH */
     pa_heap_counters_t ctr;
+    pa_block_t *la[PA_LA_CLASSES];  /* lookaside lists, linked through the first user word */
+    uint8_t la_n[PA_LA_CLASSES];
 };
 
 /* ---- heap.c ---- */

@@ -911,6 +911,55 @@ TEST(mm_zero_pages_zeroes_committed_pages_and_refuses_bad_ranges)
     proc_end(p);
 }
 
+/* ---- lookaside lists for 16-64 KiB blocks ---- */
+
+TEST(lookaside_blocks_are_freed_to_the_user)
+{
+    pa_process_t *p = proc_new();
+    HANDLE h = pa_heap_create(p, 0, 0, 0);
+    void *x[6];
+    for (int i = 0; i < 6; i++) x[i] = pa_heap_alloc(p, h, 0, 20000 + 5000 * (size_t)i);
+    for (int i = 0; i < 6; i++) CHECK(pa_heap_free(p, h, 0, x[i]));
+    /* Freed (possibly onto a lookaside list): every use of the pointer fails with 87. */
+    CHECK_FAILS(pa_heap_free(p, h, 0, x[2]), ERROR_INVALID_PARAMETER);
+    CHECK_EQ(pa_heap_size(p, h, 0, x[3]), (SIZE_T)-1);
+    CHECK(!pa_heap_validate(p, h, 0, x[4]));
+    CHECK(pa_heap_find_block(p, x[1], 1, NULL, NULL, NULL) != STATUS_SUCCESS);
+    pa_heap_stats_t st;
+    CHECK(pa_heap_stats(p, h, &st));
+    CHECK_EQ(st.busy_blocks, 0);
+    CHECK_EQ(st.busy_bytes, 0);
+    PROCESS_HEAP_ENTRY ents[64];
+    int n = walk_all(p, h, ents, 64);
+    for (int i = 0; i < n && i < 64; i++) CHECK(!(ents[i].wFlags & PROCESS_HEAP_ENTRY_BUSY));
+    /* Reuse: exact sizes, zeroing, and the heap stays valid. */
+    unsigned char *y = pa_heap_alloc(p, h, HEAP_ZERO_MEMORY, 30001);
+    CHECK(y != NULL);
+    CHECK_EQ(pa_heap_size(p, h, 0, y), 30001);
+    size_t bad = 0;
+    for (size_t j = 0; j < 30001; j++) bad += y[j] != 0;
+    CHECK_EQ(bad, 0);
+    CHECK(pa_heap_stats(p, h, &st));
+    CHECK_EQ(st.busy_blocks, 1);
+    CHECK_EQ(st.busy_bytes, 30001);
+    CHECK(pa_heap_validate(p, h, 0, NULL));
+    CHECK(pa_heap_free(p, h, 0, y));
+    /* HeapCompact gives the listed blocks back: one free block again. */
+    CHECK(pa_heap_compact(p, h, 0) > 0);
+    CHECK(pa_heap_validate(p, h, 0, NULL));
+    n = walk_all(p, h, ents, 64);
+    int busy = 0, freeb = 0;
+    for (int i = 0; i < n && i < 64; i++) {
+        busy += !!(ents[i].wFlags & PROCESS_HEAP_ENTRY_BUSY);
+        freeb += ents[i].wFlags == 0;
+    }
+    CHECK_EQ(busy, 0);
+    CHECK(pa_heap_stats(p, h, &st));
+    CHECK(freeb >= 1 && (size_t)freeb <= st.segments); /* coalesced: one per segment at most */
+    CHECK(pa_heap_destroy(p, h));
+    proc_end(p);
+}
+
 /* ---- event trace ---- */
 
 /* Finds the first event of layer 3 with op at or after index *from; -1 if none. */
