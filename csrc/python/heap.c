@@ -319,8 +319,8 @@ static int check_not_exported(PyObject *self, uintptr_t address)
     void *block;
     size_t size;
     HANDLE heap;
+    if (!address || !pa_mm_range_pinned(PROC(self), NULL, 0, PA_OWNER_HEAP)) return 0;
     if (wait_heap_unlocked(self, NULL)) return -1; /* pa_heap_find_block locks every heap */
-    if (!address) return 0;
     if (pa_heap_find_block(PROC(self), (void *)address, 0, &heap, &block, &size) != STATUS_SUCCESS)
         return 0;
     if (pa_mm_range_pinned(PROC(self), block, size ? size : 1, PA_OWNER_HEAP)) {
@@ -429,7 +429,8 @@ PyObject *HeapReAlloc_impl(PyObject *self, PyObject *const *args, Py_ssize_t nar
     size_t size;
     PARSE("HeapReAlloc", names, 4, a);
     if (arg_heap(self, a[0], &h, &options) || pa_arg_dword(a[1], &flags) ||
-        pa_arg_ptr(a[2], &address) || pa_arg_size(a[3], &size) || check_not_exported(self, address))
+        pa_arg_ptr(a[2], &address) || pa_arg_size(a[3], &size) ||
+        (!NO_SERIALIZE(flags) && wait_heap_unlocked(self, h)) || check_not_exported(self, address))
         return NULL;
     void *r = pa_heap_realloc(PROC(self), h, flags, (void *)address, size);
     /* A NULL address gives NULL with the last error 0 (heap.md fact 30): no failure status of
@@ -464,7 +465,7 @@ PyObject *HeapFree_impl(PyObject *self, PyObject *const *args, Py_ssize_t nargs,
     DWORD flags;
     uintptr_t address;
     if (heap_flags_address(self, "HeapFree", args, nargs, kwnames, 3, &h, &flags, &address) ||
-        check_not_exported(self, address))
+        (!NO_SERIALIZE(flags) && wait_heap_unlocked(self, h)) || check_not_exported(self, address))
         return NULL;
     if (!pa_heap_free(PROC(self), h, flags, (void *)address))
         return pa_raise_last_error(STATE(self));
