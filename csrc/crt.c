@@ -60,6 +60,16 @@ const pa_crt_options_t *_pa_crt_options(void)
 
 static pthread_mutex_t create_lock = PTHREAD_MUTEX_INITIALIZER;
 
+static void crt_lock_init(pthread_mutex_t *m)
+{
+    pthread_mutexattr_t attr;
+    pthread_mutexattr_init(&attr);
+    pthread_mutexattr_settype(&attr, PTHREAD_MUTEX_RECURSIVE);
+    pthread_mutex_init(m, &attr);
+    pthread_mutexattr_destroy(&attr);
+}
+
+
 /* Creates the state on first use. The process heap is made first: that registers the heap's
  * rundown before the CRT's, and rundowns run most recent first, so a process's CRT (whose
  * debug list lives in the heap) is run down before its heap. */
@@ -74,17 +84,34 @@ pa_crt_t *_pa_crt_get(pa_process_t *p)
     pthread_mutex_lock(&create_lock);
     c = p->crt;
     if (!c && (c = _pa_os_alloc(sizeof *c)) != NULL) {
-        pthread_mutexattr_t attr;
-        pthread_mutexattr_init(&attr);
-        pthread_mutexattr_settype(&attr, PTHREAD_MUTEX_RECURSIVE);
-        pthread_mutex_init(&c->lock, &attr);
-        pthread_mutexattr_destroy(&attr);
+        crt_lock_init(&c->lock);
         c->debug = o->debug;
         _pa_crt_dbg_init(c, o);
         __atomic_store_n(&p->crt, c, __ATOMIC_RELEASE);
     }
     pthread_mutex_unlock(&create_lock);
     return c;
+}
+
+void pa_crt_fork_prepare(pa_process_t *p)
+{
+    pthread_mutex_lock(&create_lock);
+    pa_crt_t *c = p ? __atomic_load_n(&p->crt, __ATOMIC_ACQUIRE) : NULL;
+    if (c) pthread_mutex_lock(&c->lock);
+}
+
+void pa_crt_fork_parent(pa_process_t *p)
+{
+    pa_crt_t *c = p ? __atomic_load_n(&p->crt, __ATOMIC_ACQUIRE) : NULL;
+    if (c) pthread_mutex_unlock(&c->lock);
+    pthread_mutex_unlock(&create_lock);
+}
+
+void pa_crt_fork_child(pa_process_t *p)
+{
+    pa_crt_t *c = p ? __atomic_load_n(&p->crt, __ATOMIC_ACQUIRE) : NULL;
+    if (c) crt_lock_init(&c->lock);
+    pthread_mutex_init(&create_lock, NULL);
 }
 
 void pa_crt_process_detach(pa_process_t *p)

@@ -1172,6 +1172,46 @@ BOOL pa_heap_destroy(pa_process_t *p, HANDLE heap)
     return ok;
 }
 
+/* fork: the registry lock, then each heap's lock and its buckets, in registry order. */
+static void heap_lock_init(pthread_mutex_t *m)
+{
+    pthread_mutexattr_t attr;
+    pthread_mutexattr_init(&attr);
+    pthread_mutexattr_settype(&attr, PTHREAD_MUTEX_RECURSIVE);
+    pthread_mutex_init(m, &attr);
+    pthread_mutexattr_destroy(&attr);
+}
+
+static void heap_fork_each(int phase)
+{
+    for (int i = 0; i < nprocs; i++) {
+        for (pa_heap_t *h = procs[i].p ? procs[i].first : NULL; h; h = h->next_heap) {
+            if (phase == 0) pthread_mutex_lock(&h->lock);
+            _pa_lfh_fork(h, phase);
+            if (phase == 1) pthread_mutex_unlock(&h->lock);
+            else if (phase == 2) heap_lock_init(&h->lock);
+        }
+    }
+}
+
+void pa_heap_fork_prepare(void)
+{
+    pthread_mutex_lock(&registry_lock);
+    heap_fork_each(0);
+}
+
+void pa_heap_fork_parent(void)
+{
+    heap_fork_each(1);
+    pthread_mutex_unlock(&registry_lock);
+}
+
+void pa_heap_fork_child(void)
+{
+    heap_fork_each(2);
+    pthread_mutex_init(&registry_lock, NULL);
+}
+
 void pa_heap_process_detach(pa_process_t *p)
 {
     pthread_mutex_lock(&registry_lock);

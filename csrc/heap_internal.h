@@ -329,6 +329,8 @@ void _pa_lfh_free(pa_heap_t *h, pa_lfh_tcache_t *tc, pa_block_t *hdr);
 pa_lfh_tcache_t *_pa_lfh_tcache_claim(pa_heap_t *h);
 /* Returns every slot cached in tc to its subsegment and frees tc. */
 void _pa_lfh_tcache_release(pa_heap_t *h, pa_lfh_tcache_t *tc);
+/* fork phases for h's bucket locks: 0 take them all, 1 and 2 (parent, child) free them. */
+void _pa_lfh_fork(pa_heap_t *h, int phase);
 /* Releases empty subsegments (HeapCompact). Heap lock held. */
 void _pa_lfh_compact_locked(pa_heap_t *h);
 /* Adds the LFH busy counts to busy_blocks and busy_bytes, per-bucket counts to buckets[]. */

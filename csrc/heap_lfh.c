@@ -51,6 +51,16 @@ static void spin_lock(atomic_int *l)
 
 static void spin_unlock(atomic_int *l) { atomic_store_explicit(l, 0, memory_order_release); }
 
+void _pa_lfh_fork(pa_heap_t *h, int phase)
+{
+    pa_lfh_t *L = __atomic_load_n(&h->lfh, __ATOMIC_ACQUIRE);
+    if (!L) return;
+    for (unsigned b = 0; b < PA_LFH_BUCKETS; b++) {
+        if (phase == 0) spin_lock(&L->bucket[b].lock);
+        else spin_unlock(&L->bucket[b].lock); /* parent and child alike: 0 is "free" */
+    }
+}
+
 size_t _pa_lfh_bucket_data_size(unsigned b)
 {
     if (b < 64) return ((size_t)b + 1) * 16;

@@ -73,6 +73,27 @@ void _pa_unlock(pa_process_t *p)
     pthread_mutex_unlock(&p->lock);
 }
 
+/* fork: every registered process's lock, in registry order (no code takes two at once). */
+static void fork_each(int phase)
+{
+    for (int i = 0; i < PA_MAX_PROCESSES; i++) {
+        pa_process_t *p = atomic_load_explicit(&registry[i], memory_order_acquire);
+        if (!p) continue;
+        if (phase == 0) {
+            _pa_lock(p);
+        } else if (phase == 1) {
+            _pa_unlock(p);
+        } else {
+            pthread_mutex_init(&p->lock, NULL);
+            atomic_store_explicit(&p->lock_owner, 0, memory_order_relaxed);
+        }
+    }
+}
+
+void pa_mm_fork_prepare(void) { fork_each(0); }
+void pa_mm_fork_parent(void) { fork_each(1); }
+void pa_mm_fork_child(void) { fork_each(2); }
+
 void pa_set_exception_handler(pa_exception_handler_t handler)
 {
     exception_handler = handler;

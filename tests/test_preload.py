@@ -188,11 +188,7 @@ def test_multithreaded_program_with_cross_thread_frees(tmp_path):
     assert native.stdout.startswith(b"total ")
 
 
-FORK_AWARE = False  # set when the layers' fork handlers land
-
-
 @pytest.mark.skipif(not shutil.which("gcc"), reason="no gcc")
-@pytest.mark.skipif(not FORK_AWARE, reason="the heap's locks are not fork-aware yet")
 def test_fork_while_another_thread_allocates(tmp_path):
     native, _ = same_on_both([build(tmp_path, "forker", FORK_C)])
     assert native.stdout == b"40 children ok\n"

@@ -101,6 +101,14 @@ pa_process_t *pa_process_current(void);
  * rundown): the higher layers drop their per-process state there. Most recent first;
  * registering the same fn again does nothing. 0, or -1 when the table (8) is full. */
 int pa_process_register_rundown(void (*fn)(pa_process_t *p));
+/* fork() support, for programs that fork with the preload library: prepare takes every lock
+ * of the layer (outermost first) so that no other thread holds one at the fork; parent
+ * releases them; child re-creates them, since its only thread inherited them held (a
+ * recursive mutex cannot be unlocked there: the child's thread id differs). Call the layers
+ * top-down in prepare (CRT, heap, mm) and in any order after. */
+void pa_mm_fork_prepare(void);
+void pa_mm_fork_parent(void);
+void pa_mm_fork_child(void);
 /* Lowest and highest usable addresses (as SYSTEM_INFO reports them). */
 uintptr_t pa_process_min_address(const pa_process_t *p);
 uintptr_t pa_process_max_address(const pa_process_t *p);
@@ -374,6 +382,10 @@ BOOL pa_heap_stats(pa_process_t *p, HANDLE heap, pa_heap_stats_t *out);
  * STATUS_ACCESS_VIOLATION. size 0 asks about the byte at address. */
 NTSTATUS pa_heap_find_block(pa_process_t *p, const void *address, size_t size, HANDLE *heap_out,
                             void **block_out, size_t *block_size);
+/* fork() support for every heap of every process (see pa_mm_fork_prepare). */
+void pa_heap_fork_prepare(void);
+void pa_heap_fork_parent(void);
+void pa_heap_fork_child(void);
 /* The NTSTATUS of the calling thread's last failed heap call (what HEAP_GENERATE_EXCEPTIONS
  * would raise: STATUS_NO_MEMORY, STATUS_ACCESS_VIOLATION, STATUS_INVALID_PARAMETER...). */
 NTSTATUS pa_heap_last_status(void);
@@ -496,6 +508,11 @@ void pa_crt_process_detach(pa_process_t *p);
 HANDLE pa_crt_get_heap_handle(pa_process_t *p); /* _get_heap_handle: the process heap */
 int pa_crt_get_errno(void);                     /* the thread's errno */
 void pa_crt_set_errno(int value);
+
+/* fork() support for p's CRT state (see pa_mm_fork_prepare). */
+void pa_crt_fork_prepare(pa_process_t *p);
+void pa_crt_fork_parent(pa_process_t *p);
+void pa_crt_fork_child(pa_process_t *p);
 
 void *pa_crt_malloc(pa_process_t *p, size_t size);
 void *pa_crt_calloc(pa_process_t *p, size_t count, size_t size);

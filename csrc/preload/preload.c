@@ -237,10 +237,28 @@ EXPORT void *pvalloc(size_t size)
     return aligned_alloc_impl(PA_PAGE_SIZE, rounded ? rounded : PA_PAGE_SIZE);
 }
 
-/* ---- fork: no lock of the process heap may be held by a thread that the child lacks ---- */
+/* ---- fork: no lock may be held by a thread that the child lacks ---- */
 
-static void before_fork(void) { pa_heap_lock(proc(), pa_heap_get_process_heap(proc())); }
-static void after_fork(void) { pa_heap_unlock(proc(), pa_heap_get_process_heap(proc())); }
+static void before_fork(void)
+{
+    pa_crt_fork_prepare(proc());
+    pa_heap_fork_prepare();
+    pa_mm_fork_prepare();
+}
+
+static void after_fork_parent(void)
+{
+    pa_mm_fork_parent();
+    pa_heap_fork_parent();
+    pa_crt_fork_parent(proc());
+}
+
+static void after_fork_child(void)
+{
+    pa_mm_fork_child();
+    pa_heap_fork_child();
+    pa_crt_fork_child(proc());
+}
 
 /* ---- statistics at exit ---- */
 
@@ -295,6 +313,6 @@ static void print_stats(void)
 
 __attribute__((constructor)) static void preload_init(void)
 {
-    pthread_atfork(before_fork, after_fork, after_fork);
+    pthread_atfork(before_fork, after_fork_parent, after_fork_child);
     if (stats_enabled()) atexit(print_stats);
 }
