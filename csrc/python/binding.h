@@ -35,6 +35,7 @@ typedef struct {
     PyObject *module;     /* strong reference: keeps the state alive */
     int owned;            /* 0 for the current process, which is never destroyed */
     Py_ssize_t exports;   /* live view() exporters */
+    struct pa_export_s *export_list; /* the live exporters (export.c) */
     int heap_guard;       /* read/write/view reach only busy heap blocks in heap memory */
 } ProcessObject;
 
@@ -117,5 +118,7 @@ PA_DECLARE_IMPL(HeapQueryInformation)
 /* ---- view() exporter (export.c) ---- */
 int pa_export_type_init(PyObject *module, pa_state *st);
 PyObject *pa_export_view(ProcessObject *self, uintptr_t address, size_t size);
+/* 1 if a live view's bytes overlap [address, address + size): exact, where pins are pages. */
+int pa_export_overlaps(ProcessObject *self, uintptr_t address, size_t size);
 
 #endif /* PA_BINDING_H */

@@ -7,8 +7,9 @@
  */
 #include "binding.h"
 
-typedef struct {
+typedef struct pa_export_s {
     PyObject_HEAD
+    struct pa_export_s *next, *prev; /* in process->export_list while pinned */
     ProcessObject *process;
     pa_pin_t *pin;
     void *address;
@@ -44,6 +45,11 @@ static void export_dealloc(PyObject *self)
     PyTypeObject *tp = Py_TYPE(self);
     PyObject_GC_UnTrack(self);
     if (e->pin && e->process && e->process->p) pa_mm_unpin(e->process->p, e->pin);
+    if (e->process) {
+        if (e->prev) e->prev->next = e->next;
+        else e->process->export_list = e->next;
+        if (e->next) e->next->prev = e->prev;
+    }
     if (e->process) e->process->exports--;
     Py_CLEAR(e->process);
     tp->tp_free(self);
@@ -91,6 +97,10 @@ PyObject *pa_export_view(ProcessObject *self, uintptr_t address, size_t size)
     Py_INCREF(self);
     e->process = self;
     self->exports++;
+    e->prev = NULL;
+    e->next = self->export_list;
+    if (e->next) e->next->prev = e;
+    self->export_list = e;
     e->address = (void *)address;
     e->size = (Py_ssize_t)size;
     e->writable = writable;
@@ -98,4 +108,12 @@ PyObject *pa_export_view(ProcessObject *self, uintptr_t address, size_t size)
     PyObject *mv = PyMemoryView_FromObject((PyObject *)e);
     Py_DECREF(e); /* the memoryview keeps it alive */
     return mv;
+}
+
+int pa_export_overlaps(ProcessObject *self, uintptr_t address, size_t size)
+{
+    for (ExportObject *e = self->export_list; e; e = e->next)
+        if ((uintptr_t)e->address < address + size && address < (uintptr_t)e->address + (size_t)e->size)
+            return 1;
+    return 0;
 }

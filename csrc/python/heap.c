@@ -323,7 +323,7 @@ static int check_not_exported(PyObject *self, uintptr_t address)
     if (wait_heap_unlocked(self, NULL)) return -1; /* pa_heap_find_block locks every heap */
     if (pa_heap_find_block(PROC(self), (void *)address, 0, &heap, &block, &size) != STATUS_SUCCESS)
         return 0;
-    if (pa_mm_range_pinned(PROC(self), block, size ? size : 1, PA_OWNER_HEAP)) {
+    if (pa_export_overlaps((ProcessObject *)self, (uintptr_t)block, size ? size : 1)) {
         PyErr_SetString(PyExc_BufferError,
                         "the block is exported to a live memoryview; release it first");
         return -1;
