@@ -1529,13 +1529,16 @@ def _add(intervals: list[tuple[int, int]], lo: int, hi: int) -> list[tuple[int, 
 
 class _Allocation:
     """replay's model of one reservation: its committed ranges and, once a heap uses it,
-    the footprints of its live blocks (kept sorted), and the free bytes between them."""
+    the footprints of its live blocks (kept sorted), and the free bytes between them. The
+    bytes below the lowest block it has held are the heap's own (a segment's descriptor,
+    the LFH's header chunk, a large block's header), not free."""
 
     def __init__(self, base: int, size: int) -> None:
         self.base, self.size = base, size
         self.committed: list[tuple[int, int]] = []
         self.heap = False
         self.feet: list[tuple[int, int]] = []  # live blocks' footprints, sorted
+        self.floor: int | None = None  # the lowest footprint ever
         self.free = self.largest = 0
 
     @property
@@ -1550,6 +1553,10 @@ class _Allocation:
             return
         i = 0
         for lo, hi in self.committed:
+            if self.floor is not None:
+                lo = max(lo, self.floor)
+                if lo >= hi:
+                    continue
             at = lo
             while i < len(self.feet) and self.feet[i][1] <= lo:
                 i += 1
@@ -1585,9 +1592,10 @@ def replay(events: Any) -> list[Sample]:
     HeapFree, HeapDestroy (its heap's blocks go); a failed call (``result`` 0) changes
     nothing. The reservations the heap's events touch are heap memory, and free and
     largest_free are their committed bytes outside every live block's footprint (a 16-byte
-    header and the bytes rounded up to 16): what the heap would have free with no other
-    overhead. That counts the heap's own structures and the LFH's unused slots as free;
-    :class:`Sampler` reads the heap's own statistics instead. In a trace without heap
+    header and the bytes rounded up to 16), above the lowest block each has held (below it
+    are the heap's own structures): what the heap would have free with no other overhead.
+    That still counts the LFH's unused slots and subsegment headers as free; :class:`Sampler`
+    reads the heap's own statistics instead. In a trace without heap
     events (VirtualAlloc calls), live = committed and free = 0."""
     allocations: dict[int, _Allocation] = {}
     bases: list[int] = []  # sorted
@@ -1617,7 +1625,9 @@ def replay(events: Any) -> list[Sample]:
         if a is not None:
             before = a.committed_bytes, a.free
             a.heap = True
-            bisect.insort(a.feet, _footprint(user, size))
+            foot = _footprint(user, size)
+            bisect.insort(a.feet, foot)
+            a.floor = foot[0] if a.floor is None else min(a.floor, foot[0])
             settle(a, *before)
 
     def remove_block(user: int) -> None:
@@ -1701,10 +1711,11 @@ def samples_of(source: Any) -> list[Sample]:
 
 def fragmentation(source: Any, *, ax: Axes | None = None) -> Figure:
     """Fragmentation over time, from a :class:`Sampler`, a trace (via :func:`replay`) or
-    samples: the committed bytes stacked as live bytes, overhead and free bytes (when free
-    is commensurate with committed: a process's free address space is not stacked), the
+    samples: the committed bytes stacked as live bytes, overhead and free bytes, the
     largest free block (dashed), and on the right axis the external fragmentation, 1 -
-    largest free / total free. ``fig.pyalloc_samples`` holds the samples and
+    largest free / total free. For a process's samples, whose free bytes are address space
+    rather than part of the commit, free and the largest free region are lines (left out
+    when they dwarf the commit, as a 64 GiB address space does). ``fig.pyalloc_samples`` holds the samples and
     ``fig.pyalloc_series`` the plotted values by name."""
     mpl = _mpl()
     import matplotlib.ticker  # noqa: F401
@@ -1726,7 +1737,10 @@ def fragmentation(source: Any, *, ax: Axes | None = None) -> Figure:
         "external fragmentation": [s.external_fragmentation for s in samples],
         "unusable": [s.unusable for s in samples],
     }
-    stack_free = max(series["free"]) <= 4 * max(max(series["committed"]), 1)
+    # a heap's free bytes are part of what it committed (stacked up to the committed line);
+    # a process's free address space is not, and is drawn as lines when it is commensurate
+    stack_free = all(s.live + s.overhead + s.free == s.committed for s in samples)
+    free_lines = stack_free or max(series["free"]) <= 16 * max(max(series["committed"]), 1)
     layers = [("live", "live bytes", BLOCK_PALETTE["Busy block"]),
               ("overhead", "overhead", BLOCK_PALETTE["Overhead"])]
     if stack_free:
@@ -1739,14 +1753,19 @@ def fragmentation(source: Any, *, ax: Axes | None = None) -> Figure:
         bottom = top
     ax.step(x, post(series["committed"]), where="post", color="black", linewidth=1.0,
             label="committed")
-    if stack_free:
+    if free_lines and not stack_free:
+        ax.step(x, post(series["free"]), where="post", color="#B5A800", linewidth=1.6,
+                label="free address space")
+    if free_lines:
         ax.step(x, post(series["largest free"]), where="post", color="black",
-                linewidth=1.2, linestyle=(0, (4, 2)), label="largest free block")
+                linewidth=1.2, linestyle=(0, (4, 2)),
+                label="largest free block" if stack_free else "largest free region")
     if any(series["unusable"]):
         ax.step(x, post(series["unusable"]), where="post", color="#777777", linewidth=1.0,
                 linestyle=":", label="unusable slot tails")
     ax.set_xlim(x[0], x[-1])
-    peak = max(bottom + series["committed"] + series["unusable"] + [_UNIT])
+    peak = max(bottom + series["committed"] + series["unusable"] + [_UNIT] +
+               (series["free"] if free_lines else []))
     ax.set_ylim(0, peak * 1.08)
     ax.yaxis.set_major_locator(mpl.ticker.MultipleLocator(_pow2_step(peak, 6)))
     ax.yaxis.set_major_formatter(mpl.ticker.FuncFormatter(

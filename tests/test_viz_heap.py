@@ -440,7 +440,8 @@ def test_replay_folds_hand_made_events_exactly():
     samples = viz.replay(events)
     got = [(s.label, s.live, s.committed, s.reserved, s.free, s.largest_free, s.unusable,
             s.blocks) for s in samples]
-    h0, h1 = B + 0x20000, B + 0x21000  # the heap's committed page
+    h1 = B + 0x21000  # the end of the heap's committed page
+    floor = B + 0x200F0  # the lowest block's header: below it, the heap's own structures
     assert got == [
         ("mm.reserve", 0, 0, 0x19000, 0, 0, 0x7000, 1),
         ("mm.commit", 0x2000, 0x2000, 0x19000, 0, 0, 0x7000, 1),
@@ -451,18 +452,18 @@ def test_replay_folds_hand_made_events_exactly():
         # from the first heap event on: live = the blocks' bytes, free = the heap's
         # committed bytes outside the blocks' footprints (16-byte header, bytes to 16)
         ("heap.HeapCreate", 0, 0x3000, 0x29000, PAGE, PAGE - 16, 0x7000, 0),
-        ("heap.HeapAlloc", 40, 0x3000, 0x29000, PAGE - 64, h1 - (B + 0x20130) - 16,
-         0x7000, 1),
-        ("heap.HeapAlloc", 140, 0x3000, 0x29000, PAGE - 64 - 128,
+        ("heap.HeapAlloc", 40, 0x3000, 0x29000, h1 - (B + 0x20130),
+         h1 - (B + 0x20130) - 16, 0x7000, 1),
+        ("heap.HeapAlloc", 140, 0x3000, 0x29000, 0xC0 + h1 - (B + 0x20270),
          h1 - (B + 0x20270) - 16, 0x7000, 2),
-        ("heap.HeapReAlloc", 300, 0x3000, 0x29000, PAGE - 128 - 224,
+        ("heap.HeapReAlloc", 300, 0x3000, 0x29000, 0x100 + 0x180 + h1 - (B + 0x204D0),
          h1 - (B + 0x204D0) - 16, 0x7000, 2),
-        ("heap.HeapFree", 200, 0x3000, 0x29000, PAGE - 224, h1 - (B + 0x204D0) - 16,
-         0x7000, 1),
-        ("mm.release", 200, 0x1000, 0x10000, PAGE - 224, h1 - (B + 0x204D0) - 16, 0, 1),
-        ("heap.HeapDestroy", 0, 0x1000, 0x10000, PAGE, PAGE - 16, 0, 0),
+        ("heap.HeapFree", 200, 0x3000, 0x29000, 0x300 + h1 - (B + 0x204D0),
+         h1 - (B + 0x204D0) - 16, 0x7000, 1),
+        ("mm.release", 200, 0x1000, 0x10000, 0x300 + h1 - (B + 0x204D0),
+         h1 - (B + 0x204D0) - 16, 0, 1),
+        ("heap.HeapDestroy", 0, 0x1000, 0x10000, h1 - floor, h1 - floor - 16, 0, 0),
     ]
-    assert h0 < h1
     assert [s.step for s in samples] == list(range(len(samples)))
     assert viz.replay(events) == samples  # pure
 
@@ -475,8 +476,7 @@ def test_replay_of_a_real_trace_ends_where_the_heap_is(proc):
         for x in xs[::2]:
             p.HeapFree(h, 0, x)
         y = p.HeapReAlloc(h, 0, xs[1], 5000)
-        big = p.HeapAlloc(h, 0, 2 << 20)
-        p.HeapFree(h, 0, big)
+        big = p.HeapAlloc(h, 0, 2 << 20)  # a reservation of its own
         a = p.VirtualAlloc(None, 100000, pa.MEM_COMMIT | pa.MEM_RESERVE, pa.PAGE_READWRITE)
     assert events.lost == 0 and y and a
     samples = viz.replay(events)
@@ -484,9 +484,19 @@ def test_replay_of_a_real_trace_ends_where_the_heap_is(proc):
     assert (last.live, last.blocks) == (stats["busy_bytes"], stats["busy_blocks"])
     assert (last.committed, last.reserved) == (pstats["committed"], pstats["reserved"])
     assert last.unusable == sum(r.size for r in p.regions() if r.unusable)
-    # replay's free counts the heap's own structures as free: never less than the heap's
-    assert last.free >= stats["free_bytes"] - 16 * stats["free_blocks"]
-    assert last.largest_free >= stats["largest_free"] - 16
+    # replay's free space is the heap's free blocks, plus what the events cannot show: the
+    # bytes a busy block holds past its request rounded up to 16, each segment's end
+    # sentinel, and the large block's committed tail
+    unseen = 0
+    for seg in viz.heap_layout(h).segments:
+        unseen += 16 if seg.kind == "back end" else 0
+        for b in seg.blocks:
+            if b.category == "Busy block":
+                unseen += b.end - (b.user + -(-max(b.size, 1) // 16) * 16)
+            elif b.category == "Padding":
+                unseen += b.end - b.start
+    assert last.free == stats["free_bytes"] + unseen
+    assert last.largest_free - stats["largest_free"] in (0, 16)  # (a sentinel next to it)
     heap_events = [e for e in events if e.layer == 3]
     assert len(samples) == len([e for e in events if e.layer == 1]) + len(heap_events)
 
