@@ -367,6 +367,9 @@ PyObject *HeapCreate_impl(PyObject *self, PyObject *const *args, Py_ssize_t narg
     DWORD options, debug = 0;
     size_t initial, maximum;
     PARSE("HeapCreate", names, 3, a);
+    if (nargs > 3) /* debug and lfh are keyword-only */
+        return PyErr_Format(PyExc_TypeError,
+                            "HeapCreate() takes 3 positional arguments but %zd were given", nargs);
     if (pa_arg_dword(a[0], &options) || pa_arg_size(a[1], &initial) ||
         pa_arg_size(a[2], &maximum) || (a[3] && pa_arg_dword(a[3], &debug)))
         return NULL;
