@@ -126,7 +126,7 @@ def test_winerror_is_an_oserror_with_windows_message(proc):
     with pytest.raises(pa.WinError) as info:
         proc.VirtualFree(origin(proc) + 5 * GRAN + GRAN, 0, pa.MEM_RELEASE)
     e = info.value
-    assert isinstance(e, OSError)
+    assert isinstance(e, OSError) and not isinstance(e, MemoryError)
     assert e.winerror == 487
     assert str(e) == "ERROR_INVALID_ADDRESS (487): Attempt to access invalid address."
     assert pa.FormatMessage(87) == "ERROR_INVALID_PARAMETER (87): The parameter is incorrect."
@@ -392,8 +392,9 @@ def test_commit_limit(new_process):
     assert p.VirtualAlloc(big + 0x10000, 0x1000, pa.MEM_COMMIT, RW)  # exactly the limit
     assert p.stats()["committed"] == 0x10000
     assert p.VirtualAlloc(a, 0xF000, pa.MEM_COMMIT, RO) == a  # recommitting charges nothing
-    with winerror(1455, p):
+    with winerror(1455, p) as info:
         p.VirtualAlloc(None, 0x1000, RC, RW)
+    assert isinstance(info.value, MemoryError)  # out-of-memory WinErrors are MemoryErrors too
     assert p.stats()["allocations"] == 1  # the failed reserve+commit left nothing behind
     assert "ERROR_COMMITMENT_LIMIT (1455)" in str(pytest.raises(pa.WinError, p.VirtualAlloc,
                                                                 None, 1, pa.MEM_COMMIT, RW).value)
@@ -422,8 +423,9 @@ def test_one_mib_space_has_fourteen_slots(new_process):
     assert (hi - lo) // GRAN == 14
     got = [p.VirtualAlloc(None, 8, RC, RW) for _ in range(14)]
     assert got == [lo + i * GRAN for i in range(14)]
-    with winerror(8, p):
+    with winerror(8, p) as info:
         p.VirtualAlloc(None, 8, RC, RW)
+    assert isinstance(info.value, MemoryError)
     with winerror(8, p):
         p.VirtualAlloc(None, 8, pa.MEM_RESERVE | pa.MEM_TOP_DOWN, RW)
     assert [r.kind for r in p.regions()] == ["Private Data", "Unusable"] * 14

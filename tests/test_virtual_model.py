@@ -63,11 +63,15 @@ def gup(x: int) -> int:
     return (x + GRAN - 1) & ~(GRAN - 1)
 
 
-def valid_protect(prot: int):
-    """(base, guard) for a protection valid on private memory, or None [25, 26, 28, 32, 55]."""
+COPY_BASES = (pa.PAGE_WRITECOPY, pa.PAGE_EXECUTE_WRITECOPY)
+
+
+def valid_protect(prot: int, allow_copy: bool = False):
+    """(base, guard) for a protection valid on private memory, or None [25, 26, 28, 32, 55].
+    allow_copy: accept the WRITECOPY bases, which only mapped memory takes [110]."""
     base = prot & 0xFF
     mods = prot & ~0xFF
-    if base not in BASES or mods & ~(GUARD | NOCACHE | WCOMB):
+    if base not in BASES + (COPY_BASES if allow_copy else ()) or mods & ~(GUARD | NOCACHE | WCOMB):
         return None
     if mods & (mods - 1):  # GUARD, NOCACHE and WRITECOMBINE exclude each other
         return None
@@ -160,6 +164,9 @@ class Model:
         self.allocs: dict[int, Alloc] = {}
         self.pages: dict[int, Page] = {}
         self.views: list[View] = []
+        self.peak = 0          # highest commit charge, in pages
+        self.guard_hits = 0    # guard exceptions raised
+        self.watch_faults = 0  # first direct stores to write-watched pages
 
     # -- lookups
     def alloc_at(self, addr: int) -> Alloc | None:
@@ -213,6 +220,7 @@ class Model:
                 page.cands = [[bytes(PAGE), True]]
                 page.reset = False
             page.prot, page.guard = base, guard
+        self.peak = max(self.peak, self.committed())
 
     def decommit_pages(self, start, end):
         for pg in range(start, end, PAGE):
@@ -272,6 +280,7 @@ class Model:
                 return ("av", at, op)
             if page.guard:
                 page.guard = False
+                self.guard_hits += 1
                 return ("guard", at, op)
             if (page.prot not in WRITABLE) if write else (page.prot == NA):
                 return ("av", at, op)
@@ -309,12 +318,16 @@ class Model:
             return ERR(87)
         if atype & pa.MEM_WRITE_WATCH and not atype & pa.MEM_RESERVE:
             return ERR(87)
-        vp = valid_protect(prot)
+        vp = valid_protect(prot, allow_copy=True)
         if vp is None:
             return ERR(87)
         base_prot, guard = vp
         reserve = bool(atype & pa.MEM_RESERVE) or not addr
         commit = bool(atype & pa.MEM_COMMIT)
+        # WRITECOPY is for views [110]: a reservation refuses it at once; a commit only once
+        # it knows the memory is private (Wine: set_protection after find_view)
+        if base_prot in COPY_BASES and reserve:
+            return ERR(87)
         if addr:
             start = addr & ~((GRAN if reserve else PAGE) - 1)
             end = pgup(addr + size)
@@ -347,6 +360,8 @@ class Model:
         a = self.alloc_at(start)
         if a is None or end > a.end:
             return ERR(487)
+        if base_prot in COPY_BASES:
+            return ERR(87)
         if self.pins_block(start, end, False, base_prot, guard):
             return BUFFER
         fresh = sum(not self.pages[pg].committed for pg in range(start, end, PAGE))
@@ -782,12 +797,14 @@ class VirtualMemoryMachine(RuleBasedStateMachine):
     @rule(data=st.data(), size=st.integers(1, 3 * PAGE))
     @precondition(lambda self: len(self.m.views) < 3)
     def open_view(self, data, size):
-        addr = self.addr(data)
+        self.open_view_checked(self.addr(data), size)
+
+    def open_view_checked(self, addr, size) -> View | None:
         expected = self.m.access(addr, size, False)
         actual = run(self.p.view, addr, size)
         if expected is not None:
             self.check(f"view({addr:#x}, {size:#x})", expected, actual)
-            return
+            return None
         assert actual[0] == "ok", f"view({addr:#x}, {size:#x}): {actual!r}"
         mv = actual[1]
         writable = all(self.m.pages[pg].prot in WRITABLE
@@ -797,6 +814,59 @@ class VirtualMemoryMachine(RuleBasedStateMachine):
         assert len(mv) == size
         problem = self.m.observe(addr, bytes(mv))
         assert problem is None, f"view({addr:#x}, {size:#x}): {problem}"
+        return self.m.views[-1]
+
+    @rule(data=st.data(), keep=st.booleans())
+    @precondition(lambda self: any(p.committed for p in self.m.pages.values()))
+    def changes_under_a_view(self, data, keep):
+        """A view of committed pages, then changes to pages it covers or neighbours: those that
+        would leave it dangling raise BufferError, the others work; all checked."""
+        committed = sorted(pg for pg, page in self.m.pages.items() if page.committed)
+        start = data.draw(st.sampled_from(committed))
+        a = self.m.alloc_at(start)
+        size = data.draw(st.integers(1, min(3 * PAGE, a.end - start)))
+        v = self.open_view_checked(start, size) if len(self.m.views) < 3 else None
+        for _ in range(data.draw(st.integers(1, 3))):
+            lowest = max(a.base, start - PAGE)  # draws are relative: the base varies by run
+            first = pgdown(lowest + data.draw(st.integers(0, start + size - 1 - lowest)))
+            n = data.draw(st.integers(1, 3)) * PAGE
+            op = data.draw(st.sampled_from(["protect", "commit", "decommit", "release"]))
+            if op == "protect":
+                self.protect_checked(first, n, data.draw(VALID_PROTECTS))
+            elif op == "commit":
+                self._alloc(first, n, pa.MEM_COMMIT, data.draw(VALID_PROTECTS))
+            elif op == "decommit":
+                self.check("decommit", self.m.virtual_free(first, n, pa.MEM_DECOMMIT),
+                           run(self.p.VirtualFree, first, n, pa.MEM_DECOMMIT))
+            else:
+                self.check("release", self.m.virtual_free(a.base, 0, pa.MEM_RELEASE),
+                           run(self.p.VirtualFree, a.base, 0, pa.MEM_RELEASE))
+                break
+        if v is not None and not keep:
+            v.mv.release()
+            self.m.views.remove(v)
+
+    @rule(data=st.data(), fill=st.integers(0, 255), reset=st.booleans())
+    @precondition(lambda self: any(a.watch for a in self.m.allocs.values()))
+    def watch_through_view(self, data, fill, reset):
+        """ResetWriteWatch, then direct stores through a view of watched pages (each first
+        store faults into the SIGSEGV handler), then GetWriteWatch; all checked."""
+        a = data.draw(st.sampled_from([a for a in self.m.allocs.values() if a.watch]))
+        if reset:
+            self.check("ResetWriteWatch", self.m.reset_write_watch(a.base, a.size),
+                       run(self.p.ResetWriteWatch, a.base, a.size))
+        _, start, size = self.inside(data, a)
+        if len(self.m.views) >= 3:
+            return
+        v = self.open_view_checked(start, size)
+        if v is not None and v.writable:
+            for off in sorted(set(data.draw(st.lists(st.integers(0, size - 1), max_size=4)))):
+                v.mv[off] = fill
+                pg = pgdown(start + off)
+                self.m.watch_faults += not self.m.pages[pg].dirty
+                self.m.store(start + off, bytes([fill]))
+        self.check("GetWriteWatch", self.m.get_write_watch(0, a.base, a.size, None),
+                   run(self.p.GetWriteWatch, 0, a.base, a.size))
 
     @rule(data=st.data(), fill=st.integers(0, 255))
     @precondition(lambda self: self.m.views)
@@ -806,6 +876,8 @@ class VirtualMemoryMachine(RuleBasedStateMachine):
         n = data.draw(st.integers(1, v.size - off))
         if v.writable and data.draw(st.booleans()):
             v.mv[off:off + n] = bytes([fill]) * n  # direct stores: the SIGSEGV handler's path
+            for pg in range(pgdown(v.address + off), pgup(v.address + off + n), PAGE):
+                self.m.watch_faults += self.m.alloc_at(pg).watch and not self.m.pages[pg].dirty
             self.m.store(v.address + off, bytes([fill]) * n)
         elif not v.writable and data.draw(st.booleans()):
             try:
@@ -848,6 +920,9 @@ class VirtualMemoryMachine(RuleBasedStateMachine):
         assert s["reserved"] == sum(a.size for a in m.allocs.values())
         assert s["allocations"] == len(m.allocs)
         assert s["pins"] == len(m.views)
+        assert s["peak_committed"] == m.peak * PAGE
+        assert s["guard_hits"] == m.guard_hits
+        assert s["watch_faults"] == m.watch_faults
         if m.limit_pages is not None:
             assert s["commit_limit"] == m.limit_pages * PAGE
             assert s["peak_committed"] <= s["commit_limit"]
