@@ -620,39 +620,51 @@ static NTSTATUS charge_locked(pa_process_t *p, size_t new_pages)
     return STATUS_SUCCESS;
 }
 
+/* The state a page in state s takes when committed (or re-protected) with `bits`: write
+ * watch and MEM_RESET survive a protection change (the host may still drop a reset page, so
+ * MEM_RESET_UNDO must keep checking it), as do a view page's mapping bits. */
+static inline pa_pstate_t committed_state(pa_pstate_t s, pa_pstate_t bits)
+{
+    return (pa_pstate_t)((s & (PS_WATCH_CLEAN | PS_RESET | PS_PRIVATE_MAP | PS_COPIED)) | bits);
+}
+
 /* Commits (or re-protects committed) pages [addr, addr + n pages) of one allocation. On
- * failure nothing changed. */
+ * failure nothing changed. The host protection is applied first, from the states the pages
+ * will take, one system call per run of equal protection; the states are written only once
+ * the host agreed, so a refusal is undone from the untouched states (no copy of them). A
+ * private allocation's run whose host protection already matches (the invariant of
+ * internal.h) needs no call; a view's pages may just have been remapped, so it always gets
+ * one. */
 static NTSTATUS commit_locked(pa_process_t *p, pa_alloc_t *a, uintptr_t addr, size_t n,
                               int index, int guard)
 {
     pa_pstate_t *s = _pa_pstate(p, addr);
+    pa_pstate_t bits = (pa_pstate_t)(PS_COMMITTED | (unsigned)index | (guard ? PS_GUARD : 0));
     size_t fresh = 0;
     /* The commit charge counts private pages; a section's pages are charged to it. */
     if (a->type == MEM_PRIVATE)
         for (size_t i = 0; i < n; i++) fresh += !(s[i] & PS_COMMITTED);
     NTSTATUS st = charge_locked(p, fresh);
     if (st) return st;
-    /* Keep the old states in case the host refuses (e.g. too many mappings). */
-    pa_pstate_t small[64], *old = n <= 64 ? small : _pa_os_alloc(n * sizeof *old);
-    if (!old) {
-        p->committed_pages -= fresh;
-        return STATUS_NO_MEMORY;
+    int skip_same = a->type == MEM_PRIVATE;
+    size_t i = 0;
+    while (i < n) {
+        int prot = host_prot(committed_state(s[i], bits));
+        int same = host_prot(s[i]) == prot;
+        size_t j = i + 1;
+        while (j < n && host_prot(committed_state(s[j], bits)) == prot &&
+               (!skip_same || (host_prot(s[j]) == prot) == same))
+            j++;
+        if (!(skip_same && same) &&
+            _pa_os_protect((void *)(addr + (i << PA_PAGE_SHIFT)), (j - i) << PA_PAGE_SHIFT, prot)) {
+            apply_host_locked(p, addr, j); /* back to the old states' protection */
+            p->committed_pages -= fresh;
+            return STATUS_NO_MEMORY;
+        }
+        i = j;
     }
-    memcpy(old, s, n * sizeof *s);
-    pa_pstate_t bits = (pa_pstate_t)(PS_COMMITTED | (unsigned)index | (guard ? PS_GUARD : 0));
-    /* Write watch and MEM_RESET survive a protection change: the host may still drop a
-     * reset page, so MEM_RESET_UNDO must keep checking it. */
-    for (size_t i = 0; i < n; i++)
-        s[i] = (pa_pstate_t)((s[i] & (PS_WATCH_CLEAN | PS_RESET | PS_PRIVATE_MAP | PS_COPIED)) |
-                             bits);
-    if (apply_host_locked(p, addr, n)) {
-        memcpy(s, old, n * sizeof *s);
-        apply_host_locked(p, addr, n);
-        p->committed_pages -= fresh;
-        st = STATUS_NO_MEMORY;
-    }
-    if (old != small) _pa_os_free(old, n * sizeof *old);
-    return st;
+    for (i = 0; i < n; i++) s[i] = committed_state(s[i], bits);
+    return STATUS_SUCCESS;
 }
 
 /* Decommits pages [addr, addr + n pages): contents dropped, write-watch bits kept. */
