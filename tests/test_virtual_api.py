@@ -379,6 +379,17 @@ def test_mem_reset_undo_never_claims_lost_data(proc, between):
         assert content != data
 
 
+@pytest.mark.xfail(strict=True, raises=pa.WinError,
+                   reason="MEM_RESET_UNDO fails (31) for committed pages the host never "
+                          "populated, though their data (zeros) is intact")
+def test_mem_reset_undo_of_untouched_pages_succeeds(proc):
+    """MS:VirtualAlloc (fact 37): failure means some data was replaced by zeros; pages never
+    written hold zeros, and nothing replaced them."""
+    p = proc.VirtualAlloc(None, 0x2000, RC, RW)
+    proc.VirtualAlloc(p, 0x2000, pa.MEM_RESET, RW)
+    assert proc.VirtualAlloc(p, 0x2000, pa.MEM_RESET_UNDO, RW) == p
+
+
 # ---- commit limit --------------------------------------------------------------------------------
 
 
