@@ -66,10 +66,6 @@ def winerror(code: int, process: pa.Process | None = None):
     assert pa.GetLastError() == code  # one per thread, whichever object asks
 
 
-def make_process(**options) -> pa.Process:
-    return pa.Process(**options)
-
-
 def _close(p: pa.Process) -> None:
     if not p.closed:
         gc.collect()  # memoryviews left in frames of failed tests
