@@ -1332,18 +1332,23 @@ static __attribute__((noinline)) BOOL free_slow(pa_process_t *p, HANDLE heap, DW
     return ok;
 }
 
-/* After a fast-path free: flushes a full bin and records the event. */
+/* After a fast-path free of mem (now a free slot on the bin of the thread's cache): flushes
+ * a full bin and records the event. Takes only the entry point's arguments, so that the fast
+ * path keeps few values live. */
 static __attribute__((noinline)) BOOL free_fast_tail(pa_process_t *p, HANDLE heap, DWORD flags,
-                                                     LPVOID mem, pa_lfh_tcache_t *tc, unsigned k)
+                                                     LPVOID mem)
 {
+    pa_lfh_tcache_t *tc = tls_ents[0].tc;
+    unsigned k = ((pa_block_t *)mem - 1)->bucket;
     if (tc->bin[k].count > tc->bin[k].limit) _pa_lfh_flush(tc->heap, tc, k);
     _pa_heap_trace(p, PA_OP_HEAP_FREE, mem, 0, flags, heap, TRUE);
     return TRUE;
 }
 
 /* The fast path (no stack frame, like pa_heap_alloc): a busy slot of the LFH segment the
- * thread freed into last, checked by position against its subsegment (_pa_lfh_lookup's
- * checks), pushed onto the thread's bin. */
+ * thread freed into last, checked by position against its bucket's geometry, which the
+ * segment map gives (_pa_lfh_lookup's checks; the subsegment header is not read), pushed
+ * onto the thread's bin. */
 BOOL pa_heap_free(pa_process_t *p, HANDLE heap, DWORD flags, LPVOID mem)
 {
     tls_ent_t *e = &tls_ents[0];
@@ -1355,15 +1360,15 @@ BOOL pa_heap_free(pa_process_t *p, HANDLE heap, DWORD flags, LPVOID mem)
         const pa_lfh_seg_t *s = tc->last_seg;
         size_t off = a - s->base;
         if (PA_LIKELY(off < s->size && !(a & (PA_HEAP_UNIT - 1)))) {
-            size_t c = off / PA_LFH_CHUNK;
-            unsigned m = __atomic_load_n(&s->map[c], __ATOMIC_ACQUIRE);
-            if (PA_LIKELY(m - 1u < 8u && m - 1u <= c)) {
-                const pa_lfh_sub_t *sub = (const pa_lfh_sub_t *)(s->base + (c - (m - 1)) * PA_LFH_CHUNK);
+            unsigned m = __atomic_load_n(&s->map[off / PA_LFH_CHUNK], __ATOMIC_RELAXED);
+            unsigned o = _pa_lfh_map_off(m);
+            if (PA_LIKELY(o < 8u)) { /* a legal map never has o > chunk index */
+                unsigned k = _pa_lfh_map_bucket(m);
+                pa_lfh_geom_t g = _pa_lfh_geom[k];
                 pa_block_t *b = (pa_block_t *)(a - PA_HEAP_UNIT);
-                if (PA_LIKELY((uintptr_t)b >= sub->first && b->size < sub->nslots &&
-                              sub->first + (size_t)b->size * sub->slot_size == (uintptr_t)b &&
+                size_t d = _pa_lfh_slot_offset(off, o);
+                if (PA_LIKELY(d < g.span && (size_t)b->size * g.slot_size == d &&
                               b->flags == (PA_BLK_BUSY | PA_BLK_LFH))) {
-                    unsigned k = b->bucket;
                     b->flags = PA_BLK_LFH;
                     tc->busy[k]--;
                     tc->busy_bytes -= (int64_t)b->prev_size;
@@ -1371,7 +1376,7 @@ BOOL pa_heap_free(pa_process_t *p, HANDLE heap, DWORD flags, LPVOID mem)
                     tc->bin[k].head = b;
                     if (PA_UNLIKELY(++tc->bin[k].count > tc->bin[k].limit ||
                                     atomic_load_explicit(&p->trace.enabled, memory_order_relaxed)))
-                        return free_fast_tail(p, heap, flags, mem, tc, k);
+                        return free_fast_tail(p, heap, flags, mem);
                     return TRUE;
                 }
             }

@@ -13,8 +13,10 @@
  *                      [first, commit_end) is always readable.
  *   LFH segment        [64 KiB header chunk][subsegment][free chunks][subsegment]...
  *                      64 KiB chunks; a subsegment is a run of 1..8 chunks holding equal slots
- *                      of one bucket. map[c] = (c - first chunk of its subsegment) + 1, or 0 for
- *                      a chunk that belongs to no subsegment (uncommitted).
+ *                      of one bucket. map[c] = PA_LFH_MAP(c - first chunk of its subsegment,
+ *                      bucket): the offset + 1 in its low 4 bits and the bucket above them, so
+ *                      a free finds the slot geometry without reading the subsegment header;
+ *                      0 for a chunk that belongs to no subsegment (uncommitted).
  *   large block        [pa_large_t 48 B][pa_block_t 16 B][user ...] in its own reservation: the
  *                      user pointer is 64 bytes past a 64 KiB boundary (heap.md fact 21).
  *
@@ -146,7 +148,7 @@ typedef struct pa_lfh_sub_s {  /* 64 bytes: slot 0 follows */
     uint16_t pad;
     uint32_t slot_size;    /* bytes, header included */
     uint32_t nslots;
-    uint32_t used;         /* slots handed out (busy, or cached by a thread) */
+    uint32_t used;         /* slots handed out (busy, cached by a thread, or remote) */
     uint32_t bump;         /* slots [bump, nslots) were never handed out */
     pa_block_t *free;      /* returned slots, linked through their first user word */
     uintptr_t first;       /* slot 0's header */
@@ -156,8 +158,36 @@ typedef struct pa_lfh_sub_s {  /* 64 bytes: slot 0 follows */
 #define PA_LFH_SUB_MAGIC 0x5342u
 #define PA_LFH_SUB_HDR ((size_t)64)
 #define PA_LFH_MAP_HEADER 0xFFFFu /* map[] value of the segment's header chunk */
+#define PA_LFH_MAP(off, bucket) ((uint16_t)(((unsigned)(bucket) << 4) | ((unsigned)(off) + 1u)))
+/* A map value's chunk offset in its subsegment; >= 8 for 0 and the header chunk. */
+static inline unsigned _pa_lfh_map_off(unsigned m) { return (m & 15u) - 1u; }
+static inline unsigned _pa_lfh_map_bucket(unsigned m) { return m >> 4; }
 
-/* A bucket: its lock guards its subsegment list and every subsegment's free list. */
+/* Slot geometry of each bucket, the same in every heap (set up before main): slot bytes
+ * (header included) and the bytes a subsegment's slots span from the first one. Read by the free path instead of the
+ * subsegment header. */
+typedef struct pa_lfh_geom_s {
+    uint32_t slot_size;
+    uint32_t span;         /* slots per subsegment * slot_size */
+} pa_lfh_geom_t;
+extern pa_lfh_geom_t _pa_lfh_geom[PA_LFH_BUCKETS] __attribute__((visibility("hidden")));
+/* The offset from its subsegment's first slot of the header of user pointer base + off, in
+ * a chunk at offset o of its subsegment (wraps to a huge value before the first slot). */
+static inline size_t _pa_lfh_slot_offset(size_t off, unsigned o)
+{
+    return (off & (PA_LFH_CHUNK - 1)) + (size_t)o * PA_LFH_CHUNK - PA_LFH_SUB_HDR - PA_HEAP_UNIT;
+}
+
+/* A bucket: its lock guards its subsegment list and every subsegment's free list.
+ *
+ * Its remote list is a lock-free stack of free slots (linked through their first user word,
+ * flags already cleared) that bypasses the lock: a thread whose bin overflows pushes the
+ * surplus there with one compare-and-swap (typically the thread that frees what another
+ * allocates), and a thread whose bin is empty takes the whole stack with one exchange before
+ * it asks the subsegments. Pushes only ever link a chain in front and takes only ever empty
+ * the stack, so there is no ABA problem. A slot on the stack still counts as handed out
+ * (pa_lfh_sub_t.used), like a slot in a thread's bin. nremote bounds the stack (it is at
+ * least the number of slots on it); past PA_LFH_REMOTE_MAX the slots go back under the lock. */
 typedef struct pa_lfh_bucket_s {
     atomic_int lock;
     uint32_t slot_size;
@@ -167,8 +197,11 @@ typedef struct pa_lfh_bucket_s {
     pa_lfh_sub_t *empty;   /* one fully free subsegment kept committed */
     int64_t busy;          /* slots busy through the bucket directly (no thread cache) */
     int64_t busy_bytes;
-    char pad[16];
+    _Atomic(pa_block_t *) remote;
+    atomic_int nremote;
+    uint32_t pad;
 } pa_lfh_bucket_t;
+#define PA_LFH_REMOTE_MAX 256
 
 /* A thread's private cache for one heap: up to `limit` free slots per bucket. Only its thread
  * touches the bins; statistics are read racily by pa_heap_stats. */
@@ -390,9 +423,10 @@ static inline void _pa_lfh_free_fast(pa_heap_t *h, pa_lfh_tcache_t *tc, pa_block
 }
 
 /* Classifies mem against the LFH of h (tc: the caller's cache, may be NULL). A block passes
- * only if it starts exactly at a slot of a live subsegment (slot index and size checked
- * against the subsegment header, which the segment map locates) and is busy, so a forged
- * header inside user data cannot pass; the per-block tag is not needed here. */
+ * only if it starts exactly at a slot of a live subsegment (slot index checked against the
+ * bucket's geometry, which the segment map gives) and is busy, so a forged header inside user
+ * data cannot pass; the per-block tag is not needed here. Reads the segment map and the
+ * block header only: no subsegment header. */
 static inline int _pa_lfh_lookup(pa_heap_t *h, pa_lfh_tcache_t *tc, const void *mem, pa_block_t **hdr)
 {
     uintptr_t a = (uintptr_t)mem;
@@ -404,17 +438,18 @@ static inline int _pa_lfh_lookup(pa_heap_t *h, pa_lfh_tcache_t *tc, const void *
         if (!s) return PA_LFH_NOT_MINE;
         if (tc) tc->last_seg = s;
     }
-    size_t c = (a - s->base) / PA_LFH_CHUNK;
-    unsigned m = __atomic_load_n(&s->map[c], __ATOMIC_ACQUIRE);
-    if (PA_UNLIKELY(m - 1u >= 8u || m - 1u > c)) return PA_LFH_BAD; /* 0, header, bad */
-    const pa_lfh_sub_t *sub = (const pa_lfh_sub_t *)(s->base + (c - (m - 1)) * PA_LFH_CHUNK);
+    size_t off = a - s->base;
+    unsigned m = __atomic_load_n(&s->map[off / PA_LFH_CHUNK], __ATOMIC_RELAXED);
+    unsigned o = _pa_lfh_map_off(m);
+    if (PA_UNLIKELY(o >= 8u || o > off / PA_LFH_CHUNK)) return PA_LFH_BAD; /* 0, header, bad */
+    pa_lfh_geom_t g = _pa_lfh_geom[_pa_lfh_map_bucket(m)];
     pa_block_t *b = (pa_block_t *)(a - PA_HEAP_UNIT);
-    /* a - 16 >= sub->first: a is at least 16 + 64 bytes into the subsegment's first chunk
-     * when m == 1 (in a later chunk it is past the header anyway). */
-    if (PA_UNLIKELY((a & (PA_HEAP_UNIT - 1)) || (uintptr_t)b < sub->first)) return PA_LFH_BAD;
-    uint32_t idx = b->size;
-    if (PA_UNLIKELY(idx >= sub->nslots || sub->first + (size_t)idx * sub->slot_size != (uintptr_t)b ||
-                    b->flags != (PA_BLK_BUSY | PA_BLK_LFH)))
+    /* d = b's offset from the subsegment's first slot. d < span before reading b: b lies in
+     * the slot area (not in the previous, perhaps uncommitted chunk, nor in the slack after
+     * the last slot). */
+    size_t d = _pa_lfh_slot_offset(off, o);
+    if (PA_UNLIKELY((a & (PA_HEAP_UNIT - 1)) || d >= g.span)) return PA_LFH_BAD;
+    if (PA_UNLIKELY((size_t)b->size * g.slot_size != d || b->flags != (PA_BLK_BUSY | PA_BLK_LFH)))
         return PA_LFH_BAD;
     *hdr = b;
     return PA_LFH_BUSY;

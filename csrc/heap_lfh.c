@@ -8,9 +8,13 @@
  *
  * Speed: each thread has a private cache per heap (pa_lfh_tcache_t) holding free slots per
  * bucket; alloc pops and free pushes with no lock and no atomic. Only refilling an empty bin
- * or flushing a full one takes the bucket's spinlock, a batch at a time, so a thread that
- * frees what another allocated (cross-thread) pays one lock per batch. The heap lock is taken
- * only to carve or release whole subsegments. Structures: heap_internal.h.
+ * or flushing a full one touches the bucket, a batch at a time: a full bin's surplus is pushed
+ * onto the bucket's lock-free remote list with one compare-and-swap, and an empty bin first
+ * takes that whole list with one exchange, so a thread that frees what another allocated
+ * (cross-thread) hands slots over without the spinlock; only when the list is empty or full
+ * do slots go through the subsegments under the bucket's spinlock. The heap lock is taken
+ * only to carve or release whole subsegments. A free finds the slot's bucket and geometry in
+ * the segment map (no subsegment header read). Structures: heap_internal.h.
  */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
@@ -68,6 +72,26 @@ size_t _pa_lfh_bucket_data_size(unsigned b)
     return ((size_t)1 << o) + ((size_t)k + 1) * ((size_t)1 << (o - 4));
 }
 
+/* Chunks per subsegment of bucket b: room for about 24 slots, 1 to 8 chunks. */
+static uint32_t bucket_nchunks(unsigned b)
+{
+    size_t slot = _pa_lfh_bucket_data_size(b) + U;
+    size_t n = (slot * 24 + PA_LFH_CHUNK - 1) / PA_LFH_CHUNK;
+    return (uint32_t)(n < 1 ? 1 : n > 8 ? 8 : n);
+}
+
+pa_lfh_geom_t _pa_lfh_geom[PA_LFH_BUCKETS];
+
+__attribute__((constructor)) static void geom_init(void)
+{
+    for (unsigned b = 0; b < PA_LFH_BUCKETS; b++) {
+        uint32_t slot = (uint32_t)(_pa_lfh_bucket_data_size(b) + U);
+        _pa_lfh_geom[b].slot_size = slot;
+        uint32_t nslots = (uint32_t)((bucket_nchunks(b) * PA_LFH_CHUNK - PA_LFH_SUB_HDR) / slot);
+        _pa_lfh_geom[b].span = nslots * slot;
+    }
+}
+
 /* ------------------------------------------------------------------------------------------ */
 /* Segments and subsegments (heap lock)                                                        */
 
@@ -105,8 +129,7 @@ static int lfh_create_locked(pa_heap_t *h)
         pa_lfh_bucket_t *bk = &L->bucket[b];
         bk->data_size = (uint32_t)_pa_lfh_bucket_data_size(b);
         bk->slot_size = bk->data_size + (uint32_t)U;
-        size_t n = ((size_t)bk->slot_size * 24 + PA_LFH_CHUNK - 1) / PA_LFH_CHUNK;
-        bk->nchunks = (uint32_t)(n < 1 ? 1 : n > 8 ? 8 : n);
+        bk->nchunks = bucket_nchunks(b);
     }
     L->segs[0] = s;
     atomic_store_explicit(&L->nsegs, 1, memory_order_release);
@@ -162,7 +185,8 @@ static pa_lfh_sub_t *new_sub(pa_heap_t *h, unsigned b)
     sub->first = base + PA_LFH_SUB_HDR;
     sub->nslots = (uint32_t)((bytes - PA_LFH_SUB_HDR) / bk->slot_size);
     sub->seg = s;
-    for (unsigned i = 0; i < bk->nchunks; i++) s->map[c + i] = (uint16_t)(i + 1);
+    for (unsigned i = 0; i < bk->nchunks; i++)
+        __atomic_store_n(&s->map[c + i], PA_LFH_MAP(i, b), __ATOMIC_RELEASE);
     s->free_chunks -= bk->nchunks;
 out:
     pthread_mutex_unlock(&h->lock);
@@ -297,6 +321,44 @@ static void give_slots(pa_heap_t *h, unsigned b, pa_block_t *list, int can_relea
     }
 }
 
+/* Pushes the chain head..tail of n free slots onto bucket b's remote list; 0 (nothing done)
+ * when the list is full. Lock-free. */
+static int remote_push(pa_lfh_bucket_t *bk, pa_block_t *head, pa_block_t *tail, uint32_t n)
+{
+    if (atomic_fetch_add_explicit(&bk->nremote, (int)n, memory_order_relaxed) + (int)n >
+        PA_LFH_REMOTE_MAX) {
+        atomic_fetch_sub_explicit(&bk->nremote, (int)n, memory_order_relaxed);
+        return 0;
+    }
+    pa_block_t *old = atomic_load_explicit(&bk->remote, memory_order_relaxed);
+    do {
+        *(pa_block_t **)(tail + 1) = old;
+    } while (!atomic_compare_exchange_weak_explicit(&bk->remote, &old, head, memory_order_release,
+                                                    memory_order_relaxed));
+    return 1;
+}
+
+/* Takes bucket b's whole remote list; *count gets its length. Lock-free. */
+static pa_block_t *remote_take(pa_lfh_bucket_t *bk, uint32_t *count)
+{
+    *count = 0;
+    if (!atomic_load_explicit(&bk->remote, memory_order_relaxed)) return NULL;
+    pa_block_t *head = atomic_exchange_explicit(&bk->remote, NULL, memory_order_acquire);
+    uint32_t n = 0;
+    for (pa_block_t *s = head; s; s = *(pa_block_t **)(s + 1)) n++;
+    if (n) atomic_fetch_sub_explicit(&bk->nremote, (int)n, memory_order_relaxed);
+    *count = n;
+    return head;
+}
+
+/* Gives bucket b's remote slots back to their subsegments (HeapCompact, heap lock held). */
+static void remote_drain(pa_heap_t *h, unsigned b)
+{
+    uint32_t n;
+    pa_block_t *list = remote_take(&h->lfh->bucket[b], &n);
+    if (list) give_slots(h, b, list, 0);
+}
+
 /* ------------------------------------------------------------------------------------------ */
 /* Activation                                                                                  */
 
@@ -347,25 +409,26 @@ pa_lfh_tcache_t *_pa_lfh_tcache_claim(pa_heap_t *h)
     return NULL;
 }
 
-/* Moves `count` slots from the head of bin b back to the bucket. */
+/* Moves `count` slots from the head of bin b back to the bucket: onto its remote list when
+ * `remote` and there is room, else to the subsegments. */
 static void flush_some(pa_heap_t *h, pa_lfh_tcache_t *tc, unsigned b, uint32_t count,
-                       int can_release)
+                       int can_release, int remote)
 {
     pa_block_t *head = tc->bin[b].head, *tail = head;
     if (!count || !head) return;
-    for (uint32_t i = 1; i < count && *(pa_block_t **)(tail + 1); i++) tail = *(pa_block_t **)(tail + 1);
+    uint32_t moved = 1;
+    for (; moved < count && *(pa_block_t **)(tail + 1); moved++) tail = *(pa_block_t **)(tail + 1);
     pa_block_t *rest = *(pa_block_t **)(tail + 1);
-    *(pa_block_t **)(tail + 1) = NULL;
-    uint32_t moved = 0;
-    for (pa_block_t *s = head; s; s = *(pa_block_t **)(s + 1)) moved++;
     tc->bin[b].head = rest;
-    tc->bin[b].count -= moved;
+    tc->bin[b].count = rest ? tc->bin[b].count - moved : 0;
+    if (remote && remote_push(&h->lfh->bucket[b], head, tail, moved)) return;
+    *(pa_block_t **)(tail + 1) = NULL;
     give_slots(h, b, head, can_release);
 }
 
 void _pa_lfh_flush(pa_heap_t *h, pa_lfh_tcache_t *tc, unsigned b)
 {
-    flush_some(h, tc, b, tc->bin[b].count - tc->bin[b].limit / 2, 1);
+    flush_some(h, tc, b, tc->bin[b].count - tc->bin[b].limit / 2, 1, 1);
 }
 
 void _pa_lfh_tcache_release(pa_heap_t *h, pa_lfh_tcache_t *tc)
@@ -373,7 +436,7 @@ void _pa_lfh_tcache_release(pa_heap_t *h, pa_lfh_tcache_t *tc)
     pa_lfh_t *L = h->lfh;
     for (unsigned b = 0; b < PA_LFH_BUCKETS; b++) {
         /* Called under the registry lock: no heap lock, so empty subsegments stay. */
-        flush_some(h, tc, b, tc->bin[b].count, 0);
+        flush_some(h, tc, b, tc->bin[b].count, 0, 0);
         if (tc->busy[b]) {
             pa_lfh_bucket_t *bk = &L->bucket[b];
             spin_lock(&bk->lock);
@@ -398,8 +461,14 @@ void *_pa_lfh_alloc(pa_heap_t *h, pa_lfh_tcache_t *tc, unsigned b, size_t n, DWO
         void *r = _pa_lfh_alloc_fast(tc, b, n, flags);
         if (r) return r;
         pa_block_t *list;
+        uint32_t got;
+        if ((list = remote_take(&h->lfh->bucket[b], &got))) {
+            tc->bin[b].head = list;
+            tc->bin[b].count = got;
+            return _pa_lfh_alloc_fast(tc, b, n, flags);
+        }
         unsigned want = tc->bin[b].limit / 2;
-        unsigned got = take_slots(h, b, want ? want : 1, &list);
+        got = take_slots(h, b, want ? want : 1, &list);
         if (!got) return NULL;
         tc->bin[b].head = list;
         tc->bin[b].count = got;
@@ -445,6 +514,7 @@ void _pa_lfh_compact_locked(pa_heap_t *h)
     for (unsigned b = 0; b < PA_LFH_BUCKETS; b++) {
         pa_lfh_bucket_t *bk = &L->bucket[b];
         pa_lfh_sub_t *dead = NULL;
+        remote_drain(h, b);
         spin_lock(&bk->lock);
         if (bk->empty) {
             bk->empty->next = dead;
@@ -494,7 +564,8 @@ static int sub_ok_locked(pa_heap_t *h, pa_lfh_seg_t *s, pa_lfh_sub_t *sub)
 {
     pa_lfh_bucket_t *bk = &h->lfh->bucket[sub->bucket];
     if (sub->magic != PA_LFH_SUB_MAGIC || sub->seg != s || sub->slot_size != bk->slot_size ||
-        sub->nchunks != bk->nchunks || sub->bump > sub->nslots || sub->used > sub->bump ||
+        sub->nchunks != bk->nchunks || sub->nslots * sub->slot_size != _pa_lfh_geom[sub->bucket].span ||
+        sub->bump > sub->nslots || sub->used > sub->bump ||
         sub->first != (uintptr_t)sub + PA_LFH_SUB_HDR)
         return 0;
     int ok = 1;
@@ -536,9 +607,11 @@ int _pa_lfh_validate_locked(pa_heap_t *h)
                 continue;
             }
             pa_lfh_sub_t *sub = (pa_lfh_sub_t *)(s->base + c * PA_LFH_CHUNK);
-            if (m != 1 || c + sub->nchunks > s->nchunks) return 0;
+            if (_pa_lfh_map_off(m) != 0 || m != PA_LFH_MAP(0, sub->bucket) ||
+                c + sub->nchunks > s->nchunks)
+                return 0;
             for (unsigned k = 0; k < sub->nchunks; k++)
-                if (s->map[c + k] != k + 1) return 0;
+                if (s->map[c + k] != PA_LFH_MAP(k, sub->bucket)) return 0;
             if (!sub_ok_locked(h, s, sub)) return 0;
             c += sub->nchunks;
         }
@@ -566,7 +639,7 @@ int _pa_lfh_walk_seg(pa_heap_t *h, pa_lfh_seg_t *s, uintptr_t at, PROCESS_HEAP_E
             e->cbData = (DWORD)((end - c) * PA_LFH_CHUNK);
             return 1;
         }
-        pa_lfh_sub_t *sub = (pa_lfh_sub_t *)(s->base + (c - (m - 1)) * PA_LFH_CHUNK);
+        pa_lfh_sub_t *sub = (pa_lfh_sub_t *)(s->base + (c - _pa_lfh_map_off(m)) * PA_LFH_CHUNK);
         if (at < sub->first) at = sub->first;
         size_t idx = (at - sub->first + sub->slot_size - 1) / sub->slot_size;
         if (idx >= sub->nslots) {
@@ -599,7 +672,7 @@ pa_block_t *_pa_lfh_block_at(pa_heap_t *h, uintptr_t a)
     size_t c = (a - s->base) / PA_LFH_CHUNK;
     unsigned m = s->map[c];
     if (!m || m == PA_LFH_MAP_HEADER) return NULL;
-    pa_lfh_sub_t *sub = (pa_lfh_sub_t *)(s->base + (c - (m - 1)) * PA_LFH_CHUNK);
+    pa_lfh_sub_t *sub = (pa_lfh_sub_t *)(s->base + (c - _pa_lfh_map_off(m)) * PA_LFH_CHUNK);
     if (a < sub->first) return NULL;
     size_t idx = (a - sub->first) / sub->slot_size;
     if (idx >= sub->bump) return NULL;
