@@ -146,6 +146,18 @@ def test_fact04_destroy_errors(p):
         p.HeapDestroy(handle)
     with winerror(6, p):
         p.HeapDestroy(0x12340000)
+    # A destroyed heap's handle is refused by everything, as a Heap or as an int.
+    for handle in (h, int(h), 0x12340000):
+        for call in (lambda: p.HeapAlloc(handle, 0, 10), lambda: p.HeapFree(handle, 0, 0x1000),
+                     lambda: p.HeapSize(handle, 0, int(h) + 0x1000),
+                     lambda: p.HeapReAlloc(handle, 0, int(h) + 0x1000, 10),
+                     lambda: p.HeapWalk(handle), lambda: p.HeapLock(handle),
+                     lambda: p.HeapCompact(handle, 0),
+                     lambda: p.HeapQueryInformation(handle, COMPAT)):
+            with winerror(6, p):
+                call()
+        if isinstance(handle, int):  # (a destroyed Heap object raises WinError 6 instead)
+            assert p.HeapValidate(handle) is False
     # The process heap still works.
     ph = p.GetProcessHeap()
     p.HeapFree(ph, 0, p.HeapAlloc(ph, 0, 10))
