@@ -22,7 +22,11 @@ brackets), not from the C code:
   * live memoryviews (pins) forbid freeing, decommitting, guarding or taking away the access
     they rely on (BufferError, GetLastError() = PA_ERROR_BUFFER_EXPORTED);
   * a commit limit (ERROR_COMMITMENT_LIMIT, 1455) bounds the committed pages.
-Where the reference leaves an order of checks open, the model follows Wine's (section 3).
+Where the reference leaves an order of checks open, the model takes the implementation's
+order, which is Wine's (section 3) except in one place not pinned by any test: VirtualProtect
+with an invalid protection on reserved pages fails with 87 here, 487 in Wine (whose
+NtProtectVirtualMemory checks the commit state first). VirtualProtect with size 0 is left out
+(the implementation changes the address's page, Wine changes nothing).
 """
 from __future__ import annotations
 
