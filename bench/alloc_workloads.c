@@ -1,0 +1,291 @@
+/* alloc_workloads.c: allocation-heavy programs for bench_preload.py.
+ *
+ * Plain C against the C library's malloc family, so that LD_PRELOAD decides which allocator
+ * serves them (glibc, mimalloc, jemalloc or pyalloc's preload library). Each workload prints a
+ * checksum of the data it wrote and read back (never of addresses), so every allocator must
+ * print the same line; a wrong block (overlap, lost bytes) changes the sum.
+ *
+ *   alloc_workloads WORKLOAD [SCALE]      WORKLOAD: churn mixed prodcons realloc trees
+ *
+ * SCALE (default 1.0) multiplies the number of operations. Sizes and lifetimes come from a
+ * fixed-seed generator, so the sequence of calls is the same under every allocator.
+ */
+#define _GNU_SOURCE
+#include <pthread.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static uint64_t rng_state = 0x9E3779B97F4A7C15ull;
+
+static inline uint64_t rnd(void) /* xorshift64* */
+{
+    uint64_t x = rng_state;
+    x ^= x >> 12;
+    x ^= x << 25;
+    x ^= x >> 27;
+    rng_state = x;
+    return x * 0x2545F4914F6CDD1Dull;
+}
+
+static void *xmalloc(size_t n)
+{
+    void *p = malloc(n);
+    if (!p) {
+        fprintf(stderr, "malloc(%zu) failed\n", n);
+        exit(2);
+    }
+    return p;
+}
+
+/* Writes the first and last 16 bytes and one byte in every 4 KiB of a block, as a program
+ * filling a buffer would touch its pages; returns nothing, the bytes are checked on free. */
+static inline void touch(unsigned char *p, size_t n, unsigned char v)
+{
+    memset(p, v, n < 16 ? n : 16);
+    if (n > 16) {
+        size_t tail = n - 16 < 16 ? n - 16 : 16;
+        memset(p + n - tail, v, tail);
+    }
+    for (size_t off = 4096; off < n; off += 4096) p[off] = v;
+}
+
+static inline uint64_t check(const unsigned char *p, size_t n)
+{
+    /* (n / 2) rounded down to 4 KiB is 0 or a page touch() wrote */
+    return n + p[0] + 3u * p[n - 1] + 7u * p[(n / 2) & ~(size_t)4095];
+}
+
+/* ---- churn: 16-512 B blocks with random lifetimes (32k slots, random replacement) ---- */
+
+static uint64_t churn(double scale)
+{
+    enum { SLOTS = 1 << 15 };
+    unsigned char **slot = calloc(SLOTS, sizeof *slot);
+    size_t *len = calloc(SLOTS, sizeof *len);
+    long steps = (long)(3e6 * scale);
+    uint64_t sum = 0;
+    for (long i = 0; i < steps; i++) {
+        uint64_t r = rnd();
+        /* Most slots are short-lived: a skewed index makes the low slots churn fastest. */
+        size_t k = (size_t)(r % SLOTS);
+        if (r >> 63) k &= 1023;
+        if (slot[k]) {
+            sum += check(slot[k], len[k]);
+            free(slot[k]);
+        }
+        size_t n = 16 + (size_t)((r >> 20) % 497);
+        slot[k] = xmalloc(n);
+        len[k] = n;
+        touch(slot[k], n, (unsigned char)(i & 0xff));
+    }
+    for (size_t k = 0; k < SLOTS; k++)
+        if (slot[k]) {
+            sum += check(slot[k], len[k]);
+            free(slot[k]);
+        }
+    free(slot);
+    free(len);
+    return sum;
+}
+
+/* ---- mixed: 8 B - 64 KiB, log-uniform sizes (most blocks small), 4000 live ---- */
+
+static uint64_t mixed(double scale)
+{
+    enum { SLOTS = 4000 };
+    unsigned char **slot = calloc(SLOTS, sizeof *slot);
+    size_t *len = calloc(SLOTS, sizeof *len);
+    long steps = (long)(1e6 * scale);
+    uint64_t sum = 0;
+    for (long i = 0; i < steps; i++) {
+        uint64_t r = rnd();
+        size_t k = (size_t)(r % SLOTS);
+        if (slot[k]) {
+            sum += check(slot[k], len[k]);
+            free(slot[k]);
+        }
+        unsigned bits = 3 + (unsigned)((r >> 24) % 14);        /* 2^3 .. 2^16 */
+        size_t n = ((size_t)1 << bits) + (size_t)((r >> 32) % ((size_t)1 << bits));
+        if (n > 65536) n = 65536;
+        slot[k] = xmalloc(n);
+        len[k] = n;
+        touch(slot[k], n, (unsigned char)(i & 0xff));
+    }
+    for (size_t k = 0; k < SLOTS; k++)
+        if (slot[k]) {
+            sum += check(slot[k], len[k]);
+            free(slot[k]);
+        }
+    free(slot);
+    free(len);
+    return sum;
+}
+
+/* ---- prodcons: one thread allocates 16-1024 B messages, the other reads and frees them ----
+ * Messages travel in batches of 256 through a bounded queue (mutex + condition variables),
+ * so the cost is the allocator's cross-thread free rather than the scheduler's ping-pong. */
+
+enum { BATCH = 256, QUEUE = 32 };
+static unsigned char *queue[QUEUE][BATCH];
+static int q_head, q_count;
+static pthread_mutex_t q_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t q_nonempty = PTHREAD_COND_INITIALIZER, q_nonfull = PTHREAD_COND_INITIALIZER;
+static long prod_batches;
+
+static void *producer(void *arg)
+{
+    (void)arg;
+    uint64_t state = 0xC0FFEEull;
+    unsigned char *batch[BATCH];
+    for (long b = 0; b < prod_batches; b++) {
+        for (int i = 0; i < BATCH; i++) {
+            state = state * 6364136223846793005ull + 1442695040888963407ull;
+            size_t n = 16 + (size_t)((state >> 33) % 1009);
+            unsigned char *p = xmalloc(n);
+            memcpy(p, &n, sizeof n);
+            memset(p + sizeof n, (int)((b + i) & 0xff), n - sizeof n);
+            batch[i] = p;
+        }
+        pthread_mutex_lock(&q_lock);
+        while (q_count == QUEUE) pthread_cond_wait(&q_nonfull, &q_lock);
+        memcpy(queue[(q_head + q_count) % QUEUE], batch, sizeof batch);
+        q_count++;
+        pthread_cond_signal(&q_nonempty);
+        pthread_mutex_unlock(&q_lock);
+    }
+    return NULL;
+}
+
+static uint64_t prodcons(double scale)
+{
+    prod_batches = (long)(8000 * scale);
+    pthread_t t;
+    pthread_create(&t, NULL, producer, NULL);
+    uint64_t sum = 0;
+    unsigned char *batch[BATCH];
+    for (long b = 0; b < prod_batches; b++) {
+        pthread_mutex_lock(&q_lock);
+        while (q_count == 0) pthread_cond_wait(&q_nonempty, &q_lock);
+        memcpy(batch, queue[q_head], sizeof batch);
+        q_head = (q_head + 1) % QUEUE;
+        q_count--;
+        pthread_cond_signal(&q_nonfull);
+        pthread_mutex_unlock(&q_lock);
+        for (int i = 0; i < BATCH; i++) {
+            size_t n;
+            memcpy(&n, batch[i], sizeof n);
+            sum += n + batch[i][n - 1] + batch[i][n / 2];
+            free(batch[i]);
+        }
+    }
+    pthread_join(t, NULL);
+    return sum;
+}
+
+/* ---- realloc: string/vector builders growing by appends, 256 live, up to 512 KiB ---- */
+
+static uint64_t realloc_growth(double scale)
+{
+    enum { LIVE = 256 };
+    struct vec { unsigned char *p; size_t len, cap, target; int doubling; } v[LIVE];
+    memset(v, 0, sizeof v);
+    long appends = (long)(1.5e6 * scale);
+    uint64_t sum = 0;
+    for (long i = 0; i < appends; i++) {
+        uint64_t r = rnd();
+        struct vec *b = &v[r % LIVE];
+        if (!b->p || b->len >= b->target) {
+            if (b->p) {
+                sum += b->len + b->p[0] + b->p[b->len - 1] + b->p[b->len / 2];
+                free(b->p);
+            }
+            unsigned bits = 6 + (unsigned)((r >> 16) % 13);   /* final size 64 B .. 512 KiB */
+            b->target = ((size_t)1 << bits) + (size_t)((r >> 32) % ((size_t)1 << bits));
+            b->doubling = (int)((r >> 40) & 1);               /* half grow by doubling, */
+            b->len = 0;                                       /* half by exact appends   */
+            b->cap = 16;
+            b->p = xmalloc(b->cap);
+        }
+        size_t chunk = 1 + (size_t)((r >> 48) % 48);
+        if (b->len + chunk > b->cap) {
+            size_t want = b->doubling ? b->cap * 2 : b->len + chunk;
+            while (want < b->len + chunk) want *= 2;
+            unsigned char *q = realloc(b->p, want);
+            if (!q) {
+                fprintf(stderr, "realloc(%zu) failed\n", want);
+                exit(2);
+            }
+            b->p = q;
+            b->cap = want;
+        }
+        memset(b->p + b->len, (int)(i & 0xff), chunk);
+        b->len += chunk;
+    }
+    for (int k = 0; k < LIVE; k++)
+        if (v[k].p) {
+            sum += v[k].len + v[k].p[0] + v[k].p[v[k].len - 1];
+            free(v[k].p);
+        }
+    return sum;
+}
+
+/* ---- trees: binary trees of 32-byte nodes built and freed whole (the classic GC test) ---- */
+
+struct node { struct node *l, *r; long v, pad; };
+
+static struct node *make(int depth, long v)
+{
+    struct node *n = xmalloc(sizeof *n);
+    n->v = v;
+    n->pad = 0;
+    if (depth > 0) {
+        n->l = make(depth - 1, 2 * v);
+        n->r = make(depth - 1, 2 * v + 1);
+    } else
+        n->l = n->r = NULL;
+    return n;
+}
+
+static uint64_t walk_free(struct node *n)
+{
+    if (!n) return 0;
+    uint64_t s = (uint64_t)n->v + walk_free(n->l) + walk_free(n->r);
+    free(n);
+    return s;
+}
+
+static uint64_t trees(double scale)
+{
+    uint64_t sum = 0;
+    struct node *longlived = make(18, 1); /* 512k nodes alive throughout */
+    long rounds = (long)(48 * scale);
+    for (long i = 0; i < rounds; i++) {
+        int depth = 4 + (int)(i % 13); /* 31 .. 131071 nodes per tree */
+        for (int k = 0; k < (1 << (16 - depth)) + 1; k++) sum += walk_free(make(depth, i + k));
+    }
+    sum += walk_free(longlived);
+    return sum;
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 2) {
+        fprintf(stderr, "usage: %s churn|mixed|prodcons|realloc|trees [scale]\n", argv[0]);
+        return 2;
+    }
+    double scale = argc > 2 ? atof(argv[2]) : 1.0;
+    uint64_t sum;
+    if (!strcmp(argv[1], "churn")) sum = churn(scale);
+    else if (!strcmp(argv[1], "mixed")) sum = mixed(scale);
+    else if (!strcmp(argv[1], "prodcons")) sum = prodcons(scale);
+    else if (!strcmp(argv[1], "realloc")) sum = realloc_growth(scale);
+    else if (!strcmp(argv[1], "trees")) sum = trees(scale);
+    else {
+        fprintf(stderr, "unknown workload %s\n", argv[1]);
+        return 2;
+    }
+    printf("%s %llu\n", argv[1], (unsigned long long)sum);
+    return 0;
+}
