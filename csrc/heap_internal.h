@@ -187,7 +187,7 @@ static inline size_t _pa_lfh_slot_offset(size_t off, unsigned o)
  * it asks the subsegments. Pushes only ever link a chain in front and takes only ever empty
  * the stack, so there is no ABA problem. A slot on the stack still counts as handed out
  * (pa_lfh_sub_t.used), like a slot in a thread's bin. nremote bounds the stack (it is at
- * least the number of slots on it); past PA_LFH_REMOTE_MAX the slots go back under the lock. */
+ * least the number of slots on it); past a bin's limit the slots go back under the lock. */
 typedef struct pa_lfh_bucket_s {
     atomic_int lock;
     uint32_t slot_size;
@@ -201,7 +201,6 @@ typedef struct pa_lfh_bucket_s {
     atomic_int nremote;
     uint32_t pad;
 } pa_lfh_bucket_t;
-#define PA_LFH_REMOTE_MAX 256
 
 /* A thread's private cache for one heap: up to `limit` free slots per bucket. Only its thread
  * touches the bins; statistics are read racily by pa_heap_stats. */

@@ -322,11 +322,12 @@ static void give_slots(pa_heap_t *h, unsigned b, pa_block_t *list, int can_relea
 }
 
 /* Pushes the chain head..tail of n free slots onto bucket b's remote list; 0 (nothing done)
- * when the list is full. Lock-free. */
-static int remote_push(pa_lfh_bucket_t *bk, pa_block_t *head, pa_block_t *tail, uint32_t n)
+ * when that would put more than max slots on it (a bin's limit, so that a bin that takes the
+ * list does not overflow at once). Lock-free. */
+static int remote_push(pa_lfh_bucket_t *bk, pa_block_t *head, pa_block_t *tail, uint32_t n,
+                       uint32_t max)
 {
-    if (atomic_fetch_add_explicit(&bk->nremote, (int)n, memory_order_relaxed) + (int)n >
-        PA_LFH_REMOTE_MAX) {
+    if (atomic_fetch_add_explicit(&bk->nremote, (int)n, memory_order_relaxed) + (int)n > (int)max) {
         atomic_fetch_sub_explicit(&bk->nremote, (int)n, memory_order_relaxed);
         return 0;
     }
@@ -421,7 +422,7 @@ static void flush_some(pa_heap_t *h, pa_lfh_tcache_t *tc, unsigned b, uint32_t c
     pa_block_t *rest = *(pa_block_t **)(tail + 1);
     tc->bin[b].head = rest;
     tc->bin[b].count = rest ? tc->bin[b].count - moved : 0;
-    if (remote && remote_push(&h->lfh->bucket[b], head, tail, moved)) return;
+    if (remote && remote_push(&h->lfh->bucket[b], head, tail, moved, tc->bin[b].limit)) return;
     *(pa_block_t **)(tail + 1) = NULL;
     give_slots(h, b, head, can_release);
 }
