@@ -163,7 +163,10 @@ EXPORT void *realloc(void *p, size_t size)
     COUNT(n_realloc, 1);
     COUNT(bytes_requested, size);
     if (!p) return pa_crt_malloc(proc(), size);
-    void *block = aligned_block_of(p);
+    /* An ordinary block is recognised cheaply (HeapSize validates block starts); only a
+     * pointer it refuses can be an over-aligned one inside a block. */
+    int ordinary = !debug_crt() && pa_heap_size(proc(), heap(), 0, p) != (size_t)-1;
+    void *block = ordinary ? NULL : aligned_block_of(p);
     if (block) {
         /* Over-aligned blocks move to an ordinary one, as glibc allows. */
         size_t old = malloc_usable_size(p);
