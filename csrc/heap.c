@@ -1465,9 +1465,12 @@ static LPVOID realloc_found_locked(pa_heap_t *h, pa_lfh_tcache_t *tc, found_t *f
         break;
     }
     case K_LFH:
-        /* Only within the same 16-byte rounding (fact 35). */
-        if (_pa_align_up(n ? n : 1, U) == _pa_align_up(old ? old : 1, U)) {
+        /* Only shrinking, within the same 16-byte rounding (fact 35). The LFH counters keep
+         * the size the block had when counted; the difference goes to the heap's, so that
+         * their sum stays exact. */
+        if (n < old && _pa_align_up(n ? n : 1, U) == _pa_align_up(old, U)) {
             f->blk->prev_size = (uint32_t)n;
+            h->ctr.busy_bytes += n - old;
             in_place = 1;
         }
         break;

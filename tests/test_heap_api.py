@@ -630,8 +630,6 @@ def test_stats_follow_the_blocks(p):
     assert s["large_blocks"] == 0
 
 
-@pytest.mark.xfail(strict=True, reason="heap bug: an LFH block resized in place (40 -> 35 bytes) "
-                   "keeps its old size in stats()['busy_bytes']; after frees the count drifts")
 def test_stats_after_lfh_in_place_realloc(p):
     h, xs = lfh_heap(p, 40)
     live = dict.fromkeys(xs, 40)

@@ -660,8 +660,6 @@ def test_fact35_lfh_in_place_only_within_the_same_size_class(p, new, in_place):
     assert p.HeapValidate(h)
 
 
-@pytest.mark.xfail(strict=True, reason="heap bug: an LFH block grows in place inside its slot "
-                   "(40 -> 48 bytes, and 40 -> 40 succeeds), where fact 35 refuses size >= old")
 def test_fact35_lfh_block_never_grows_in_place(p):
     """W-NH heap_resize_block_lfh refuses any size >= the old one, as native LFH does."""
     h = p.HeapCreate(0, 0, 0)
