@@ -60,7 +60,7 @@ pytest: ext
 asan-pytest:
 	PYALLOC_SANITIZE=1 $(PYTHON) setup.py -q build_ext --inplace --force
 	LD_PRELOAD="$$($(CC) -print-file-name=libasan.so) $$($(CC) -print-file-name=libubsan.so)" \
-	  ASAN_OPTIONS=detect_leaks=0:allow_user_segv_handler=1:handle_segv=0 \
+	  ASAN_OPTIONS=detect_leaks=0:allow_user_segv_handler=1:handle_segv=0:allocator_may_return_null=1 \
 	  UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
 	  $(PYTHON) -m pytest -q -p no:cacheprovider tests; rc=$$?; \
 	  $(PYTHON) setup.py -q build_ext --inplace --force; exit $$rc
