@@ -36,6 +36,8 @@ BINDING = [
     "csrc/python/export.c",
     "csrc/python/handle.c",
     "csrc/python/heap.c",
+    "csrc/python/crt.c",
+    "csrc/python/new.c",
 ]
 HEADERS = sorted(glob.glob("csrc/**/*.h", recursive=True))
 

@@ -5,12 +5,20 @@ The stack, bottom up (each layer calls only the one below it):
 1. the kernel-mode memory manager: one simulated address space per :class:`Process`;
 2. the VirtualAlloc family: :func:`VirtualAlloc`, :func:`VirtualFree`, :func:`VirtualProtect`,
    :func:`VirtualQuery`, :func:`GetSystemInfo`, :func:`GetWriteWatch`, :func:`ResetWriteWatch`;
-3. the heap, 4. the CRT, 5. new/delete (as they land).
+3. the heap: :func:`HeapCreate`, :func:`HeapAlloc` ... (:class:`Heap`);
+4. the CRT: :func:`malloc`, :func:`free`, :func:`_msize`, :func:`_aligned_malloc` ..., and
+   the debug CRT of ``Process(crt_debug=True)``: :func:`_CrtCheckMemory`,
+   :func:`_CrtDumpMemoryLeaks`, :func:`_CrtSetDbgFlag`, :func:`_CrtSetBreakAlloc`, with its
+   reports as :class:`CrtReport` warnings;
+5. new/delete: :func:`operator_new`, :func:`operator_delete`, :func:`set_new_handler`, and
+   :func:`new` / :func:`delete` / :func:`new_array` / :func:`delete_array`, which build ctypes
+   objects in process memory.
 
 Every Windows-named function exists at module level, acting on :func:`current_process`, and
 as a method of :class:`Process` with the same signature. Pointers are ints (None or 0 for
-NULL). Failures raise :class:`WinError`; faults raise :class:`AccessViolation` or
-:class:`GuardPageViolation`; nothing a Python caller does can crash the interpreter.
+NULL). Failures raise :class:`WinError` (the CRT: :class:`CrtError`; operator new:
+:class:`BadAlloc`); faults raise :class:`AccessViolation` or :class:`GuardPageViolation`;
+nothing a Python caller does can crash the interpreter.
 """
 from __future__ import annotations
 
@@ -19,6 +27,12 @@ from typing import NamedTuple
 from . import errors
 from .errors import (
     AccessViolation,
+    BadAlloc,
+    BadArrayNewLength,
+    CrtError,
+    CrtInvalidParameter,
+    CrtMemoryError,
+    CrtReport,
     GuardPageViolation,
     HeapException,
     StructuredException,
@@ -31,11 +45,68 @@ from ._core import *  # noqa: F401,F403  (constants, structures, Windows-named f
 from ._core import (
     MEMORY_BASIC_INFORMATION,
     SYSTEM_INFO,
+    CrtBlock,
     FormatMessage,
     current_process,
     error_name,
     protect_name,
 )
+
+# The CRT's Windows names begin with an underscore, which `import *` skips: listed here.
+from ._core import (  # noqa: F401
+    _CLIENT_BLOCK,
+    _CRT_ASSERT,
+    _CRT_BLOCK,
+    _CRT_ERROR,
+    _CRT_WARN,
+    _CRTDBG_ALLOC_MEM_DF,
+    _CRTDBG_CHECK_ALWAYS_DF,
+    _CRTDBG_CHECK_CRT_DF,
+    _CRTDBG_CHECK_DEFAULT_DF,
+    _CRTDBG_CHECK_EVERY_16_DF,
+    _CRTDBG_CHECK_EVERY_128_DF,
+    _CRTDBG_CHECK_EVERY_1024_DF,
+    _CRTDBG_DELAY_FREE_MEM_DF,
+    _CRTDBG_LEAK_CHECK_DF,
+    _CRTDBG_REPORT_FLAG,
+    _CRTDBG_RESERVED_DF,
+    _FREE_BLOCK,
+    _HEAP_MAXREQ,
+    _IGNORE_BLOCK,
+    _MAX_BLOCKS,
+    _NORMAL_BLOCK,
+    _UNKNOWN_BLOCK,
+    _aligned_free,
+    _aligned_malloc,
+    _aligned_msize,
+    _aligned_offset_malloc,
+    _aligned_realloc,
+    _CrtCheckMemory,
+    _CrtDumpMemoryLeaks,
+    _CrtIsValidHeapPointer,
+    _CrtReportBlockType,
+    _CrtSetBreakAlloc,
+    _CrtSetDbgFlag,
+    _expand,
+    _get_heap_handle,
+    _msize,
+    _query_new_mode,
+    _recalloc,
+    _set_new_mode,
+)
+
+_CRT_NAMES = [
+    "_CLIENT_BLOCK", "_CRT_ASSERT", "_CRT_BLOCK", "_CRT_ERROR", "_CRT_WARN",
+    "_CRTDBG_ALLOC_MEM_DF", "_CRTDBG_CHECK_ALWAYS_DF", "_CRTDBG_CHECK_CRT_DF",
+    "_CRTDBG_CHECK_DEFAULT_DF", "_CRTDBG_CHECK_EVERY_16_DF", "_CRTDBG_CHECK_EVERY_128_DF",
+    "_CRTDBG_CHECK_EVERY_1024_DF", "_CRTDBG_DELAY_FREE_MEM_DF", "_CRTDBG_LEAK_CHECK_DF",
+    "_CRTDBG_REPORT_FLAG", "_CRTDBG_RESERVED_DF", "_FREE_BLOCK", "_HEAP_MAXREQ",
+    "_IGNORE_BLOCK", "_MAX_BLOCKS", "_NORMAL_BLOCK", "_UNKNOWN_BLOCK", "_aligned_free",
+    "_aligned_malloc", "_aligned_msize", "_aligned_offset_malloc", "_aligned_realloc",
+    "_CrtCheckMemory", "_CrtDumpMemoryLeaks", "_CrtIsValidHeapPointer", "_CrtReportBlockType",
+    "_CrtSetBreakAlloc", "_CrtSetDbgFlag", "_expand", "_get_heap_handle", "_msize",
+    "_query_new_mode", "_recalloc", "_set_new_mode",
+]
 
 __version__ = "0.1.0"
 
@@ -124,7 +195,7 @@ class Process(_core.Process):
 
 _core._set_process_class(Process)
 
-__all__ = [name for name in dir(_core) if not name.startswith("_")] + [
+__all__ = [name for name in dir(_core) if not name.startswith("_")] + _CRT_NAMES + [
     "preload_path",
     "Process",
     "Region",
@@ -136,5 +207,11 @@ __all__ = [name for name in dir(_core) if not name.startswith("_")] + [
     "HeapException",
     "AccessViolation",
     "GuardPageViolation",
+    "CrtError",
+    "CrtMemoryError",
+    "CrtInvalidParameter",
+    "BadAlloc",
+    "BadArrayNewLength",
+    "CrtReport",
     "errors",
 ]

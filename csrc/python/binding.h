@@ -27,6 +27,15 @@ typedef struct {
     PyObject *GuardPageViolation;
     PyObject *current;           /* the Process object for pa_process_current(), lazily */
     PyObject *current_class;     /* the class to make it from (pyalloc.Process) */
+    /* layers 4 and 5 (crt.c, new.c) */
+    PyObject *CrtError;          /* classes from pyalloc.errors: errno failures of the CRT */
+    PyObject *CrtMemoryError;
+    PyObject *CrtInvalidParameter;
+    PyObject *BadAlloc;          /* std::bad_alloc, std::bad_array_new_length */
+    PyObject *BadArrayNewLength;
+    PyObject *CrtReport;         /* the warning category of debug CRT reports */
+    PyTypeObject *CrtBlock;      /* a block of _CrtDumpMemoryLeaks() (struct sequence) */
+    PyTypeObject *NewBlock;      /* the exporter behind new() and new_array() objects */
 } pa_state;
 
 typedef struct {
@@ -37,6 +46,8 @@ typedef struct {
     Py_ssize_t exports;   /* live view() exporters */
     struct pa_export_s *export_list; /* the live exporters (export.c) */
     int heap_guard;       /* read/write/view reach only busy heap blocks in heap memory */
+    int crt_mode;         /* PA_CRT_MODE_*: which CRT the process runs, once a call asked */
+    struct pa_crt_binding_s *crt; /* the Python side of its CRT (crt.c), NULL until needed */
 } ProcessObject;
 
 extern PyModuleDef pa_module_def;
@@ -120,5 +131,80 @@ int pa_export_type_init(PyObject *module, pa_state *st);
 PyObject *pa_export_view(ProcessObject *self, uintptr_t address, size_t size);
 /* 1 if a live view's bytes overlap [address, address + size): exact, where pins are pages. */
 int pa_export_overlaps(ProcessObject *self, uintptr_t address, size_t size);
+
+/* ---- layers 4 and 5: the CRT (crt.c) and new/delete (new.c) ----
+ * A process's CRT is debug or release from its first CRT call on; crt_mode caches which, so
+ * that malloc and free need one compare to take their release fast path. */
+#define PA_CRT_MODE_UNKNOWN 0 /* no CRT call from Python yet (or closed) */
+#define PA_CRT_MODE_RELEASE 1
+#define PA_CRT_MODE_DEBUG 2
+int pa_crt_type_init(PyObject *module, pa_state *st);
+int pa_new_type_init(PyObject *module, pa_state *st);
+/* The Process's side (process.c calls these). Process(crt_debug=...): 0, or -1 raised. */
+int pa_crt_process_init(ProcessObject *self, int debug);
+/* Around pa_process_destroy (close or dealloc): closing refuses (-1, RuntimeError) while the
+ * process's new handler runs inside a CRT call; after it, reports made by the rundown (the
+ * exit leak dump of _CRTDBG_LEAK_CHECK_DF) are printed to sys.stderr and the state freed. */
+int pa_crt_process_closing(ProcessObject *self);
+void pa_crt_process_closed(ProcessObject *self);
+int pa_crt_process_traverse(ProcessObject *self, visitproc visit, void *arg);
+void pa_crt_process_clear(ProcessObject *self);
+PyObject *pa_crt_get_debug(PyObject *self, void *closure); /* Process.crt_debug */
+/* Shared by crt.c and new.c. pa_crt_enter: the process's CRT mode (the debug CRT's hooks
+ * installed on first use), or -1 with ValueError for a closed process. */
+int pa_crt_enter(ProcessObject *self);
+/* The Python caller's file and line, for debug blocks: file is interned for the life of the
+ * interpreter (the CRT keeps it by pointer). 0, or -1 raised. */
+int pa_crt_call_site(const char **file, int *line);
+/* Turns what the debug CRT reported during the last call into Python: CrtReport warnings,
+ * leak lines on sys.stderr, the _CrtSetBreakAlloc callback (given result, the address the
+ * call returned). 0, or -1 raised. */
+int pa_crt_flush(ProcessObject *self, uintptr_t result);
+/* Raises CrtMemoryError (ENOMEM), CrtInvalidParameter (EINVAL) or CrtError; returns NULL.
+ * An exception pending from the new handler becomes its __cause__ (an Exception), or stays
+ * (KeyboardInterrupt ...). */
+PyObject *pa_crt_raise_errno(ProcessObject *self, int err, const char *function);
+/* BadAlloc, or BadArrayNewLength for PA_NEW_BAD_ARRAY_NEW_LENGTH; returns NULL. */
+PyObject *pa_crt_raise_bad_alloc(ProcessObject *self, int status, size_t size);
+/* BufferError (-1) if the heap block holding address is exported to a live memoryview. */
+int pa_crt_check_not_exported(ProcessObject *self, uintptr_t address);
+/* The module-level malloc and free (module_exec adds them); module_clear calls the other. */
+extern PyMethodDef pa_crt_module_functions[];
+void pa_crt_module_clear(PyObject *module);
+#define PA_DOC_malloc                                                                            \
+    "malloc(size) -> int\n\nUCRT's malloc on the process heap: one HeapAlloc, so HeapSize == "  \
+    "_msize; malloc(0) is a 1-byte block. CrtMemoryError (ENOMEM) on failure, after the new "    \
+    "handler when _set_new_mode(1)."
+#define PA_DOC_free                                                                              \
+    "free(address): None/0 does nothing; a pointer that is not a block raises "                 \
+    "CrtInvalidParameter (release CRT) or is reported (debug CRT)."
+PA_DECLARE_IMPL(malloc)
+PA_DECLARE_IMPL(calloc)
+PA_DECLARE_IMPL(realloc)
+PA_DECLARE_IMPL(free)
+PA_DECLARE_IMPL(_msize)
+PA_DECLARE_IMPL(_expand)
+PA_DECLARE_IMPL(_recalloc)
+PA_DECLARE_IMPL(_aligned_malloc)
+PA_DECLARE_IMPL(_aligned_offset_malloc)
+PA_DECLARE_IMPL(_aligned_realloc)
+PA_DECLARE_IMPL(_aligned_free)
+PA_DECLARE_IMPL(_aligned_msize)
+PA_DECLARE_IMPL(_set_new_mode)
+PA_DECLARE_IMPL(_query_new_mode)
+PA_DECLARE_IMPL(set_new_handler)
+PA_DECLARE_IMPL(_get_heap_handle)
+PA_DECLARE_IMPL(_CrtSetDbgFlag)
+PA_DECLARE_IMPL(_CrtCheckMemory)
+PA_DECLARE_IMPL(_CrtDumpMemoryLeaks)
+PA_DECLARE_IMPL(_CrtSetBreakAlloc)
+PA_DECLARE_IMPL(_CrtIsValidHeapPointer)
+PA_DECLARE_IMPL(_CrtReportBlockType)
+PA_DECLARE_IMPL(operator_new)
+PA_DECLARE_IMPL(operator_delete)
+PA_DECLARE_IMPL(new)
+PA_DECLARE_IMPL(delete)
+PA_DECLARE_IMPL(new_array)
+PA_DECLARE_IMPL(delete_array)
 
 #endif /* PA_BINDING_H */

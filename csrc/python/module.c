@@ -117,7 +117,17 @@ int pa_arg_dword(PyObject *o, DWORD *out)
     C(HeapEnableTerminationOnCorruption) C(HeapOptimizeResources) C(ERROR_NOT_OWNER)             \
     C(PA_HEAP_DEBUG_TAIL_CHECK) C(PA_HEAP_DEBUG_FREE_CHECK) C(PA_HEAP_DEBUG_VALIDATE_ALL)       \
     C(PA_HEAP_DEBUG_PAGE_HEAP)                                                                  \
-    C(PROCESSOR_ARCHITECTURE_AMD64) C(PROCESSOR_ARCHITECTURE_ARM64) C(PROCESSOR_AMD_X8664)
+    C(PROCESSOR_ARCHITECTURE_AMD64) C(PROCESSOR_ARCHITECTURE_ARM64) C(PROCESSOR_AMD_X8664)      \
+    C(_CRTDBG_ALLOC_MEM_DF) C(_CRTDBG_DELAY_FREE_MEM_DF) C(_CRTDBG_CHECK_ALWAYS_DF)             \
+    C(_CRTDBG_RESERVED_DF) C(_CRTDBG_CHECK_CRT_DF) C(_CRTDBG_LEAK_CHECK_DF)                     \
+    C(_CRTDBG_CHECK_EVERY_16_DF) C(_CRTDBG_CHECK_EVERY_128_DF) C(_CRTDBG_CHECK_EVERY_1024_DF)   \
+    C(_CRTDBG_CHECK_DEFAULT_DF) C(_CRTDBG_REPORT_FLAG)                                          \
+    C(_FREE_BLOCK) C(_NORMAL_BLOCK) C(_CRT_BLOCK) C(_IGNORE_BLOCK) C(_CLIENT_BLOCK)             \
+    C(_MAX_BLOCKS) C(_UNKNOWN_BLOCK) C(_CRT_WARN) C(_CRT_ERROR) C(_CRT_ASSERT)                  \
+    C(PA_CRT_CLEAN_FILL) C(PA_CRT_DEAD_FILL) C(PA_CRT_NO_MANS_LAND_FILL) C(PA_CRT_ALIGN_FILL)   \
+    C(PA_CRT_NO_MANS_LAND_SIZE) C(PA_CRT_REPORT_OTHER) C(PA_CRT_REPORT_CORRUPTION)              \
+    C(PA_CRT_REPORT_BAD_POINTER) C(PA_CRT_REPORT_ALIGNED) C(PA_CRT_REPORT_MISMATCH)             \
+    C(PA_CRT_REPORT_LEAK) C(PA_CRT_REPORT_BREAK) C(PA_DEFAULT_NEW_ALIGNMENT)
 
 static int add_constants(PyObject *module)
 {
@@ -214,7 +224,9 @@ static int module_exec(PyObject *module)
     if (pa_errors_init(module, st) || pa_structs_init(module, st) ||
         pa_export_type_init(module, st) || pa_process_type_init(module, st) ||
         pa_handle_type_init(module, st) || pa_heap_type_init(module, st) ||
+        pa_crt_type_init(module, st) || pa_new_type_init(module, st) ||
         add_constants(module) || PyModule_AddFunctions(module, pa_process_functions) ||
+        PyModule_AddFunctions(module, pa_crt_module_functions) ||
         PyModule_AddFunctions(module, extra_functions))
         return -1;
     return 0;
@@ -237,12 +249,21 @@ static int module_traverse(PyObject *module, visitproc visit, void *arg)
     Py_VISIT(st->HeapEntry);
     Py_VISIT(st->HeapException);
     Py_VISIT(st->WinMemoryError);
+    Py_VISIT(st->CrtError);
+    Py_VISIT(st->CrtMemoryError);
+    Py_VISIT(st->CrtInvalidParameter);
+    Py_VISIT(st->BadAlloc);
+    Py_VISIT(st->BadArrayNewLength);
+    Py_VISIT(st->CrtReport);
+    Py_VISIT(st->CrtBlock);
+    Py_VISIT(st->NewBlock);
     return 0;
 }
 
 static int module_clear(PyObject *module)
 {
     pa_state *st = pa_get_state(module);
+    pa_crt_module_clear(module);
     Py_CLEAR(st->Process);
     Py_CLEAR(st->Export);
     Py_CLEAR(st->MemoryBasicInformation);
@@ -257,6 +278,14 @@ static int module_clear(PyObject *module)
     Py_CLEAR(st->HeapEntry);
     Py_CLEAR(st->HeapException);
     Py_CLEAR(st->WinMemoryError);
+    Py_CLEAR(st->CrtError);
+    Py_CLEAR(st->CrtMemoryError);
+    Py_CLEAR(st->CrtInvalidParameter);
+    Py_CLEAR(st->BadAlloc);
+    Py_CLEAR(st->BadArrayNewLength);
+    Py_CLEAR(st->CrtReport);
+    Py_CLEAR(st->CrtBlock);
+    Py_CLEAR(st->NewBlock);
     return 0;
 }
 

@@ -41,12 +41,13 @@ static PyObject *wrap_process(PyTypeObject *cls, PyObject *module, pa_process_t 
 
 static PyObject *Process_new(PyTypeObject *cls, PyObject *args, PyObject *kwds)
 {
-    static char *kwlist[] = {"address_space", "commit_limit", "heap_guard", NULL};
-    PyObject *space_o = Py_None, *limit_o = Py_None;
-    int heap_guard = 1;
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "|$OOp:Process", kwlist, &space_o, &limit_o,
-                                     &heap_guard))
+    static char *kwlist[] = {"address_space", "commit_limit", "heap_guard", "crt_debug", NULL};
+    PyObject *space_o = Py_None, *limit_o = Py_None, *crt_debug_o = Py_None;
+    int heap_guard = 1, crt_debug = -1;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "|$OOpO:Process", kwlist, &space_o, &limit_o,
+                                     &heap_guard, &crt_debug_o))
         return NULL;
+    if (crt_debug_o != Py_None && (crt_debug = PyObject_IsTrue(crt_debug_o)) < 0) return NULL;
     pa_process_options_t opt = {0, 0};
     if (space_o != Py_None && pa_arg_size(space_o, &opt.address_space)) return NULL;
     if (limit_o != Py_None && pa_arg_size(limit_o, &opt.commit_limit)) return NULL;
@@ -63,8 +64,12 @@ static PyObject *Process_new(PyTypeObject *cls, PyObject *args, PyObject *kwds)
     pa_process_t *p = pa_process_create(&opt, &status);
     if (!p) return PyErr_NoMemory();
     PyObject *self = wrap_process(cls, module, p, 1);
-    if (!self) pa_process_destroy(p);
-    else ((ProcessObject *)self)->heap_guard = heap_guard;
+    if (!self) {
+        pa_process_destroy(p);
+        return NULL;
+    }
+    ((ProcessObject *)self)->heap_guard = heap_guard;
+    if (crt_debug >= 0 && pa_crt_process_init((ProcessObject *)self, crt_debug)) Py_CLEAR(self);
     return self;
 }
 
@@ -76,10 +81,12 @@ static int close_process(ProcessObject *self)
         PyErr_SetString(PyExc_BufferError, "cannot close a Process while views of it exist");
         return -1;
     }
+    if (pa_crt_process_closing(self)) return -1;
     if (pa_process_destroy(self->p) != STATUS_SUCCESS) {
         PyErr_SetString(PyExc_BufferError, "cannot close a Process while views of it exist");
         return -1;
     }
+    pa_crt_process_closed(self);
     self->p = NULL;
     return 0;
 }
@@ -110,12 +117,13 @@ static int Process_traverse(PyObject *self, visitproc visit, void *arg)
 {
     Py_VISIT(Py_TYPE(self));
     Py_VISIT(((ProcessObject *)self)->module);
-    return 0;
+    return pa_crt_process_traverse((ProcessObject *)self, visit, arg);
 }
 
 static int Process_clear(PyObject *self)
 {
     Py_CLEAR(((ProcessObject *)self)->module);
+    pa_crt_process_clear((ProcessObject *)self);
     return 0;
 }
 
@@ -125,7 +133,9 @@ static void Process_dealloc(PyObject *self)
     PyTypeObject *tp = Py_TYPE(self);
     PyObject_GC_UnTrack(self);
     /* No exporter can be alive: each holds a reference to us. */
+    (void)pa_crt_process_closing(po); /* no call can be under way: each holds a reference */
     if (po->p && po->owned) pa_process_destroy(po->p); /* heaps go in its rundown */
+    pa_crt_process_closed(po);
     po->p = NULL;
     Process_clear(self);
     tp->tp_free(self);
@@ -519,7 +529,62 @@ static PyObject *Process_get_is_current(PyObject *self, void *Py_UNUSED(closure)
              "GuardPageViolation where a real write would fault; all or nothing.")              \
     X(view, "view(address, size) -> memoryview\n\nA live view of the memory, read-only unless " \
             "every page is writable. While it exists, freeing, decommitting or protecting its " \
-            "pages so that it would dangle raises BufferError.")
+            "pages so that it would dangle raises BufferError.")                                 \
+    PA_CRT_FUNCTIONS(X)
+
+/* Layers 4 and 5 (crt.c, new.c). malloc and free are Process methods from PA_CRT_FAST_METHODS;
+ * their module-level versions are crt.c's, which reach the current process without a call. */
+#define PA_CRT_FAST_METHODS(X) X(malloc, PA_DOC_malloc) X(free, PA_DOC_free)
+#define PA_CRT_FUNCTIONS(X)                                                                      \
+    X(calloc, "calloc(count, size) -> int: zeroed; count * size overflowing is ENOMEM.")        \
+    X(realloc, "realloc(address, size) -> int or None\n\nNone/0: malloc. size 0 frees the "      \
+               "block and returns None. On failure the block is untouched.")                    \
+    X(_msize, "_msize(address) -> int: the bytes requested (HeapSize's answer).")               \
+    X(_expand, "_expand(address, size) -> int: resizes in place, or raises.")                   \
+    X(_recalloc, "_recalloc(address, count, size) -> int or None: realloc, zeroing growth.")    \
+    X(_aligned_malloc, "_aligned_malloc(size, alignment) -> int (alignment a power of two).")   \
+    X(_aligned_offset_malloc, "_aligned_offset_malloc(size, alignment, offset) -> int: "        \
+                              "address + offset is aligned.")                                   \
+    X(_aligned_realloc, "_aligned_realloc(address, size, alignment) -> int or None (size 0 "    \
+                        "frees).")                                                              \
+    X(_aligned_free, "_aligned_free(address): frees an _aligned_* block.")                      \
+    X(_aligned_msize, "_aligned_msize(address, alignment, offset) -> int")                      \
+    X(_set_new_mode, "_set_new_mode(mode) -> old mode. 1: malloc calls the new handler.")       \
+    X(_query_new_mode, "_query_new_mode() -> int")                                              \
+    X(set_new_handler, "set_new_handler(handler) -> previous handler or None\n\n"               \
+                       "handler(size) is called when operator new (or malloc, in new mode 1) " \
+                       "fails: truthy retries, falsy or raising gives up (BadAlloc / "          \
+                       "CrtMemoryError, with the handler's exception as __cause__). None "      \
+                       "removes it. One per process.")                                          \
+    X(_get_heap_handle, "_get_heap_handle() -> Heap: the CRT's heap, the process heap.")        \
+    X(_CrtSetDbgFlag, "_CrtSetDbgFlag(flags) -> old flags (_CRTDBG_REPORT_FLAG only asks; 0 "   \
+                      "in a release CRT).")                                                     \
+    X(_CrtCheckMemory, "_CrtCheckMemory() -> bool: checks every debug block's no-man's land "   \
+                       "and delay-freed fill, then the heap; problems are CrtReport warnings.") \
+    X(_CrtDumpMemoryLeaks, "_CrtDumpMemoryLeaks() -> list of CrtBlock\n\nThe live normal and "  \
+                           "client blocks, newest first (empty: no leaks), also printed to "    \
+                           "sys.stderr as MSVC prints them.")                                   \
+    X(_CrtSetBreakAlloc, "_CrtSetBreakAlloc(request, callback=None) -> previous request (-1: "  \
+                         "none)\n\nWhen allocation number request is made, callback(request, " \
+                         "address) is called as the allocating call returns (if it raises, "   \
+                         "the call raises that, the block staying allocated); without a "       \
+                         "callback it makes a CrtReport warning.")                             \
+    X(_CrtIsValidHeapPointer, "_CrtIsValidHeapPointer(address) -> bool")                        \
+    X(_CrtReportBlockType, "_CrtReportBlockType(address) -> block type, or -1")                 \
+    X(operator_new, "operator_new(size, align=0, *, array=False, nothrow=False) -> int\n\n"     \
+                    "vcruntime's operator new (new[] with array, the align_val_t overload "     \
+                    "with align): malloc, then the new handler, then BadAlloc. nothrow: None "  \
+                    "instead of raising.")                                                      \
+    X(operator_delete, "operator_delete(address, align=0, *, array=False)")                     \
+    X(new, "new(ctype, *args, **kwargs) -> ctype instance in memory from operator new\n\n"      \
+           "Runs ctype's __init__ with the arguments. BadAlloc on failure.")                    \
+    X(delete, "delete(obj): runs obj.__pyalloc_destroy__() if the type has it, then operator "  \
+              "delete, once no ctypes object over the memory is left (at once after "          \
+              "`delete(obj); del obj`). Only for what new() returned; twice raises.")           \
+    X(new_array, "new_array(ctype, count) -> (ctype * count) instance, after MSVC's array "    \
+                 "cookie when ctype defines __pyalloc_destroy__; constructors run in order.")   \
+    X(delete_array, "delete_array(obj): destructors in reverse order (count from the cookie), " \
+                    "then operator delete[].")
 
 /* Module-level versions: the same implementation on the current process. */
 #define X(name, doc)                                                                             \
@@ -539,6 +604,7 @@ PyMethodDef pa_process_functions[] = {PA_WINDOWS_FUNCTIONS(X){NULL, NULL, 0, NUL
 #define X(name, doc) {#name, (PyCFunction)(void (*)(void))name##_impl, METH_FASTCALL | METH_KEYWORDS, doc},
 static PyMethodDef Process_methods[] = {
     PA_WINDOWS_FUNCTIONS(X)
+    PA_CRT_FAST_METHODS(X)
     {"close", Process_close, METH_NOARGS,
      "close(): destroys the simulated process and all its memory (BufferError while views exist)."},
     {"__enter__", Process_enter, METH_NOARGS, NULL},
@@ -562,16 +628,22 @@ static PyGetSetDef Process_getset[] = {
     {"closed", Process_get_closed, NULL, "True once close() has run.", NULL},
     {"is_current", Process_get_is_current, NULL,
      "True for the process the module-level functions act on.", NULL},
+    {"crt_debug", pa_crt_get_debug, NULL,
+     "True if the process runs the debug CRT (Process(crt_debug=True), or PYALLOC_CRT_DEBUG=1 "
+     "for the current process).", NULL},
     {NULL, NULL, NULL, NULL, NULL},
 };
 
 static PyType_Slot Process_slots[] = {
-    {Py_tp_doc, "Process(*, address_space=None, commit_limit=None, heap_guard=True)\n\n"
+    {Py_tp_doc, "Process(*, address_space=None, commit_limit=None, heap_guard=True, "
+                "crt_debug=None)\n\n"
                 "An isolated simulated Windows process: its own address space (64 GiB by "
                 "default; address_space=2**31 gives a 32-bit-sized one) reserved from the host "
                 "at creation, and an optional commit limit in bytes. With heap_guard (the "
                 "default) write() and view() reach only the bytes of busy heap blocks in heap "
-                "memory; heap_guard=False lets them corrupt heap metadata, for demonstrations."},
+                "memory; heap_guard=False lets them corrupt heap metadata, for demonstrations. "
+                "crt_debug=True gives the process the debug CRT (_malloc_dbg blocks, reports, "
+                "leak dumps), False the release one; None follows PYALLOC_CRT_DEBUG."},
     {Py_tp_new, Process_new},
     {Py_tp_dealloc, Process_dealloc},
     {Py_tp_traverse, Process_traverse},
