@@ -271,20 +271,39 @@ static const char *intern_name(PyObject *str)
     return s;
 }
 
+/* The last code object seen and its interned file name (a strong reference, so that the
+ * pointer cannot name another code object): most allocations come from the code that made
+ * the previous one. Guarded by the GIL, like the frames it is taken from. */
+static PyObject *last_code;
+static const char *last_file;
+
 int pa_crt_call_site(const char **file, int *line)
 {
+    static PyObject *co_filename; /* the attribute's name, interned once */
     *file = NULL;
     *line = 0;
     PyFrameObject *f = PyEval_GetFrame(); /* borrowed; NULL outside Python code */
     if (!f) return 0;
     *line = PyFrame_GetLineNumber(f);
-    PyCodeObject *code = PyFrame_GetCode(f);
-    PyObject *name = PyObject_GetAttrString((PyObject *)code, "co_filename");
-    Py_DECREF(code);
-    if (!name) return -1;
-    if (PyUnicode_Check(name)) *file = intern_name(name);
-    int failed = PyUnicode_Check(name) && !*file;
-    Py_DECREF(name);
+    PyObject *code = (PyObject *)PyFrame_GetCode(f);
+    if (code == last_code) {
+        Py_DECREF(code);
+        *file = last_file;
+        return 0;
+    }
+    if (!co_filename && !(co_filename = PyUnicode_InternFromString("co_filename"))) {
+        Py_DECREF(code);
+        return -1;
+    }
+    PyObject *name = PyObject_GetAttr(code, co_filename);
+    if (name && PyUnicode_Check(name) && (*file = intern_name(name)) != NULL) {
+        Py_XSETREF(last_code, code); /* takes the reference */
+        last_file = *file;
+        code = NULL;
+    }
+    Py_XDECREF(code);
+    int failed = !name || (PyUnicode_Check(name) && !*file);
+    Py_XDECREF(name);
     return failed ? -1 : 0;
 }
 
