@@ -17,9 +17,12 @@ from __future__ import annotations
 
 import errno
 import gc
+import os
 import pickle
 import re
 import struct
+import subprocess
+import sys
 import threading
 
 import pytest
@@ -81,6 +84,22 @@ def test_crt_debug_option():
         assert c.crt_debug is False
     with pytest.raises(ValueError):
         a.crt_debug
+
+
+def test_env_var_gives_the_current_process_the_debug_crt(tmp_path):
+    """PYALLOC_CRT_DEBUG=1 (read by the C layer) applies to the current process."""
+    script = tmp_path / "leak.py"
+    script.write_text("import pyalloc as pa\n"
+                      "a = pa.malloc(3)\n"
+                      "(leak,) = pa._CrtDumpMemoryLeaks()\n"
+                      "print(pa.current_process().crt_debug, leak.line, leak.file == __file__)\n")
+    env = dict(os.environ, PYALLOC_CRT_DEBUG="1",
+               PYTHONPATH=os.pathsep.join([os.path.dirname(os.path.dirname(pa.__file__)),
+                                           os.environ.get("PYTHONPATH", "")]))
+    out = subprocess.run([sys.executable, str(script)], env=env, capture_output=True, text=True,
+                         check=True)
+    assert out.stdout.split() == ["True", "2", "True"]
+    assert "Detected memory leaks!" in out.stderr
 
 
 def test_closed_process_raises(rel):
