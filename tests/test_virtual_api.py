@@ -576,8 +576,6 @@ def test_fault_address_is_the_first_byte_that_faults_even_past_the_space(proc):
     assert info.value.address == lo
 
 
-@pytest.mark.xfail(strict=True, raises=MemoryError,
-                   reason="read() allocates the result before checking the range (binding)")
 def test_read_of_a_huge_range_is_an_access_violation_not_memory_error(proc):
     p = proc.VirtualAlloc(None, 0x1000, RC, RW)
     with pytest.raises(pa.AccessViolation) as info:

@@ -325,6 +325,15 @@ static PyObject *read_impl(PyObject *self, PyObject *const *args, Py_ssize_t nar
     size_t size;
     PARSE("read", names, 2, a);
     if (pa_arg_ptr(a[0], &address) || pa_arg_size(a[1], &size)) return NULL;
+    if (size > ((size_t)1 << 20)) {
+        /* Check a big range before allocating the result: a read that would fault is an
+         * AccessViolation (or a guard hit), not a MemoryError. The pin checks and goes. */
+        pa_pin_t *pin;
+        int writable;
+        NTSTATUS s = pa_mm_pin(PROC(self), (void *)address, size, 0, &writable, &fault, &pin);
+        if (s != STATUS_SUCCESS) return pa_raise_access(STATE(self), s, fault, "read");
+        pa_mm_unpin(PROC(self), pin);
+    }
     if (size > (size_t)PY_SSIZE_T_MAX) return PyErr_NoMemory();
     PyObject *out = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)size);
     if (!out) return NULL;
