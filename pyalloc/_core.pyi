@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, Final, Self, TypeVar, final
+from typing import Any, Final, Iterator, Self, TypeVar, final
 
 _T = TypeVar("_T")
 
@@ -11,6 +11,7 @@ __all__ = [
     "AT_ROUND_TO_PAGE",
     "CloseHandle",
     "CreateFileMapping",
+    "CrtBlock",
     "DEFAULT_ADDRESS_SPACE",
     "ERROR_ACCESS_DENIED",
     "ERROR_ALREADY_EXISTS",
@@ -27,6 +28,7 @@ __all__ = [
     "ERROR_MAPPED_ALIGNMENT",
     "ERROR_NOACCESS",
     "ERROR_NOT_ENOUGH_MEMORY",
+    "ERROR_NOT_OWNER",
     "ERROR_NOT_SUPPORTED",
     "ERROR_NO_MORE_ITEMS",
     "ERROR_OUTOFMEMORY",
@@ -40,9 +42,39 @@ __all__ = [
     "FlushViewOfFile",
     "FormatMessage",
     "GetLastError",
+    "GetProcessHeap",
+    "GetProcessHeaps",
     "GetSystemInfo",
     "GetWriteWatch",
+    "HEAP_CREATE_ALIGN_16",
+    "HEAP_CREATE_ENABLE_EXECUTE",
+    "HEAP_CREATE_ENABLE_TRACING",
+    "HEAP_DISABLE_COALESCE_ON_FREE",
+    "HEAP_FREE_CHECKING_ENABLED",
+    "HEAP_GENERATE_EXCEPTIONS",
+    "HEAP_GROWABLE",
+    "HEAP_NO_SERIALIZE",
+    "HEAP_REALLOC_IN_PLACE_ONLY",
+    "HEAP_TAIL_CHECKING_ENABLED",
+    "HEAP_ZERO_MEMORY",
     "Handle",
+    "Heap",
+    "HeapAlloc",
+    "HeapCompact",
+    "HeapCompatibilityInformation",
+    "HeapCreate",
+    "HeapDestroy",
+    "HeapEnableTerminationOnCorruption",
+    "HeapFree",
+    "HeapLock",
+    "HeapOptimizeResources",
+    "HeapQueryInformation",
+    "HeapReAlloc",
+    "HeapSetInformation",
+    "HeapSize",
+    "HeapUnlock",
+    "HeapValidate",
+    "HeapWalk",
     "MEMORY_BASIC_INFORMATION",
     "MEM_4MB_PAGES",
     "MEM_COMMIT",
@@ -76,9 +108,33 @@ __all__ = [
     "PAGE_SIZE",
     "PAGE_WRITECOMBINE",
     "PAGE_WRITECOPY",
+    "PA_CRT_ALIGN_FILL",
+    "PA_CRT_CLEAN_FILL",
+    "PA_CRT_DEAD_FILL",
+    "PA_CRT_NO_MANS_LAND_FILL",
+    "PA_CRT_NO_MANS_LAND_SIZE",
+    "PA_CRT_REPORT_ALIGNED",
+    "PA_CRT_REPORT_BAD_POINTER",
+    "PA_CRT_REPORT_BREAK",
+    "PA_CRT_REPORT_CORRUPTION",
+    "PA_CRT_REPORT_LEAK",
+    "PA_CRT_REPORT_MISMATCH",
+    "PA_CRT_REPORT_OTHER",
+    "PA_DEFAULT_NEW_ALIGNMENT",
+    "PA_HEAP_DEBUG_FREE_CHECK",
+    "PA_HEAP_DEBUG_PAGE_HEAP",
+    "PA_HEAP_DEBUG_TAIL_CHECK",
+    "PA_HEAP_DEBUG_VALIDATE_ALL",
     "PROCESSOR_AMD_X8664",
     "PROCESSOR_ARCHITECTURE_AMD64",
     "PROCESSOR_ARCHITECTURE_ARM64",
+    "PROCESS_HEAP_ENTRY",
+    "PROCESS_HEAP_ENTRY_BUSY",
+    "PROCESS_HEAP_ENTRY_DDESHARE",
+    "PROCESS_HEAP_ENTRY_MOVEABLE",
+    "PROCESS_HEAP_REGION",
+    "PROCESS_HEAP_SEG_ALLOC",
+    "PROCESS_HEAP_UNCOMMITTED_RANGE",
     "ResetWriteWatch",
     "SECTION_EXTEND_SIZE",
     "SECTION_MAP_EXECUTE",
@@ -103,35 +159,22 @@ __all__ = [
     "VirtualProtect",
     "VirtualQuery",
     "WRITE_WATCH_FLAG_RESET",
-    "current_process",
-    "error_name",
-    "malloc",
     "calloc",
-    "realloc",
-    "free",
-    "set_new_handler",
-    "operator_new",
-    "operator_delete",
-    "new",
+    "current_process",
     "delete",
-    "new_array",
     "delete_array",
-    "CrtBlock",
-    "PA_CRT_CLEAN_FILL",
-    "PA_CRT_DEAD_FILL",
-    "PA_CRT_NO_MANS_LAND_FILL",
-    "PA_CRT_ALIGN_FILL",
-    "PA_CRT_NO_MANS_LAND_SIZE",
-    "PA_CRT_REPORT_OTHER",
-    "PA_CRT_REPORT_CORRUPTION",
-    "PA_CRT_REPORT_BAD_POINTER",
-    "PA_CRT_REPORT_ALIGNED",
-    "PA_CRT_REPORT_MISMATCH",
-    "PA_CRT_REPORT_LEAK",
-    "PA_CRT_REPORT_BREAK",
-    "PA_DEFAULT_NEW_ALIGNMENT",
+    "error_name",
+    "free",
+    "malloc",
+    "new",
+    "new_array",
+    "operator_delete",
+    "operator_new",
     "protect_name",
     "read",
+    "realloc",
+    "set_new_handler",
+    "trace_op_name",
     "view",
     "write",
 ]
@@ -251,6 +294,33 @@ PA_CRT_REPORT_LEAK: Final[int]
 PA_CRT_REPORT_BREAK: Final[int]
 PA_DEFAULT_NEW_ALIGNMENT: Final[int]
 
+ERROR_NOT_OWNER: Final[int]
+HEAP_CREATE_ALIGN_16: Final[int]
+HEAP_CREATE_ENABLE_EXECUTE: Final[int]
+HEAP_CREATE_ENABLE_TRACING: Final[int]
+HEAP_DISABLE_COALESCE_ON_FREE: Final[int]
+HEAP_FREE_CHECKING_ENABLED: Final[int]
+HEAP_GENERATE_EXCEPTIONS: Final[int]
+HEAP_GROWABLE: Final[int]
+HEAP_NO_SERIALIZE: Final[int]
+HEAP_REALLOC_IN_PLACE_ONLY: Final[int]
+HEAP_TAIL_CHECKING_ENABLED: Final[int]
+HEAP_ZERO_MEMORY: Final[int]
+HeapCompatibilityInformation: Final[int]
+HeapEnableTerminationOnCorruption: Final[int]
+HeapOptimizeResources: Final[int]
+PA_HEAP_DEBUG_FREE_CHECK: Final[int]
+PA_HEAP_DEBUG_PAGE_HEAP: Final[int]
+PA_HEAP_DEBUG_TAIL_CHECK: Final[int]
+PA_HEAP_DEBUG_VALIDATE_ALL: Final[int]
+PROCESS_HEAP_ENTRY_BUSY: Final[int]
+PROCESS_HEAP_ENTRY_DDESHARE: Final[int]
+PROCESS_HEAP_ENTRY_MOVEABLE: Final[int]
+PROCESS_HEAP_REGION: Final[int]
+PROCESS_HEAP_SEG_ALLOC: Final[int]
+PROCESS_HEAP_UNCOMMITTED_RANGE: Final[int]
+
+
 @final
 class CrtBlock(tuple[int, int, int, int, str | None, int, str]):
     """A live block of the debug CRT, as _CrtDumpMemoryLeaks() lists it."""
@@ -315,6 +385,39 @@ class SYSTEM_INFO:
     def wProcessorRevision(self) -> int: ...
     def _asdict(self) -> dict[str, int]: ...
 
+class PROCESS_HEAP_ENTRY:
+    """One HeapWalk entry (the Region fields are 0 for other entries)."""
+    _fields: tuple[str, ...]
+    @property
+    def lpData(self) -> int: ...
+    @property
+    def cbData(self) -> int: ...
+    @property
+    def cbOverhead(self) -> int: ...
+    @property
+    def iRegionIndex(self) -> int: ...
+    @property
+    def wFlags(self) -> int: ...
+    @property
+    def dwCommittedSize(self) -> int: ...
+    @property
+    def dwUnCommittedSize(self) -> int: ...
+    @property
+    def lpFirstBlock(self) -> int: ...
+    @property
+    def lpLastBlock(self) -> int: ...
+    def _asdict(self) -> dict[str, int]: ...
+
+class Heap:
+    """A heap of a process; int(heap) is its 64 KiB-aligned base (the HANDLE)."""
+    @property
+    def process(self) -> Process: ...
+    @property
+    def destroyed(self) -> bool: ...
+    def stats(self) -> dict[str, Any]: ...
+    def __int__(self) -> int: ...
+    def __index__(self) -> int: ...
+
 class Handle:
     """A Windows handle to a section; closed by CloseHandle, `with`, or garbage collection."""
     @property
@@ -358,6 +461,24 @@ class Process:
     def UnmapViewOfFile(self, address: int | None) -> bool: ...
     def FlushViewOfFile(self, address: int | None, size: int) -> bool: ...
     def CloseHandle(self, handle: Handle) -> bool: ...
+    def HeapCreate(self, options: int, initial_size: int, maximum_size: int, *, debug: int = ..., lfh: bool = ...) -> Heap: ...
+    def HeapDestroy(self, heap: Heap | int) -> bool: ...
+    def HeapAlloc(self, heap: Heap | int, flags: int, size: int) -> int: ...
+    def HeapReAlloc(self, heap: Heap | int, flags: int, address: int | None, size: int) -> int: ...
+    def HeapFree(self, heap: Heap | int, flags: int, address: int | None) -> bool: ...
+    def HeapSize(self, heap: Heap | int, flags: int, address: int | None) -> int: ...
+    def HeapValidate(self, heap: Heap | int, flags: int = ..., address: int | None = ...) -> bool: ...
+    def HeapWalk(self, heap: Heap | int) -> Iterator[PROCESS_HEAP_ENTRY]: ...
+    def HeapCompact(self, heap: Heap | int, flags: int) -> int: ...
+    def HeapLock(self, heap: Heap | int) -> bool: ...
+    def HeapUnlock(self, heap: Heap | int) -> bool: ...
+    def GetProcessHeap(self) -> Heap: ...
+    def GetProcessHeaps(self) -> list[Heap]: ...
+    def HeapSetInformation(self, heap: Heap | int | None, info_class: int, value: int | None = ...) -> bool: ...
+    def HeapQueryInformation(self, heap: Heap | int, info_class: int) -> int: ...
+    def _trace_start(self, capacity: int = ...) -> int: ...
+    def _trace_stop(self) -> None: ...
+    def _trace_read(self, since: int) -> tuple[list[tuple[int, int, int, int, int, int, int, int, int]], int, int]: ...
     def GetLastError(self) -> int: ...
     def SetLastError(self, code: int) -> None: ...
     def read(self, address: int | None, size: int) -> bytes: ...
@@ -406,6 +527,22 @@ def MapViewOfFileEx(mapping: Handle, desired_access: int, offset: int, size: int
 def UnmapViewOfFile(address: int | None) -> bool: ...
 def FlushViewOfFile(address: int | None, size: int) -> bool: ...
 def CloseHandle(handle: Handle) -> bool: ...
+def HeapCreate(options: int, initial_size: int, maximum_size: int, *, debug: int = ..., lfh: bool = ...) -> Heap: ...
+def HeapDestroy(heap: Heap | int) -> bool: ...
+def HeapAlloc(heap: Heap | int, flags: int, size: int) -> int: ...
+def HeapReAlloc(heap: Heap | int, flags: int, address: int | None, size: int) -> int: ...
+def HeapFree(heap: Heap | int, flags: int, address: int | None) -> bool: ...
+def HeapSize(heap: Heap | int, flags: int, address: int | None) -> int: ...
+def HeapValidate(heap: Heap | int, flags: int = ..., address: int | None = ...) -> bool: ...
+def HeapWalk(heap: Heap | int) -> Iterator[PROCESS_HEAP_ENTRY]: ...
+def HeapCompact(heap: Heap | int, flags: int) -> int: ...
+def HeapLock(heap: Heap | int) -> bool: ...
+def HeapUnlock(heap: Heap | int) -> bool: ...
+def GetProcessHeap() -> Heap: ...
+def GetProcessHeaps() -> list[Heap]: ...
+def HeapSetInformation(heap: Heap | int | None, info_class: int, value: int | None = ...) -> bool: ...
+def HeapQueryInformation(heap: Heap | int, info_class: int) -> int: ...
+def trace_op_name(op: int) -> str | None: ...
 def GetLastError() -> int: ...
 def SetLastError(code: int) -> None: ...
 def read(address: int | None, size: int) -> bytes: ...
