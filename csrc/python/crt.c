@@ -434,7 +434,8 @@ int pa_crt_check_not_exported(ProcessObject *po, uintptr_t address)
     if (!address || !po->exports ||
         pa_heap_find_block(po->p, (void *)address, 0, NULL, &block, &size) != STATUS_SUCCESS)
         return 0;
-    if (!pa_mm_range_pinned(po->p, block, size ? size : 1, PA_OWNER_HEAP)) return 0;
+    /* The exports' exact byte ranges: a view of a neighbour on the same page is no reason. */
+    if (!pa_export_overlaps(po, (uintptr_t)block, size ? size : 1)) return 0;
     PyErr_SetString(PyExc_BufferError,
                     "the block is exported to a live memoryview; release it first");
     return -1;
