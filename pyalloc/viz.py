@@ -1181,6 +1181,82 @@ def _heap_spans(process: Process, address: int) -> list[Span] | None:
 
 register_anatomy_layer(3, "Heap", _heap_spans)
 
+# Layers 4 and 5: the CRT's and operator new's view of a process-heap block.
+BLOCK_PALETTE.update({
+    "CRT header": "#882255",
+    "No-man's land": "#44AA99",
+    "Back-pointer": "#CC79A7",
+    "Array cookie": "#56B4E9",
+})
+_CRT_HEADER = 48  # _CrtMemBlockHeader on x64; its last 4 bytes are the gap (heap.md fact 88)
+_NO_MANS_LAND = 4
+_P = 8  # sizeof(void *)
+
+
+def _process_heap_block(process: Process, address: int) -> HeapBlock | None:
+    """The busy block of the process heap (the CRT's heap) containing address, or None."""
+    hit = next((r for r in process.regions() if r.base <= address < r.end), None)
+    if hit is None or hit.owner != _core.OWNER_HEAP:
+        return None
+    found = heap_layout(process.GetProcessHeap(), process).block_at(address)
+    if found is None or not found[1].user or found[1].category not in ("Busy block", "LFH busy"):
+        return None
+    return found[1]
+
+
+def _word(process: Process, address: int) -> int:
+    return int.from_bytes(process.read(address, _P), "little")
+
+
+def _crt_spans(process: Process, address: int) -> list[Span] | None:
+    """Layer 4: the CRT block whose pointer is address: in the debug CRT, the
+    _CrtMemBlockHeader, the 0xFD no-man's land before and after the data; for
+    _aligned_malloc, the gap and the back-pointer below the aligned data; else the whole
+    block as malloc returned it. None outside the process heap's busy blocks."""
+    b = _process_heap_block(process, address)
+    if b is None:
+        return None
+    if getattr(process, "crt_debug", False) and address == b.user + _CRT_HEADER:
+        size = _word(process, b.user + 32)  # data_size
+        data = b.user + _CRT_HEADER
+        return [Span(b.user, data - _NO_MANS_LAND, "CRT header",
+                     f"_CrtMemBlockHeader: {_CRT_HEADER - _NO_MANS_LAND} B"),
+                Span(data - _NO_MANS_LAND, data, "No-man's land", "gap: 4 B of 0xFD"),
+                Span(data, data + size, "Busy block", f"data: {size} B"),
+                Span(data + size, data + size + _NO_MANS_LAND, "No-man's land",
+                     "4 B of 0xFD")]
+    if address >= b.user + _P and address < b.user + b.size and \
+            _word(process, address - _P) == b.user:
+        spans = []
+        if address - _P > b.user:
+            spans.append(Span(b.user, address - _P, "Padding", f"gap: {address - _P - b.user} B"))
+        return spans + [Span(address - _P, address, "Back-pointer", "back-pointer: 8 B"),
+                        Span(address, b.user + b.size, "Busy block",
+                             f"aligned data: {b.user + b.size - address} B")]
+    return [Span(b.user, b.user + b.size, "Busy block", f"malloc'd block: {b.size} B")]
+
+
+def _new_spans(process: Process, address: int) -> list[Span] | None:
+    """Layer 5: a new[] array whose element type has a destructor: MSVC's 8-byte cookie
+    holding the element count just below the array (heap.md fact 87). None otherwise."""
+    b = _process_heap_block(process, address)
+    if b is None:
+        return None
+    start = b.user + (_CRT_HEADER if getattr(process, "crt_debug", False) else 0)
+    if address != start + _P:
+        return None
+    count = _word(process, start)
+    data = (b.size - _P) if start == b.user else _word(process, b.user + 32) - _P
+    if count <= 0 or data <= 0 or data % count:
+        return None
+    return [Span(start, address, "Array cookie", f"cookie: count {count}"),
+            Span(address, address + data, "Busy block",
+                 f"{count} x {data // count} B")]
+
+
+register_anatomy_layer(4, "CRT", _crt_spans)
+register_anatomy_layer(5, "new", _new_spans)
+
 
 # --- heap_map / heap_buckets ---------------------------------------------------------------
 

@@ -677,3 +677,56 @@ def test_process_repr_html_lists_the_heaps(mixed):
     with pa.Process(address_space=1 << 30) as q:
         assert "Heaps" not in q._repr_html_()
         assert viz.process_heaps(q) == []  # the repr created no process heap
+
+
+# ---- layers 4 and 5 in allocation_anatomy ----------------------------------------------------
+
+
+def _spans(fn, p, address):
+    return [(s.start, s.end, s.category) for s in fn(p, address)]
+
+
+def test_crt_anatomy_of_a_debug_block():
+    p = pa.Process(crt_debug=True)
+    d = p.malloc(40)
+    user = d - 48  # the heap block starts with the 48-byte _CrtMemBlockHeader
+    assert _spans(viz._crt_spans, p, d) == [
+        (user, d - 4, "CRT header"), (d - 4, d, "No-man's land"),
+        (d, d + 40, "Busy block"), (d + 40, d + 44, "No-man's land")]
+    assert p.read(d - 4, 4) == b"\xfd" * 4 and p.read(d + 40, 4) == b"\xfd" * 4
+    viz.allocation_anatomy(p, d)
+    p.free(d)
+    p.close()
+
+
+def test_crt_anatomy_of_an_aligned_block(proc):
+    p = proc
+    a = p._aligned_malloc(100, 64)
+    spans = viz._crt_spans(p, a)
+    back = [s for s in spans if s.category == "Back-pointer"]
+    assert len(back) == 1 and (back[0].start, back[0].end) == (a - 8, a)
+    block = int.from_bytes(p.read(a - 8, 8), "little")
+    assert spans[0].start == block and a % 64 == 0
+    assert p.HeapSize(p.GetProcessHeap(), 0, block) >= 100
+    assert viz._new_spans(p, a) is None
+    p._aligned_free(a)
+
+
+def test_new_anatomy_shows_the_array_cookie(proc):
+    p = proc
+    import ctypes
+
+    class T(ctypes.Structure):
+        _fields_ = [("x", ctypes.c_int)]
+
+        def __pyalloc_destroy__(self):
+            pass
+
+    arr = p.new_array(T, 5)
+    addr = ctypes.addressof(arr)
+    assert _spans(viz._new_spans, p, addr) == [(addr - 8, addr, "Array cookie"),
+                                              (addr, addr + 20, "Busy block")]
+    assert int.from_bytes(p.read(addr - 8, 8), "little") == 5
+    fig = viz.allocation_anatomy(p, addr)
+    assert fig is not None
+    p.delete_array(arr)
