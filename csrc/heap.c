@@ -567,6 +567,7 @@ static void seg_trim(pa_heap_t *h, pa_segment_t *s, pa_block_t *b)
     nend->bucket = 0;
     nend->tag = _pa_blk_tag(h, nend);
     b->size = (uint32_t)(((uintptr_t)nend - (uintptr_t)b) / U);
+    b->tag = _pa_blk_tag(h, b);
     nend->prev_size = b->size;
     fl_insert(h, b);
 }
@@ -836,6 +837,7 @@ static void *la_take_locked(pa_heap_t *h, DWORD flags, size_t n)
     h->la_n[c]--;
     b->flags = PA_BLK_BUSY;
     b->extra = (uint32_t)((size_t)b->size * U - U - n);
+    b->tag = _pa_blk_tag(h, b);
     h->ctr.busy_bytes += n;
     h->ctr.busy_blocks++;
     if (flags & HEAP_ZERO_MEMORY) memset(b + 1, 0, n);
@@ -1459,6 +1461,7 @@ static LPVOID realloc_found_locked(pa_heap_t *h, pa_lfh_tcache_t *tc, found_t *f
         size_t units = units_for(h, n);
         if (backend_resize_locked(h, f->seg, f->blk, units)) {
             f->blk->extra = (uint32_t)((size_t)f->blk->size * U - U - n);
+            f->blk->tag = _pa_blk_tag(h, f->blk);
             h->ctr.busy_bytes += n - old;
             in_place = 1;
         }

@@ -23,7 +23,8 @@
  * Block header (pa_block_t, 16 bytes, immediately before the user bytes; x64 granularity):
  *   back end  size = block bytes / 16 (header included); prev_size = size of the previous block
  *             of the segment (0 for the first); extra = block bytes - 16 - requested bytes
- *             (HeapSize is exact); flags; tag = blk_tag(heap, header address).
+ *             (HeapSize is exact); flags; tag = _pa_blk_tag(heap, header), which covers the
+ *             address, size and extra.
  *   LFH       size = slot index in the subsegment; prev_size = requested bytes; bucket.
  *   large     size = PA_LARGE_MAGIC; the request lives in pa_large_t.
  * A free back-end block has list links right after its header (pa_free_t), so the smallest
@@ -309,10 +310,17 @@ static inline unsigned _pa_free_class(size_t units)
     return c < PA_FREE_CLASSES ? c : PA_FREE_CLASSES - 1;
 }
 
-static inline uint16_t _pa_blk_tag(const pa_heap_t *h, const void *hdr)
+/* A block header's check value: its address, the heap's cookie, and its size and extra fields
+ * (mixed, so that a change to either shows). Whoever changes size or extra of a block whose
+ * tag is checked recomputes the tag afterwards. prev_size and flags are not covered: the LFH
+ * rewrites them on every allocation, and the back end checks prev_size against the previous
+ * block. */
+static inline uint16_t _pa_blk_tag(const pa_heap_t *h, const pa_block_t *b)
 {
-    uintptr_t a = (uintptr_t)hdr;
-    return (uint16_t)((a >> 4) ^ (a >> 20) ^ (a >> 36) ^ h->cookie);
+    uintptr_t a = (uintptr_t)b;
+    uint32_t x = (b->size * 0x9E3779B1u) ^ (b->extra * 0x85EBCA77u);
+    x ^= x >> 16;
+    return (uint16_t)((a >> 4) ^ (a >> 20) ^ (a >> 36) ^ h->cookie ^ x);
 }
 
 /* Records a failure: the thread's last error and heap status. Returns 0. */

@@ -571,8 +571,6 @@ def test_free_next_to_a_corrupt_block_does_not_crash():
     assert (rc, out) == (0, "False\nok\n")
 
 
-@pytest.mark.xfail(strict=True, reason="heap bug: the header check (tag) does not cover the "
-                   "'extra' field: changing it passes HeapValidate and changes HeapSize")
 def test_corrupt_size_field_is_detected(raw):
     p = raw
     h = p.HeapCreate(0, 0, 0)
