@@ -670,8 +670,10 @@ static NTSTATUS commit_locked(pa_process_t *p, pa_alloc_t *a, uintptr_t addr, si
     return STATUS_SUCCESS;
 }
 
-/* Decommits pages [addr, addr + n pages): contents dropped, write-watch bits kept. */
-static void decommit_locked(pa_process_t *p, uintptr_t addr, size_t n)
+/* Decommits pages [addr, addr + n pages): contents dropped, write-watch bits kept. The host
+ * range is replaced only if a page was committed (never-committed private pages hold nothing
+ * and are already inaccessible) or it is a view's (whose file mapping must go). */
+static void decommit_locked(pa_process_t *p, uintptr_t addr, size_t n, int view)
 {
     pa_pstate_t *s = _pa_pstate(p, addr);
     size_t dropped = 0;
@@ -680,12 +682,13 @@ static void decommit_locked(pa_process_t *p, uintptr_t addr, size_t n)
         s[i] &= PS_WATCH_CLEAN;
     }
     p->committed_pages -= dropped;
-    _pa_os_decommit((void *)addr, n << PA_PAGE_SHIFT);
+    if (dropped || view) _pa_os_decommit((void *)addr, n << PA_PAGE_SHIFT);
 }
 
 static void release_locked(pa_process_t *p, pa_alloc_t *a)
 {
     size_t n = a->size >> PA_PAGE_SHIFT;
+    int view = a->section != NULL;
     if (a->section) {
         /* A view's pages are charged to its section: clear them before decommit_locked,
          * which then only replaces the mapping. */
@@ -693,7 +696,7 @@ static void release_locked(pa_process_t *p, pa_alloc_t *a)
         _pa_section_unref(a->section);
         a->section = NULL;
     }
-    decommit_locked(p, a->base, n);
+    decommit_locked(p, a->base, n, view);
     memset(_pa_pstate(p, a->base), 0, n * sizeof(pa_pstate_t));
     clear_slots_locked(p, a);
     p->reserved_bytes -= a->size;
@@ -940,7 +943,7 @@ NTSTATUS pa_nt_free_virtual_memory(pa_process_t *p, void **base_io, size_t *size
         }
         release_locked(p, a);
     } else {
-        decommit_locked(p, start, (end - start) >> PA_PAGE_SHIFT);
+        decommit_locked(p, start, (end - start) >> PA_PAGE_SHIFT, 0);
     }
     *base_io = (void *)start;
     *size_io = end - start;
