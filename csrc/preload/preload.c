@@ -45,9 +45,12 @@ static inline int stats_enabled(void)
             atomic_fetch_add_explicit(&counter, n, memory_order_relaxed);                       \
     } while (0)
 
+static pa_process_t *current;
+
 static inline pa_process_t *proc(void)
 {
-    return pa_process_current();
+    if (__builtin_expect(!current, 0)) current = pa_process_current();
+    return current;
 }
 
 /* The process heap, and whether the CRT is the debug one (fixed at the first allocation). */
@@ -108,17 +111,31 @@ static void *aligned_alloc_impl(size_t alignment, size_t size)
 
 /* ---- the C library's allocation functions ---- */
 
+/* The release CRT's malloc is HeapAlloc(process heap, 0, size ? size : 1) once the size
+ * passes its checks; the fast paths below make that call directly and leave everything else
+ * (errno, the new handler in new mode 1, the debug CRT) to the CRT, which they call when the
+ * heap says no. */
 EXPORT void *malloc(size_t size)
 {
     COUNT(n_malloc, 1);
     COUNT(bytes_requested, size);
+    if (__builtin_expect(!debug_crt() && size <= ((size_t)1 << 40), 1)) {
+        void *r = pa_heap_alloc(proc(), heap(), 0, size ? size : 1);
+        if (__builtin_expect(r != NULL, 1)) return r;
+    }
     return pa_crt_malloc(proc(), size);
 }
 
 EXPORT void *calloc(size_t count, size_t size)
 {
     COUNT(n_calloc, 1);
-    COUNT(bytes_requested, count * size);
+    size_t total;
+    int overflow = __builtin_mul_overflow(count, size, &total);
+    COUNT(bytes_requested, overflow ? 0 : total);
+    if (__builtin_expect(!overflow && !debug_crt() && total <= ((size_t)1 << 40), 1)) {
+        void *r = pa_heap_alloc(proc(), heap(), HEAP_ZERO_MEMORY, total ? total : 1);
+        if (__builtin_expect(r != NULL, 1)) return r;
+    }
     return pa_crt_calloc(proc(), count, size);
 }
 
@@ -184,6 +201,10 @@ EXPORT void *realloc(void *p, size_t size)
     if (size == 0) { /* glibc and UCRT both free and return NULL */
         pa_crt_free(proc(), p);
         return NULL;
+    }
+    if (ordinary && size <= ((size_t)1 << 40)) {
+        void *r = pa_heap_realloc(proc(), heap(), 0, p, size);
+        if (__builtin_expect(r != NULL, 1)) return r;
     }
     return pa_crt_realloc(proc(), p, size);
 }
