@@ -503,31 +503,49 @@ void _pa_crt_aligned_free_base(pa_process_t *p, void *block) { aligned_free_base
         return fail;                                                                             \
     }
 
+/* Trace events of the malloc family: address = the result (or the block freed), extra = the
+ * block reallocated, result = 0 or the errno of a failure. */
+static void *traced(pa_process_t *p, uint32_t op, void *r, size_t size, void *old)
+{
+    _pa_trace_layer(p, PA_LAYER_CRT, op, (uintptr_t)r, size, 0, (uintptr_t)old,
+                    r || (op == PA_OP_REALLOC && !size) ? 0 : errno);
+    return r;
+}
+
 void *pa_crt_malloc(pa_process_t *p, size_t size)
 {
     GET_STATE(p, c, NULL);
-    if (c->debug) return _pa_crt_dbg_malloc(p, c, size, _NORMAL_BLOCK, NULL, 0, PA_CRT_FAMILY_MALLOC);
-    return _pa_crt_malloc_base(p, c, size);
+    if (c->debug)
+        return traced(p, PA_OP_MALLOC,
+                      _pa_crt_dbg_malloc(p, c, size, _NORMAL_BLOCK, NULL, 0, PA_CRT_FAMILY_MALLOC),
+                      size, NULL);
+    return traced(p, PA_OP_MALLOC, _pa_crt_malloc_base(p, c, size), size, NULL);
 }
 
 void *pa_crt_calloc(pa_process_t *p, size_t count, size_t size)
 {
     GET_STATE(p, c, NULL);
-    if (c->debug) return _pa_crt_dbg_calloc(p, c, count, size, _NORMAL_BLOCK, NULL, 0);
-    return calloc_base(p, c, count, size);
+    size_t total = count * size; /* for the event only; calloc checks the overflow */
+    if (c->debug)
+        return traced(p, PA_OP_CALLOC,
+                      _pa_crt_dbg_calloc(p, c, count, size, _NORMAL_BLOCK, NULL, 0), total, NULL);
+    return traced(p, PA_OP_CALLOC, calloc_base(p, c, count, size), total, NULL);
 }
 
 void *pa_crt_realloc(pa_process_t *p, void *block, size_t size)
 {
     GET_STATE(p, c, NULL);
-    if (c->debug) return _pa_crt_dbg_realloc(p, c, block, size, _NORMAL_BLOCK, NULL, 0);
-    return _pa_crt_realloc_base(p, c, block, size);
+    if (c->debug)
+        return traced(p, PA_OP_REALLOC,
+                      _pa_crt_dbg_realloc(p, c, block, size, _NORMAL_BLOCK, NULL, 0), size, block);
+    return traced(p, PA_OP_REALLOC, _pa_crt_realloc_base(p, c, block, size), size, block);
 }
 
 void pa_crt_free(pa_process_t *p, void *block)
 {
     if (!block) return;
     GET_STATE(p, c, );
+    _pa_trace_layer(p, PA_LAYER_CRT, PA_OP_FREE, (uintptr_t)block, 0, 0, 0, 0);
     if (c->debug) _pa_crt_dbg_free(p, c, block, _NORMAL_BLOCK, PA_CRT_FAMILY_MALLOC);
     else _pa_crt_free_base(p, block);
 }
@@ -565,8 +583,13 @@ void *pa_crt_aligned_malloc(pa_process_t *p, size_t size, size_t alignment)
 {
     GET_STATE(p, c, NULL);
     if (c->debug)
-        return _pa_crt_dbg_aligned_malloc(p, c, size, alignment, 0, NULL, 0, PA_CRT_FAMILY_MALLOC);
-    return aligned_offset_malloc_base(p, c, size, alignment, 0, "_aligned_malloc");
+        return traced(p, PA_OP_ALIGNED_MALLOC,
+                      _pa_crt_dbg_aligned_malloc(p, c, size, alignment, 0, NULL, 0,
+                                                 PA_CRT_FAMILY_MALLOC),
+                      size, NULL);
+    return traced(p, PA_OP_ALIGNED_MALLOC,
+                  aligned_offset_malloc_base(p, c, size, alignment, 0, "_aligned_malloc"), size,
+                  NULL);
 }
 
 void *pa_crt_aligned_offset_malloc(pa_process_t *p, size_t size, size_t alignment, size_t offset)
@@ -619,6 +642,7 @@ void pa_crt_aligned_free(pa_process_t *p, void *block)
 {
     if (!block) return;
     GET_STATE(p, c, );
+    _pa_trace_layer(p, PA_LAYER_CRT, PA_OP_ALIGNED_FREE, (uintptr_t)block, 0, 0, 0, 0);
     if (c->debug) _pa_crt_dbg_aligned_free(p, c, block, PA_CRT_FAMILY_MALLOC);
     else aligned_free_base(p, block);
 }

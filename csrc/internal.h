@@ -197,6 +197,14 @@ static inline void _pa_trace(pa_process_t *p, uint32_t op, uint64_t address, uin
     if (PA_UNLIKELY(atomic_load_explicit(&p->trace.enabled, memory_order_relaxed)))
         pa_trace_record(p, PA_LAYER_MM, op, address, size, flags, extra, result);
 }
+/* The same for any layer's events. */
+static inline void _pa_trace_layer(pa_process_t *p, uint32_t layer, uint32_t op,
+                                   uint64_t address, uint64_t size, uint64_t flags,
+                                   uint64_t extra, int64_t result)
+{
+    if (PA_UNLIKELY(atomic_load_explicit(&p->trace.enabled, memory_order_relaxed)))
+        pa_trace_record(p, layer, op, address, size, flags, extra, result);
+}
 void _pa_trace_free(pa_process_t *p);
 
 /* Set the thread's last error (status.c). */

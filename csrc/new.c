@@ -78,7 +78,10 @@ void *pa_operator_new(pa_process_t *p, size_t size, size_t align, unsigned flags
 {
     pa_crt_t *c = _pa_crt_get(p);
     if (!c) return fail(p, NULL, size, flags);
-    return new_loop(p, c, size, align, flags, _NORMAL_BLOCK, NULL, 0);
+    void *r = new_loop(p, c, size, align, flags, _NORMAL_BLOCK, NULL, 0);
+    _pa_trace_layer(p, PA_LAYER_NEW, (flags & PA_NEW_ARRAY) ? PA_OP_NEW_ARRAY : PA_OP_NEW,
+                    (uintptr_t)r, size, flags, align, r ? 0 : pa_new_status());
+    return r;
 }
 
 void *pa_operator_new_dbg(pa_process_t *p, size_t size, unsigned flags, int block_use,
@@ -96,6 +99,8 @@ void pa_operator_delete(pa_process_t *p, void *block, size_t size, size_t align,
     if (!block) return;
     pa_crt_t *c = _pa_crt_get(p);
     if (!c) return;
+    _pa_trace_layer(p, PA_LAYER_NEW, (flags & PA_NEW_ARRAY) ? PA_OP_DELETE_ARRAY : PA_OP_DELETE,
+                    (uintptr_t)block, size, flags, align, 0);
     int family = (flags & PA_NEW_ARRAY) ? PA_CRT_FAMILY_NEW_ARRAY : PA_CRT_FAMILY_NEW;
     if (align) {
         if (c->debug) _pa_crt_dbg_aligned_free(p, c, block, family);
