@@ -50,6 +50,16 @@ int _pa_heap_fail_win32(NTSTATUS status, DWORD error)
 
 NTSTATUS pa_heap_last_status(void) { return heap_status; }
 
+/* Set when a call finds the heap's metadata corrupted (corrupt_fail), so that the entry point
+ * does not overwrite that status with STATUS_NO_MEMORY. Reset by those entry points. */
+static __thread int corrupt_seen __attribute__((tls_model("initial-exec")));
+
+static int corrupt_fail(void)
+{
+    corrupt_seen = 1;
+    return _pa_heap_fail(STATUS_HEAP_CORRUPTION);
+}
+
 /* A handle that is not a heap: NULL reads as an access violation, anything else is invalid. */
 static int fail_handle(HANDLE handle)
 {
@@ -287,17 +297,26 @@ static void make_free(pa_heap_t *h, pa_block_t *b, uint32_t units, uint32_t prev
     fl_insert(h, b);
 }
 
-/* The first free block of at least `units` granules, removed from its list; NULL if none. */
+static int fl_ptr_ok(const pa_heap_t *h, const void *p);
+static int fl_entry_ok(const pa_heap_t *h, pa_block_t *b);
+static int seg_last_block(const pa_heap_t *h, const pa_segment_t *s, pa_block_t **last);
+
+/* The first free block of at least `units` granules, removed from its list; NULL if none.
+ * List links are range-checked before they are followed and the block taken is checked
+ * (fl_entry_ok) before it is unlinked: NULL after corrupt_fail() when one is corrupted. */
 static pa_block_t *fl_take(pa_heap_t *h, size_t units)
 {
     unsigned c = _pa_free_class(units);
     if (c >= PA_FREE_EXACT) {
         int budget = 32;
-        for (pa_free_t *f = h->free[c]; f && budget--; f = f->next)
+        for (pa_free_t *f = h->free[c]; f && budget--; f = f->next) {
             if (f->hdr.size >= units) {
+                if (!fl_entry_ok(h, &f->hdr)) return corrupt_fail(), NULL;
                 fl_remove(h, &f->hdr);
                 return &f->hdr;
             }
+            if (f->next && !fl_ptr_ok(h, f->next)) return corrupt_fail(), NULL;
+        }
         c++;
     }
     for (unsigned w = c >> 6; w < sizeof h->freemap / sizeof *h->freemap; w++) {
@@ -306,6 +325,7 @@ static pa_block_t *fl_take(pa_heap_t *h, size_t units)
         if (!bits) continue;
         unsigned k = w * 64 + (unsigned)__builtin_ctzll(bits);
         pa_block_t *b = &h->free[k]->hdr;
+        if (!fl_entry_ok(h, b)) return corrupt_fail(), NULL;
         fl_remove(h, b);
         return b;
     }
@@ -444,7 +464,8 @@ static void seg_remove(pa_heap_t *h, pa_segment_t *s)
 }
 
 /* Commits at least `bytes` more at the tail of s; the new space joins the last free block.
- * Returns 0 when s has no room or layer 2 refuses. */
+ * Returns 0 when s has no room or layer 2 refuses, -1 (after corrupt_fail) when the last
+ * block is corrupted. */
 static int seg_extend(pa_heap_t *h, pa_segment_t *s, size_t bytes)
 {
     size_t room = s->end - s->commit_end;
@@ -452,6 +473,9 @@ static int seg_extend(pa_heap_t *h, pa_segment_t *s, size_t bytes)
     if (want > room) return 0;
     size_t step = want < PA_GRANULARITY ? PA_GRANULARITY : want;
     if (step > room) step = room;
+    pa_block_t *last;
+    if (!seg_last_block(h, s, &last) || (last && !(last->flags & PA_BLK_BUSY) && !fl_entry_ok(h, last)))
+        return corrupt_fail(), -1;
     if (!commit(h, s->commit_end, step)) return 0;
     pa_block_t *old_end = (pa_block_t *)(s->commit_end - U);
     uint32_t prev = old_end->prev_size;
@@ -462,7 +486,6 @@ static int seg_extend(pa_heap_t *h, pa_segment_t *s, size_t bytes)
     end->extra = 0;
     end->bucket = 0;
     end->tag = _pa_blk_tag(h, end);
-    pa_block_t *last = prev ? (pa_block_t *)((char *)old_end - (size_t)prev * U) : NULL;
     if (last && !(last->flags & PA_BLK_BUSY)) {
         fl_remove(h, last);
         make_free(h, last, (uint32_t)((uintptr_t)end - (uintptr_t)last) / U, last->prev_size);
@@ -480,12 +503,13 @@ static int grow(pa_heap_t *h, size_t units)
     for (unsigned i = 0; i < h->nsegs; i++) {
         pa_segment_t *s = h->segs[i];
         if (s->kind != PA_SEG_BACKEND) continue;
-        pa_block_t *end = (pa_block_t *)(s->commit_end - U);
-        pa_block_t *last = blk_prev(end);
+        pa_block_t *last;
+        if (!seg_last_block(h, s, &last)) return corrupt_fail();
         size_t have = last && !(last->flags & PA_BLK_BUSY) ? (size_t)last->size * U : 0;
-        if (s->end - s->commit_end + have >= bytes + (have ? 0 : U) &&
-            seg_extend(h, s, bytes + U - have))
-            return 1;
+        if (s->end - s->commit_end + have >= bytes + (have ? 0 : U)) {
+            int r = seg_extend(h, s, bytes + U - have);
+            if (r) return r > 0;
+        }
     }
     if (h->maximum) return 0;
     size_t need = _pa_align_up(SEG_HDR_SIZE + bytes + U, PA_GRANULARITY);
@@ -760,6 +784,55 @@ static int backend_block_ok(const pa_heap_t *h, const pa_segment_t *s, pa_block_
     return 1;
 }
 
+/* Could p be a listed free block of h: 16-aligned, its pa_free_t inside the blocks of a
+ * back-end segment? Reads nothing through p (so a link read from heap memory is checked with
+ * it before it is followed). */
+static int fl_ptr_ok(const pa_heap_t *h, const void *p)
+{
+    uintptr_t a = (uintptr_t)p;
+    if (a & (U - 1)) return 0;
+    for (unsigned i = 0; i < h->nsegs; i++) {
+        const pa_segment_t *s = h->segs[i];
+        if (s->kind == PA_SEG_BACKEND && a >= s->first && a + sizeof(pa_free_t) <= s->commit_end - U)
+            return 1;
+    }
+    return 0;
+}
+
+/* Is b an intact listed free block of h: a real free block of its segment (backend_block_ok,
+ * tag included) whose list neighbours point back to it? Checked before a free block is
+ * unlinked or merged, so that corrupted metadata is reported instead of followed. */
+static int fl_entry_ok(const pa_heap_t *h, pa_block_t *b)
+{
+    const pa_segment_t *s = backend_seg_of(h, (uintptr_t)b);
+    if (!s || !backend_block_ok(h, s, b) || (b->flags & PA_BLK_BUSY)) return 0;
+    const pa_free_t *f = (const pa_free_t *)b;
+    if (f->prev ? !fl_ptr_ok(h, f->prev) || f->prev->next != f : h->free[_pa_free_class(b->size)] != f)
+        return 0;
+    if (f->next && (!fl_ptr_ok(h, f->next) || f->next->prev != f)) return 0;
+    return 1;
+}
+
+/* The block after b in s, or NULL when b's size would leave the segment's blocks (for loops
+ * over a segment's blocks that have not checked each block). */
+static pa_block_t *blk_next_in(const pa_segment_t *s, pa_block_t *b)
+{
+    if (b->size == 0 || (size_t)b->size * U > s->commit_end - U - (uintptr_t)b) return NULL;
+    return blk_next(b);
+}
+
+/* The last block of s before its end sentinel (NULL if none), through *last; 0 when the
+ * sentinel's back link or that block is corrupted. */
+static int seg_last_block(const pa_heap_t *h, const pa_segment_t *s, pa_block_t **last)
+{
+    pa_block_t *end = (pa_block_t *)(s->commit_end - U);
+    *last = NULL;
+    if (!end->prev_size) return (uintptr_t)end == s->first;
+    if ((size_t)end->prev_size * U > (uintptr_t)end - s->first) return 0;
+    *last = blk_prev(end);
+    return backend_block_ok(h, s, *last);
+}
+
 /* Finds the busy block whose user pointer is mem. Heap lock held (or NO_SERIALIZE). */
 static int classify_locked(pa_heap_t *h, pa_lfh_tcache_t *tc, const void *mem, found_t *f)
 {
@@ -827,12 +900,26 @@ static int la_eligible(const pa_heap_t *h, size_t n)
            !(h->flags & HEAP_NO_SERIALIZE);
 }
 
-/* Takes a block for n bytes from its lookaside list; NULL when the list is empty. */
+/* Is b, the head of a lookaside list, a listed back-end block? Its link (the first user
+ * word) is checked when it becomes the head in turn. */
+static int la_entry_ok(const pa_heap_t *h, pa_block_t *b)
+{
+    const pa_segment_t *s = backend_seg_of(h, (uintptr_t)b);
+    return s && backend_block_ok(h, s, b) && b->flags == (PA_BLK_BUSY | PA_BLK_CACHED);
+}
+
+/* Takes a block for n bytes from its lookaside list; NULL when the list is empty, or after
+ * corrupt_fail() (the list is dropped) when its head is not a listed block. */
 static void *la_take_locked(pa_heap_t *h, DWORD flags, size_t n)
 {
     unsigned c = la_class(n);
     pa_block_t *b = h->la[c];
     if (!b) return NULL;
+    if (!la_entry_ok(h, b)) {
+        h->la[c] = NULL;
+        h->la_n[c] = 0;
+        return corrupt_fail(), NULL;
+    }
     h->la[c] = *(pa_block_t **)(b + 1);
     h->la_n[c]--;
     b->flags = PA_BLK_BUSY;
@@ -861,14 +948,20 @@ static int la_put_locked(pa_heap_t *h, pa_block_t *b)
     return 1;
 }
 
-static void backend_free_locked(pa_heap_t *h, pa_segment_t *s, pa_block_t *b);
+static int backend_free_locked(pa_heap_t *h, pa_segment_t *s, pa_block_t *b);
 
-/* Frees every block of the lookaside lists to the back end (HeapCompact). */
+/* Frees every block of the lookaside lists to the back end (HeapCompact). A list whose head
+ * is not a listed block is dropped (its blocks stay busy). */
 static void la_flush_locked(pa_heap_t *h)
 {
     for (unsigned c = 0; c < PA_LA_CLASSES; c++) {
         while (h->la[c]) {
             pa_block_t *b = h->la[c];
+            if (!la_entry_ok(h, b)) {
+                h->la[c] = NULL;
+                corrupt_fail();
+                break;
+            }
             h->la[c] = *(pa_block_t **)(b + 1);
             h->ctr.busy_bytes += blk_requested(b);
             h->ctr.busy_blocks++;
@@ -888,7 +981,7 @@ static void *alloc_locked(pa_heap_t *h, DWORD flags, size_t n)
         return h->maximum ? NULL : large_alloc_locked(h, flags, n);
     if (la_eligible(h, n)) {
         void *r = la_take_locked(h, flags, n);
-        if (r) return r;
+        if (r || corrupt_seen) return r;
         units = units_for(h, la_class_bytes(la_class(n)));
     }
     pa_block_t *b = fl_take(h, units);
@@ -907,25 +1000,37 @@ void *_pa_heap_backend_alloc_locked(pa_heap_t *h, DWORD flags, size_t size)
     return alloc_locked(h, flags, size);
 }
 
-/* Frees busy back-end block b of segment s. */
-static void backend_free_locked(pa_heap_t *h, pa_segment_t *s, pa_block_t *b)
+/* Frees busy back-end block b of segment s (checked by backend_block_ok). A free neighbour
+ * is checked (fl_entry_ok) before it is merged; a corrupted one is left alone (b is freed on
+ * its own, and HeapValidate still fails), or, on a heap that terminates on corruption, the
+ * call fails: 0 after corrupt_fail(), nothing changed. */
+static int backend_free_locked(pa_heap_t *h, pa_segment_t *s, pa_block_t *b)
 {
+    pa_block_t *next = blk_next(b), *prev = blk_prev(b);
+    int join_next = 0, join_prev = 0;
+    if (!(h->flags & HEAP_DISABLE_COALESCE_ON_FREE)) {
+        join_next = !(next->flags & PA_BLK_BUSY);
+        join_prev = prev && !(prev->flags & PA_BLK_BUSY);
+        if (join_next && !fl_entry_ok(h, next)) join_next = -1;
+        if (join_prev && !fl_entry_ok(h, prev)) join_prev = -1;
+        if (join_next < 0 || join_prev < 0) {
+            if (h->terminate_on_corruption) return corrupt_fail();
+            join_next = join_next > 0;
+            join_prev = join_prev > 0;
+        }
+    }
     h->ctr.busy_bytes -= blk_requested(b);
     h->ctr.busy_blocks--;
     uint32_t units = b->size;
     pa_block_t *start = b;
-    if (!(h->flags & HEAP_DISABLE_COALESCE_ON_FREE)) {
-        pa_block_t *next = blk_next(b);
-        if (!(next->flags & PA_BLK_BUSY)) {
-            fl_remove(h, next);
-            units += next->size;
-        }
-        pa_block_t *prev = blk_prev(b);
-        if (prev && !(prev->flags & PA_BLK_BUSY)) {
-            fl_remove(h, prev);
-            units += prev->size;
-            start = prev;
-        }
+    if (join_next) {
+        fl_remove(h, next);
+        units += next->size;
+    }
+    if (join_prev) {
+        fl_remove(h, prev);
+        units += prev->size;
+        start = prev;
     }
     if (start == b && (h->debug & PA_HEAP_DEBUG_FREE_CHECK) == 0) {
         blk_init(h, b, units, b->prev_size, 0);
@@ -943,6 +1048,7 @@ static void backend_free_locked(pa_heap_t *h, pa_segment_t *s, pa_block_t *b)
         fl_insert(h, start);
     }
     seg_trim(h, s, start);
+    return 1;
 }
 
 static BOOL free_found_locked(pa_heap_t *h, pa_lfh_tcache_t *tc, found_t *f)
@@ -952,8 +1058,7 @@ static BOOL free_found_locked(pa_heap_t *h, pa_lfh_tcache_t *tc, found_t *f)
         if ((h->debug & PA_HEAP_DEBUG_TAIL_CHECK) &&
             !_pa_heap_tail_ok(blk_user(f->blk), blk_requested(f->blk)))
             return _pa_heap_fail(STATUS_HEAP_CORRUPTION), FALSE;
-        if (!la_put_locked(h, f->blk)) backend_free_locked(h, f->seg, f->blk);
-        return TRUE;
+        return la_put_locked(h, f->blk) || backend_free_locked(h, f->seg, f->blk);
     case K_LFH: _pa_lfh_free(h, tc, f->blk); return TRUE;
     case K_LARGE: large_free_locked(h, f->large); return TRUE;
     case K_PAGE:
@@ -1262,9 +1367,10 @@ static LPVOID alloc_untraced(pa_process_t *p, HANDLE heap, DWORD flags, SIZE_T n
     }
     int locked = _pa_heap_enter(h, flags);
     validate_all_or_note(h);
+    corrupt_seen = 0;
     void *r = alloc_locked(h, flags, n);
     _pa_heap_leave(h, locked);
-    if (!r) _pa_heap_fail(STATUS_NO_MEMORY);
+    if (!r && !corrupt_seen) _pa_heap_fail(STATUS_NO_MEMORY);
     return r;
 }
 
@@ -1405,19 +1511,22 @@ SIZE_T pa_heap_size(pa_process_t *p, HANDLE heap, DWORD flags, LPCVOID mem)
 /* ------------------------------------------------------------------------------------------ */
 /* HeapReAlloc                                                                                 */
 
-/* Resizes back-end block b of s in place to `units` granules; returns 0 when it cannot. */
+/* Resizes back-end block b of s in place to `units` granules; returns 0 when it cannot, -1
+ * (after corrupt_fail, nothing changed) when the free block after it is corrupted. */
 static int backend_resize_locked(pa_heap_t *h, pa_segment_t *s, pa_block_t *b, size_t units)
 {
     if (units * U >= PA_HEAP_LARGE_THRESHOLD) return 0; /* fact 34 */
     size_t have = b->size;
+    pa_block_t *next = blk_next(b);
+    if (!(next->flags & PA_BLK_BUSY) && !fl_entry_ok(h, next)) return corrupt_fail(), -1;
     if (units > have) {
-        pa_block_t *next = blk_next(b);
         size_t avail = have + (!(next->flags & PA_BLK_BUSY) ? next->size : 0);
         if (avail < units) {
             /* At the segment's end: commit more and retry. */
             pa_block_t *after = !(next->flags & PA_BLK_BUSY) ? blk_next(next) : next;
-            if (!(after->flags & PA_BLK_END) || !seg_extend(h, s, (units - avail) * U + U))
-                return 0;
+            if (!(after->flags & PA_BLK_END)) return 0;
+            int r = seg_extend(h, s, (units - avail) * U + U);
+            if (r <= 0) return r;
             next = blk_next(b);
             avail = have + (!(next->flags & PA_BLK_BUSY) ? next->size : 0);
             if (avail < units) return 0;
@@ -1436,7 +1545,6 @@ static int backend_resize_locked(pa_heap_t *h, pa_segment_t *s, pa_block_t *b, s
     if (have - units >= 2) {
         b->size = (uint32_t)units;
         pa_block_t *rest = blk_next(b);
-        pa_block_t *next = (pa_block_t *)((char *)b + have * U);
         size_t rest_units = have - units;
         if (!(next->flags & PA_BLK_BUSY) && !(h->flags & HEAP_DISABLE_COALESCE_ON_FREE)) {
             fl_remove(h, next);
@@ -1459,7 +1567,9 @@ static LPVOID realloc_found_locked(pa_heap_t *h, pa_lfh_tcache_t *tc, found_t *f
         if ((h->debug & PA_HEAP_DEBUG_TAIL_CHECK) && !_pa_heap_tail_ok(user, old))
             return _pa_heap_fail(STATUS_HEAP_CORRUPTION), NULL;
         size_t units = units_for(h, n);
-        if (backend_resize_locked(h, f->seg, f->blk, units)) {
+        int r = backend_resize_locked(h, f->seg, f->blk, units);
+        if (r < 0) return NULL;
+        if (r) {
             f->blk->extra = (uint32_t)((size_t)f->blk->size * U - U - n);
             f->blk->tag = _pa_blk_tag(h, f->blk);
             h->ctr.busy_bytes += n - old;
@@ -1502,7 +1612,7 @@ static LPVOID realloc_found_locked(pa_heap_t *h, pa_lfh_tcache_t *tc, found_t *f
     }
     if (flags & HEAP_REALLOC_IN_PLACE_ONLY) return _pa_heap_fail(STATUS_NO_MEMORY), NULL;
     void *nu = alloc_locked(h, flags & ~(DWORD)HEAP_ZERO_MEMORY, n);
-    if (!nu) return _pa_heap_fail(STATUS_NO_MEMORY), NULL;
+    if (!nu) return corrupt_seen ? NULL : (_pa_heap_fail(STATUS_NO_MEMORY), NULL);
     memcpy(nu, user, old < n ? old : n);
     if (n > old && (flags & HEAP_ZERO_MEMORY)) memset((char *)nu + old, 0, n - old);
     free_found_locked(h, tc, f);
@@ -1521,6 +1631,7 @@ static LPVOID heap_realloc(pa_process_t *p, HANDLE heap, DWORD flags, LPVOID mem
     if (n > PA_HEAP_MAX_REQUEST) return _pa_heap_fail(STATUS_NO_MEMORY), NULL; /* fact 11 */
     int locked = _pa_heap_enter(h, flags);
     validate_all_or_note(h);
+    corrupt_seen = 0;
     found_t f;
     void *r = NULL;
     if (classify_locked(h, e->tc, mem, &f) == K_BAD) _pa_heap_fail(STATUS_INVALID_PARAMETER);
@@ -1577,8 +1688,8 @@ int _pa_heap_validate_locked(pa_heap_t *h)
     for (unsigned c = 0; c < PA_FREE_CLASSES; c++) {
         pa_free_t *prev = NULL;
         for (pa_free_t *f = h->free[c]; f; prev = f, f = f->next) {
-            if (f->prev != prev || (f->hdr.flags & PA_BLK_BUSY) || _pa_free_class(f->hdr.size) != c ||
-                f->hdr.tag != _pa_blk_tag(h, &f->hdr) || !backend_seg_of(h, (uintptr_t)f))
+            if (!fl_ptr_ok(h, f) || f->prev != prev || (f->hdr.flags & PA_BLK_BUSY) ||
+                _pa_free_class(f->hdr.size) != c || f->hdr.tag != _pa_blk_tag(h, &f->hdr))
                 return 0;
             if (++listed > nfree) return 0;
         }
@@ -1625,11 +1736,12 @@ BOOL pa_heap_validate(pa_process_t *p, HANDLE heap, DWORD flags, LPCVOID mem)
 /* ------------------------------------------------------------------------------------------ */
 /* HeapCompact, HeapLock, information classes, statistics                                      */
 
+/* (Stops at a link that leaves the heap's segments, and after free_blocks entries.) */
 static size_t largest_free_locked(const pa_heap_t *h)
 {
     for (unsigned c = PA_FREE_CLASSES; c-- > 0;) {
-        size_t best = 0;
-        for (pa_free_t *f = h->free[c]; f; f = f->next)
+        size_t best = 0, budget = h->ctr.free_blocks;
+        for (pa_free_t *f = h->free[c]; f && budget-- && fl_ptr_ok(h, f); f = f->next)
             if (f->hdr.size > best) best = f->hdr.size;
         if (best) return best * U - U;
     }
@@ -1648,12 +1760,13 @@ static SIZE_T heap_compact(pa_process_t *p, HANDLE heap, DWORD flags)
         for (unsigned i = 0; i < h->nsegs; i++) {
             pa_segment_t *s = h->segs[i];
             if (s->kind != PA_SEG_BACKEND) continue;
-            for (pa_block_t *b = (pa_block_t *)s->first; !(b->flags & PA_BLK_END); b = blk_next(b)) {
+            for (pa_block_t *b = (pa_block_t *)s->first; b && !(b->flags & PA_BLK_END); b = blk_next_in(s, b)) {
                 if (b->flags & PA_BLK_BUSY) continue;
-                pa_block_t *n = blk_next(b);
-                if ((n->flags & PA_BLK_BUSY)) continue;
+                pa_block_t *n = blk_next_in(s, b);
+                if (!n || (n->flags & PA_BLK_BUSY)) continue;
+                if (!fl_entry_ok(h, b)) break;
                 fl_remove(h, b);
-                while (!(n->flags & PA_BLK_BUSY)) {
+                while (!(n->flags & PA_BLK_BUSY) && fl_entry_ok(h, n)) {
                     fl_remove(h, n);
                     b->size += n->size;
                     n = blk_next(b);
@@ -1666,9 +1779,8 @@ static SIZE_T heap_compact(pa_process_t *p, HANDLE heap, DWORD flags)
     for (unsigned i = 0; i < h->nsegs; i++) {
         pa_segment_t *s = h->segs[i];
         if (s->kind != PA_SEG_BACKEND) continue;
-        pa_block_t *end = (pa_block_t *)(s->commit_end - U);
-        pa_block_t *last = blk_prev(end);
-        if (last && !(last->flags & PA_BLK_BUSY)) {
+        pa_block_t *last;
+        if (seg_last_block(h, s, &last) && last && !(last->flags & PA_BLK_BUSY) && fl_entry_ok(h, last)) {
             unsigned before = h->nsegs;
             seg_trim(h, s, last);
             if (h->nsegs != before) i--;
@@ -1987,7 +2099,8 @@ static int block_containing_locked(pa_heap_t *h, uintptr_t addr, void **user, si
     pa_segment_t *s = backend_seg_of(h, addr);
     if (s) {
         if (addr < s->first || addr >= s->commit_end) return 0;
-        for (pa_block_t *b = (pa_block_t *)s->first; !(b->flags & PA_BLK_END); b = blk_next(b)) {
+        for (pa_block_t *b = (pa_block_t *)s->first; b && !(b->flags & PA_BLK_END); b = blk_next_in(s, b)) {
+            if (!blk_next_in(s, b)) return 0;
             if ((uintptr_t)blk_next(b) <= addr) continue;
             if ((b->flags & (PA_BLK_BUSY | PA_BLK_CACHED)) != PA_BLK_BUSY) return 0;
             *user = blk_user(b);
