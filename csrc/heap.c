@@ -616,6 +616,71 @@ static void large_unlink(pa_large_t **list, pa_large_t *l)
     if (l->next) l->next->prev = l->prev;
 }
 
+#define LARGE_BUSY (PA_BLK_BUSY | PA_BLK_LARGE)
+#define LARGE_CACHED (PA_BLK_LARGE | PA_BLK_CACHED)
+
+/* Is x readable as a large block: 64 KiB-aligned, the base of a heap-owned private
+ * allocation whose first page is committed read-write (PAGE_READWRITE or
+ * PAGE_EXECUTE_READWRITE, the heap's protections)? A look-up in the process's slot table,
+ * O(1), so that every pointer to a large block (the user's, or a link read from a large
+ * block's header) is checked before it is followed. The process lock is held (heap lock >
+ * process lock). */
+static inline int large_mapped_plocked(const pa_process_t *p, const pa_large_t *x)
+{
+    uintptr_t a = (uintptr_t)x;
+    if (!a || (a & (PA_GRANULARITY - 1))) return 0;
+    const pa_alloc_t *al = _pa_alloc_at_locked(p, a);
+    if (!al || al->base != a || al->owner != PA_OWNER_HEAP || al->type != MEM_PRIVATE) return 0;
+    pa_pstate_t ps = *_pa_pstate(p, a) & (PS_COMMITTED | PS_GUARD | PS_PROT_MASK);
+    return ps == (PS_COMMITTED | 2u) || ps == (PS_COMMITTED | 6u); /* log2 of 0x04, 0x40 */
+}
+
+/* Could x be a large block of h with these header flags: readable (large_mapped_plocked),
+ * carrying h's header? Process lock held. */
+static int large_ok_plocked(const pa_heap_t *h, const pa_large_t *x, uint8_t flags)
+{
+    return large_mapped_plocked(h->process, x) && x->heap == h && x->hdr.size == PA_LARGE_MAGIC &&
+           x->hdr.flags == flags && x->hdr.tag == _pa_blk_tag(h, &x->hdr);
+}
+
+/* Do l's list neighbours (checked with large_ok_plocked) point back to it? Process lock held. */
+static int large_links_ok_plocked(const pa_heap_t *h, pa_large_t *const *list, const pa_large_t *l,
+                                  uint8_t flags)
+{
+    if (l->prev ? !large_ok_plocked(h, l->prev, flags) || l->prev->next != l : *list != l) return 0;
+    return !l->next || (large_ok_plocked(h, l->next, flags) && l->next->prev == l);
+}
+
+/* The block after x in its list (NULL at the end), checked, or NULL with *bad set when the
+ * link is corrupted. Process lock held. */
+static pa_large_t *large_next_plocked(const pa_heap_t *h, const pa_large_t *x, uint8_t flags, int *bad)
+{
+    pa_large_t *n = x->next;
+    if (n && (!large_ok_plocked(h, n, flags) || n->prev != x)) {
+        *bad = 1;
+        return NULL;
+    }
+    return n;
+}
+
+/* The first block of a list, checked like large_next_plocked. */
+static pa_large_t *large_first_plocked(const pa_heap_t *h, pa_large_t *first, uint8_t flags, int *bad)
+{
+    if (first && (!large_ok_plocked(h, first, flags) || first->prev)) {
+        *bad = 1;
+        return NULL;
+    }
+    return first;
+}
+
+/* Forgets the cache of freed large blocks after finding it corrupted: its reservations stay
+ * (the process's rundown releases them). */
+static void large_drop_cache(pa_heap_t *h)
+{
+    h->large_cache = NULL;
+    h->ctr.cached_large = h->ctr.cached_large_bytes = 0;
+}
+
 /* Bytes reserved for a large block of `total` bytes: rounded up to one of four steps per
  * power of two, so that a freed block can serve any later request of its step or below. */
 static size_t large_reserve_size(size_t total)
@@ -654,11 +719,30 @@ static void *large_alloc_locked(pa_heap_t *h, DWORD flags, size_t n)
     pa_large_t *l = NULL, *best = NULL;
     (void)flags; /* every large block reads as zero */
     /* The cached block whose commit is nearest to total: the least to commit or decommit. */
-    size_t best_d = 0;
-    for (pa_large_t *c = h->large_cache; c; c = c->next) {
-        if (c->reserved < total) continue;
-        size_t d = c->committed > total ? c->committed - total : total - c->committed;
-        if (!best || d < best_d) best = c, best_d = d;
+    size_t best_d = 0, budget = h->ctr.cached_large;
+    int bad = 0;
+    if (h->large_cache) {
+        /* Each link is checked for memory safety only (mapped, linking back); the block
+         * chosen gets the full check. */
+        const pa_process_t *p = h->process;
+        _pa_lock(h->process);
+        pa_large_t *c = h->large_cache, *prev = NULL;
+        for (; c; prev = c, c = c->next) {
+            if (!budget-- || !large_mapped_plocked(p, c) || c->prev != prev) {
+                bad = 1;
+                break;
+            }
+            if (c->reserved < total) continue;
+            size_t d = c->committed > total ? c->committed - total : total - c->committed;
+            if (!best || d < best_d) best = c, best_d = d;
+        }
+        if (best && !large_ok_plocked(h, best, LARGE_CACHED)) bad = 1;
+        _pa_unlock(h->process);
+    }
+    if (bad) {
+        large_drop_cache(h);
+        if (h->terminate_on_corruption) return corrupt_fail(), NULL;
+        best = NULL;
     }
     if (best && large_recycle_locked(h, best, total)) {
         large_unlink(&h->large_cache, best);
@@ -702,8 +786,22 @@ static void large_free_locked(pa_heap_t *h, pa_large_t *l)
     if (h->large_cache_max && l->reserved <= h->large_cache_max / 2) {
         /* Evict the oldest cached blocks until this one fits. */
         while (h->large_cache && h->ctr.cached_large_bytes + l->reserved > h->large_cache_max) {
-            pa_large_t *old = h->large_cache;
-            while (old->next) old = old->next;
+            int bad = 0;
+            size_t hops = 0;
+            _pa_lock(h->process);
+            pa_large_t *old = large_first_plocked(h, h->large_cache, LARGE_CACHED, &bad), *n;
+            while (old && (n = large_next_plocked(h, old, LARGE_CACHED, &bad))) {
+                if (++hops >= h->ctr.cached_large) { /* longer than counted: a cycle */
+                    bad = 1;
+                    break;
+                }
+                old = n;
+            }
+            _pa_unlock(h->process);
+            if (bad || !old) {
+                large_drop_cache(h);
+                break;
+            }
             large_unlink(&h->large_cache, old);
             h->ctr.cached_large--;
             h->ctr.cached_large_bytes -= old->reserved;
@@ -718,44 +816,57 @@ static void large_free_locked(pa_heap_t *h, pa_large_t *l)
     release(h, l, l->reserved, l->committed);
 }
 
-static void large_flush_cache_locked(pa_heap_t *h)
+/* Releases every block of a list (taken off the heap), checking each link before it is
+ * followed: a corrupted one ends the walk, and the rest stays reserved until the process's
+ * rundown. */
+static void large_release_list_locked(pa_heap_t *h, pa_large_t *l, uint8_t flags)
 {
-    while (h->large_cache) {
-        pa_large_t *l = h->large_cache;
-        large_unlink(&h->large_cache, l);
+    int bad = 0;
+    _pa_lock(h->process);
+    l = large_first_plocked(h, l, flags, &bad);
+    _pa_unlock(h->process);
+    while (l) {
+        _pa_lock(h->process);
+        pa_large_t *next = large_next_plocked(h, l, flags, &bad);
+        _pa_unlock(h->process);
         release(h, l, l->reserved, l->committed);
+        l = next;
     }
-    h->ctr.cached_large = h->ctr.cached_large_bytes = 0;
 }
 
-/* Is user a busy large block of h? Asks layer 1 before reading anything. */
-static pa_large_t *large_lookup(pa_heap_t *h, const void *user)
+static void large_flush_cache_locked(pa_heap_t *h)
+{
+    pa_large_t *l = h->large_cache;
+    large_drop_cache(h);
+    large_release_list_locked(h, l, LARGE_CACHED);
+}
+
+/* Is user a busy large block of h? Asks layer 1 (large_ok_plocked) before reading anything,
+ * then checks the block's list links: NULL, with *corrupt set, when they are corrupted. */
+static pa_large_t *large_lookup(pa_heap_t *h, const void *user, int *corrupt)
 {
     uintptr_t a = (uintptr_t)user;
     if ((a & (PA_GRANULARITY - 1)) != sizeof(pa_large_t)) return NULL;
     pa_large_t *l = large_of((void *)user);
-    if (h->ctr.large_blocks <= 64) {
-        /* Few live large blocks: the heap's own list says it (O(1) calls to layer 1 matter
-         * more than these few pointer loads; a query costs a walk of the block's pages). */
-        for (pa_large_t *x = h->large; x; x = x->next)
-            if (x == l) return l;
-        return NULL;
-    }
-    MEMORY_BASIC_INFORMATION mbi;
-    if (pa_nt_query_virtual_memory(h->process, l, &mbi) != STATUS_SUCCESS) return NULL;
-    if (mbi.AllocationBase != (void *)l || mbi.State != MEM_COMMIT ||
-        !(mbi.Protect & (PAGE_READWRITE | PAGE_EXECUTE_READWRITE)) || (mbi.Protect & PAGE_GUARD))
-        return NULL;
-    if (l->heap != h || l->hdr.size != PA_LARGE_MAGIC || l->hdr.tag != _pa_blk_tag(h, &l->hdr) ||
-        l->hdr.flags != (PA_BLK_BUSY | PA_BLK_LARGE))
-        return NULL;
-    return l;
+    _pa_lock(h->process);
+    int ok = large_ok_plocked(h, l, LARGE_BUSY);
+    int links = ok && large_links_ok_plocked(h, &h->large, l, LARGE_BUSY);
+    _pa_unlock(h->process);
+    if (ok && !links) *corrupt = 1;
+    return links ? l : NULL;
 }
 
 /* ------------------------------------------------------------------------------------------ */
 /* Classifying a pointer passed by the user                                                    */
 
-enum { K_BAD, K_BACKEND, K_LFH, K_LARGE, K_PAGE };
+/* K_BAD: not a busy block of the heap; K_CORRUPT: one whose metadata is corrupted. */
+enum { K_BAD, K_CORRUPT, K_BACKEND, K_LFH, K_LARGE, K_PAGE };
+
+/* The failure for a pointer that classify_locked refused. */
+static int fail_kind(int kind)
+{
+    return kind == K_CORRUPT ? corrupt_fail() : _pa_heap_fail(STATUS_INVALID_PARAMETER);
+}
 
 typedef struct found_s {
     int kind;
@@ -856,8 +967,9 @@ static int classify_locked(pa_heap_t *h, pa_lfh_tcache_t *tc, const void *mem, f
         f->blk = b;
         return f->kind = K_BACKEND;
     }
-    f->large = large_lookup(h, mem);
-    return f->kind = f->large ? K_LARGE : K_BAD;
+    int corrupt = 0;
+    f->large = large_lookup(h, mem, &corrupt);
+    return f->kind = f->large ? K_LARGE : corrupt ? K_CORRUPT : K_BAD;
 }
 
 static size_t found_size(const found_t *f)
@@ -1228,11 +1340,9 @@ static void destroy_heap_memory(pa_heap_t *h)
 {
     pthread_mutex_lock(&h->lock);
     pa_process_t *p = h->process;
-    while (h->large) {
-        pa_large_t *l = h->large;
-        large_unlink(&h->large, l);
-        release(h, l, l->reserved, l->committed);
-    }
+    pa_large_t *large = h->large;
+    h->large = NULL;
+    large_release_list_locked(h, large, LARGE_BUSY);
     large_flush_cache_locked(h);
     _pa_pageheap_destroy_locked(h);
     /* LFH segments after the first hold no LFH state; the first holds pa_lfh_t. */
@@ -1427,7 +1537,8 @@ static BOOL free_untraced(pa_process_t *p, HANDLE heap, DWORD flags, LPVOID mem)
     validate_all_or_note(h);
     found_t f;
     BOOL ok;
-    if (classify_locked(h, e->tc, mem, &f) == K_BAD) ok = _pa_heap_fail(STATUS_INVALID_PARAMETER);
+    int kind = classify_locked(h, e->tc, mem, &f);
+    if (kind < K_BACKEND) ok = fail_kind(kind);
     else ok = free_found_locked(h, e->tc, &f);
     _pa_heap_leave(h, locked);
     return ok;
@@ -1502,7 +1613,8 @@ SIZE_T pa_heap_size(pa_process_t *p, HANDLE heap, DWORD flags, LPCVOID mem)
     validate_all_or_note(h);
     found_t f;
     size_t n = (size_t)-1;
-    if (!mem || classify_locked(h, e->tc, mem, &f) == K_BAD) _pa_heap_fail(STATUS_INVALID_PARAMETER);
+    int kind = mem ? classify_locked(h, e->tc, mem, &f) : K_BAD;
+    if (kind < K_BACKEND) fail_kind(kind);
     else n = found_size(&f);
     _pa_heap_leave(h, locked);
     return n;
@@ -1634,7 +1746,8 @@ static LPVOID heap_realloc(pa_process_t *p, HANDLE heap, DWORD flags, LPVOID mem
     corrupt_seen = 0;
     found_t f;
     void *r = NULL;
-    if (classify_locked(h, e->tc, mem, &f) == K_BAD) _pa_heap_fail(STATUS_INVALID_PARAMETER);
+    int kind = classify_locked(h, e->tc, mem, &f);
+    if (kind < K_BACKEND) fail_kind(kind);
     else r = realloc_found_locked(h, e->tc, &f, flags, n);
     _pa_heap_leave(h, locked);
     return r;
@@ -1677,6 +1790,23 @@ static int validate_backend_seg_locked(pa_heap_t *h, pa_segment_t *s, size_t *nf
     return (uintptr_t)b == s->commit_end - U && b->prev_size == prev && b->tag == _pa_blk_tag(h, b);
 }
 
+/* Are the lists of large blocks (live and cached) intact: every block checked by
+ * large_ok_plocked before it is read, back links right, lengths as counted? */
+static int large_lists_ok_locked(pa_heap_t *h)
+{
+    int bad = 0;
+    size_t n = 0, nc = 0;
+    _pa_lock(h->process);
+    for (pa_large_t *l = large_first_plocked(h, h->large, LARGE_BUSY, &bad); l && !bad;
+         l = large_next_plocked(h, l, LARGE_BUSY, &bad))
+        if (++n > h->ctr.large_blocks) bad = 1;
+    for (pa_large_t *l = large_first_plocked(h, h->large_cache, LARGE_CACHED, &bad); l && !bad;
+         l = large_next_plocked(h, l, LARGE_CACHED, &bad))
+        if (++nc > h->ctr.cached_large) bad = 1;
+    _pa_unlock(h->process);
+    return !bad && n == h->ctr.large_blocks && nc == h->ctr.cached_large;
+}
+
 int _pa_heap_validate_locked(pa_heap_t *h)
 {
     if (h->signature != PA_HEAP_SIGNATURE || h->magic != PA_HEAP_MAGIC || h->self != h) return 0;
@@ -1695,10 +1825,7 @@ int _pa_heap_validate_locked(pa_heap_t *h)
         }
     }
     if (listed != nfree || nfree != h->ctr.free_blocks) return 0;
-    for (pa_large_t *l = h->large; l; l = l->next)
-        if (l->heap != h || l->hdr.flags != (PA_BLK_BUSY | PA_BLK_LARGE) ||
-            l->hdr.tag != _pa_blk_tag(h, &l->hdr))
-            return 0;
+    if (!large_lists_ok_locked(h)) return 0;
     if (!_pa_lfh_validate_locked(h)) return 0;
     if ((h->debug & PA_HEAP_DEBUG_PAGE_HEAP) && !_pa_pageheap_validate_locked(h, NULL)) return 0;
     return 1;
@@ -1997,9 +2124,13 @@ static int walk_after_blocks(pa_heap_t *h, unsigned i, PROCESS_HEAP_ENTRY *e)
  * pointer of the previous one, or NULL to start. */
 static int walk_outside(pa_heap_t *h, const void *after, PROCESS_HEAP_ENTRY *e)
 {
-    int take = after == NULL;
-    for (pa_large_t *l = h->large; l; l = l->next) {
+    int take = after == NULL, bad = 0;
+    size_t n = 0;
+    _pa_lock(h->process);
+    for (pa_large_t *l = large_first_plocked(h, h->large, LARGE_BUSY, &bad); l && n++ < h->ctr.large_blocks;
+         l = large_next_plocked(h, l, LARGE_BUSY, &bad)) {
         if (take) {
+            _pa_unlock(h->process);
             memset(e, 0, sizeof *e);
             e->lpData = l + 1;
             e->cbData = (DWORD)l->requested;
@@ -2009,6 +2140,8 @@ static int walk_outside(pa_heap_t *h, const void *after, PROCESS_HEAP_ENTRY *e)
         }
         if ((void *)(l + 1) == after) take = 1;
     }
+    _pa_unlock(h->process);
+    if (bad) return -1;
     for (pa_pageblk_t *b = h->pages; b; b = b->next) {
         if (take) {
             memset(e, 0, sizeof *e);
@@ -2059,7 +2192,7 @@ static int walk_next_locked(pa_heap_t *h, PROCESS_HEAP_ENTRY *e)
                                            : (walk_block(h, (unsigned)i, n, e), 1);
         }
     }
-    return done ? 1 : walk_outside(h, NULL, e);
+    return done ? done : walk_outside(h, NULL, e);
 }
 
 BOOL pa_heap_walk(pa_process_t *p, HANDLE heap, LPPROCESS_HEAP_ENTRY entry)
@@ -2071,6 +2204,7 @@ BOOL pa_heap_walk(pa_process_t *p, HANDLE heap, LPPROCESS_HEAP_ENTRY entry)
     int locked = _pa_heap_enter(h, 0);
     int ok = walk_next_locked(h, entry);
     _pa_heap_leave(h, locked);
+    if (ok < 0) return corrupt_fail();
     if (!ok) return _pa_heap_fail_win32(STATUS_NO_MORE_ENTRIES, ERROR_NO_MORE_ITEMS);
     return TRUE;
 }
@@ -2109,13 +2243,19 @@ static int block_containing_locked(pa_heap_t *h, uintptr_t addr, void **user, si
         }
         return 0;
     }
-    for (pa_large_t *l = h->large; l; l = l->next)
+    int bad = 0, found = 0;
+    size_t n = 0;
+    _pa_lock(h->process);
+    for (pa_large_t *l = large_first_plocked(h, h->large, LARGE_BUSY, &bad); l && n++ < h->ctr.large_blocks;
+         l = large_next_plocked(h, l, LARGE_BUSY, &bad))
         if (addr - (uintptr_t)(l + 1) < l->requested) {
             *user = l + 1;
             *size = l->requested;
-            return 1;
+            found = 1;
+            break;
         }
-    return 0;
+    _pa_unlock(h->process);
+    return found;
 }
 
 NTSTATUS pa_heap_find_block(pa_process_t *p, const void *address, size_t size, HANDLE *heap_out,

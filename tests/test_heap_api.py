@@ -387,9 +387,6 @@ def test_corrupt_large_block_header(raw):
     assert p.HeapValidate(h) and p.HeapFree(h, 0, big)
 
 
-@pytest.mark.xfail(strict=True, reason="heap bug: a large block whose 16-byte block header is "
-                   "overwritten passes HeapValidate(heap, 0, block) (the whole-heap check fails) "
-                   "and HeapSize/HeapReAlloc/HeapFree accept it")
 def test_corrupt_large_block_header_refused_per_block(raw):
     p = raw
     h = p.HeapCreate(0, 0, 0)
@@ -505,8 +502,6 @@ def test_lfh_use_after_free_write_does_not_crash():
     assert (rc, out) == (0, "False\nok\n")
 
 
-@pytest.mark.xfail(strict=True, reason="heap bug: a large block's list links (pa_large_t.next at "
-                   "user-56) are trusted: HeapValidate dereferences the corrupted pointer (SIGSEGV)")
 def test_corrupt_large_block_link_does_not_crash_validate():
     rc, out = run_child("""
         h = p.HeapCreate(0, 0, 0)
@@ -517,8 +512,6 @@ def test_corrupt_large_block_link_does_not_crash_validate():
     assert (rc, out) == (0, "False\n")
 
 
-@pytest.mark.xfail(strict=True, reason="heap bug: a corrupted large block back link "
-                   "(pa_large_t.prev at user-48) passes HeapValidate and HeapFree crashes")
 def test_corrupt_large_block_back_link_is_detected():
     rc, out = run_child("""
         h = p.HeapCreate(0, 0, 0)
