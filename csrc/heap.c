@@ -635,6 +635,21 @@ static inline int large_mapped_plocked(const pa_process_t *p, const pa_large_t *
     return ps == (PS_COMMITTED | 2u) || ps == (PS_COMMITTED | 6u); /* log2 of 0x04, 0x40 */
 }
 
+int _pa_heap_readable(pa_heap_t *h, uintptr_t a, size_t n)
+{
+    pa_process_t *p = h->process;
+    if (!n || a + n < a) return 0;
+    _pa_lock(p);
+    const pa_alloc_t *al = _pa_alloc_at_locked(p, a);
+    int ok = al && al->owner == PA_OWNER_HEAP && al->type == MEM_PRIVATE && a + n <= al->base + al->size;
+    for (uintptr_t pg = _pa_align_down(a, PA_PAGE_SIZE); ok && pg < a + n; pg += PA_PAGE_SIZE) {
+        pa_pstate_t ps = *_pa_pstate(p, pg) & (PS_COMMITTED | PS_GUARD | PS_PROT_MASK);
+        ok = ps == (PS_COMMITTED | 2u) || ps == (PS_COMMITTED | 6u);
+    }
+    _pa_unlock(p);
+    return ok;
+}
+
 /* Could x be a large block of h with these header flags: readable (large_mapped_plocked),
  * carrying h's header? Process lock held. */
 static int large_ok_plocked(const pa_heap_t *h, const pa_large_t *x, uint8_t flags)
@@ -2082,7 +2097,9 @@ static int walk_from_region(pa_heap_t *h, unsigned i, uintptr_t at, PROCESS_HEAP
     for (; i < h->nsegs; i++, at = 0) {
         pa_segment_t *s = h->segs[i];
         if (s->kind == PA_SEG_LFH) {
-            if (_pa_lfh_walk_seg(h, (pa_lfh_seg_t *)s, at ? at : s->base + PA_LFH_CHUNK, e)) {
+            int r = _pa_lfh_walk_seg(h, (pa_lfh_seg_t *)s, at ? at : s->base + PA_LFH_CHUNK, e);
+            if (r < 0) return -1;
+            if (r) {
                 e->iRegionIndex = (BYTE)i;
                 return 1;
             }
@@ -2181,11 +2198,14 @@ static int walk_next_locked(pa_heap_t *h, PROCESS_HEAP_ENTRY *e)
     } else {
         pa_block_t *b = (pa_block_t *)(a - U);
         if (!backend_block_ok(h, s, b)) {
-            /* The block changed since the last call: continue from the first block past a. */
+            /* The block changed since the last call (or its header is corrupted): continue
+             * from the first block past it. Each step moves forward inside the segment, so
+             * the walk ends; a size that leaves the segment ends it with an error. */
             b = (pa_block_t *)s->first;
-            while (!(b->flags & PA_BLK_END) && (uintptr_t)b < a - U) b = blk_next(b);
-            done = (b->flags & PA_BLK_END) ? walk_after_blocks(h, (unsigned)i, e)
-                                           : (walk_block(h, (unsigned)i, b, e), 1);
+            while (b && !(b->flags & PA_BLK_END) && (uintptr_t)b <= a - U) b = blk_next_in(s, b);
+            done = !b ? -1
+                   : (b->flags & PA_BLK_END) ? walk_after_blocks(h, (unsigned)i, e)
+                                             : (walk_block(h, (unsigned)i, b, e), 1);
         } else {
             pa_block_t *n = blk_next(b);
             done = (n->flags & PA_BLK_END) ? walk_after_blocks(h, (unsigned)i, e)

@@ -338,6 +338,10 @@ pa_lfh_seg_t *_pa_heap_new_lfh_segment_locked(pa_heap_t *h, size_t size);
 /* Finds the heap of a process whose handle is `handle`; NULL when it is not one. */
 pa_heap_t *_pa_heap_from_handle(pa_process_t *p, HANDLE handle);
 int _pa_heap_validate_locked(pa_heap_t *h);
+/* Are [a, a + n) all committed read-write pages of one heap-owned allocation of h's process?
+ * (Layer 1's page states, under the process lock: O(pages).) For walking and validation,
+ * before they read through metadata that a corrupted map or header could point anywhere. */
+int _pa_heap_readable(pa_heap_t *h, uintptr_t a, size_t n);
 
 /* ---- heap_lfh.c ---- */
 /* Bucket of a request of n <= PA_LFH_MAX_REQUEST bytes. */
@@ -377,7 +381,7 @@ void _pa_lfh_compact_locked(pa_heap_t *h);
 void _pa_lfh_stats(pa_heap_t *h, size_t *busy_blocks, size_t *busy_bytes, uint64_t *buckets);
 int _pa_lfh_validate_locked(pa_heap_t *h);
 /* Walk support: fills entry for the LFH segment position at/after `at` in seg; returns 0
- * when the segment is exhausted. */
+ * when the segment is exhausted, -1 when its map or a subsegment header is corrupted. */
 int _pa_lfh_walk_seg(pa_heap_t *h, pa_lfh_seg_t *seg, uintptr_t at, PROCESS_HEAP_ENTRY *e);
 /* For pa_heap_find_block: the busy LFH block containing addr, or NULL. */
 pa_block_t *_pa_lfh_block_at(pa_heap_t *h, uintptr_t addr);

@@ -561,22 +561,45 @@ void _pa_lfh_stats(pa_heap_t *h, size_t *busy_blocks, size_t *busy_bytes, uint64
     *busy_bytes += bytes > 0 ? (size_t)bytes : 0;
 }
 
+/* The subsegment holding chunk c of s whose map entry is m, checked: its geometry comes from
+ * the map's bucket (never from the subsegment header), its chunks carry the map entries of
+ * one subsegment, its header is readable (layer 1) and its bump count is in range. NULL when
+ * corrupted. A caller reading a slot checks that slot's header is readable. */
+static pa_lfh_sub_t *sub_checked(pa_heap_t *h, pa_lfh_seg_t *s, size_t c, unsigned m)
+{
+    unsigned o = _pa_lfh_map_off(m), bk = _pa_lfh_map_bucket(m);
+    if (o >= 8u || o > c || bk >= PA_LFH_BUCKETS) return NULL;
+    size_t c0 = c - o, n = bucket_nchunks(bk);
+    if (c0 + n > s->nchunks) return NULL;
+    for (size_t k = 0; k < n; k++)
+        if (s->map[c0 + k] != PA_LFH_MAP(k, bk)) return NULL;
+    pa_lfh_sub_t *sub = (pa_lfh_sub_t *)(s->base + c0 * PA_LFH_CHUNK);
+    if (!_pa_heap_readable(h, (uintptr_t)sub, PA_LFH_SUB_HDR)) return NULL;
+    if (sub->bump > _pa_lfh_geom[bk].span / _pa_lfh_geom[bk].slot_size) return NULL;
+    return sub;
+}
+
+/* sub: checked by sub_checked. Every free-list link is range-checked before it is followed. */
 static int sub_ok_locked(pa_heap_t *h, pa_lfh_seg_t *s, pa_lfh_sub_t *sub)
 {
+    if (sub->bucket >= PA_LFH_BUCKETS) return 0;
     pa_lfh_bucket_t *bk = &h->lfh->bucket[sub->bucket];
     if (sub->magic != PA_LFH_SUB_MAGIC || sub->seg != s || sub->slot_size != bk->slot_size ||
         sub->nchunks != bk->nchunks || sub->nslots * sub->slot_size != _pa_lfh_geom[sub->bucket].span ||
         sub->bump > sub->nslots || sub->used > sub->bump ||
         sub->first != (uintptr_t)sub + PA_LFH_SUB_HDR)
         return 0;
+    if (sub->bump && !_pa_heap_readable(h, sub->first, (size_t)sub->bump * sub->slot_size)) return 0;
     int ok = 1;
     spin_lock(&bk->lock);
     uint32_t nfree = 0;
-    for (pa_block_t *f = sub->free; f && ok; f = *(pa_block_t **)(f + 1)) {
+    for (pa_block_t *f = sub->free; f; f = *(pa_block_t **)(f + 1)) {
         uintptr_t off = (uintptr_t)f - sub->first;
         if (off >= (size_t)sub->bump * sub->slot_size || off % sub->slot_size || ++nfree > sub->bump ||
-            f->flags != PA_BLK_LFH)
+            f->flags != PA_BLK_LFH) {
             ok = 0;
+            break;
+        }
     }
     for (uint32_t i = 0; i < sub->bump && ok; i++) {
         pa_block_t *b = (pa_block_t *)(sub->first + (size_t)i * sub->slot_size);
@@ -607,8 +630,8 @@ int _pa_lfh_validate_locked(pa_heap_t *h)
                 c++;
                 continue;
             }
-            pa_lfh_sub_t *sub = (pa_lfh_sub_t *)(s->base + c * PA_LFH_CHUNK);
-            if (_pa_lfh_map_off(m) != 0 || m != PA_LFH_MAP(0, sub->bucket) ||
+            pa_lfh_sub_t *sub = sub_checked(h, s, c, m);
+            if (!sub || _pa_lfh_map_off(m) != 0 || m != PA_LFH_MAP(0, sub->bucket) ||
                 c + sub->nchunks > s->nchunks)
                 return 0;
             for (unsigned k = 0; k < sub->nchunks; k++)
@@ -623,7 +646,6 @@ int _pa_lfh_validate_locked(pa_heap_t *h)
 
 int _pa_lfh_walk_seg(pa_heap_t *h, pa_lfh_seg_t *s, uintptr_t at, PROCESS_HEAP_ENTRY *e)
 {
-    (void)h;
     while (at < s->base + s->size) {
         size_t c = (at - s->base) / PA_LFH_CHUNK;
         unsigned m = s->map[c];
@@ -640,23 +662,29 @@ int _pa_lfh_walk_seg(pa_heap_t *h, pa_lfh_seg_t *s, uintptr_t at, PROCESS_HEAP_E
             e->cbData = (DWORD)((end - c) * PA_LFH_CHUNK);
             return 1;
         }
-        pa_lfh_sub_t *sub = (pa_lfh_sub_t *)(s->base + (c - _pa_lfh_map_off(m)) * PA_LFH_CHUNK);
-        if (at < sub->first) at = sub->first;
-        size_t idx = (at - sub->first + sub->slot_size - 1) / sub->slot_size;
-        if (idx >= sub->nslots) {
-            at = (uintptr_t)sub + (size_t)sub->nchunks * PA_LFH_CHUNK;
+        pa_lfh_sub_t *sub = sub_checked(h, s, c, m);
+        if (!sub) return -1;
+        unsigned bk = _pa_lfh_map_bucket(m);
+        size_t slot = _pa_lfh_geom[bk].slot_size, nslots = _pa_lfh_geom[bk].span / slot;
+        uintptr_t first = (uintptr_t)sub + PA_LFH_SUB_HDR;
+        if (at < first) at = first;
+        size_t idx = (at - first + slot - 1) / slot;
+        if (idx >= nslots) {
+            at = (uintptr_t)sub + (size_t)bucket_nchunks(bk) * PA_LFH_CHUNK;
             continue;
         }
-        pa_block_t *b = (pa_block_t *)(sub->first + idx * sub->slot_size);
+        pa_block_t *b = (pa_block_t *)(first + idx * slot);
+        int used = idx < sub->bump;
+        if (used && !_pa_heap_readable(h, (uintptr_t)b, U)) return -1;
         memset(e, 0, sizeof *e);
         e->lpData = b + 1;
-        if (idx < sub->bump && (b->flags & PA_BLK_BUSY)) {
+        if (used && (b->flags & PA_BLK_BUSY)) {
             e->wFlags = PROCESS_HEAP_ENTRY_BUSY;
             e->cbData = b->prev_size;
-            size_t over = sub->slot_size - b->prev_size;
+            size_t over = slot > b->prev_size ? slot - b->prev_size : 0;
             e->cbOverhead = (BYTE)(over > 255 ? 255 : over);
         } else {
-            e->cbData = sub->slot_size - (DWORD)U;
+            e->cbData = (DWORD)(slot - U);
             e->cbOverhead = (BYTE)U;
         }
         return 1;
@@ -673,11 +701,16 @@ pa_block_t *_pa_lfh_block_at(pa_heap_t *h, uintptr_t a)
     size_t c = (a - s->base) / PA_LFH_CHUNK;
     unsigned m = s->map[c];
     if (!m || m == PA_LFH_MAP_HEADER) return NULL;
-    pa_lfh_sub_t *sub = (pa_lfh_sub_t *)(s->base + (c - _pa_lfh_map_off(m)) * PA_LFH_CHUNK);
-    if (a < sub->first) return NULL;
-    size_t idx = (a - sub->first) / sub->slot_size;
+    pa_lfh_sub_t *sub = sub_checked(h, s, c, m);
+    if (!sub) return NULL;
+    unsigned bk = _pa_lfh_map_bucket(m);
+    size_t slot = _pa_lfh_geom[bk].slot_size;
+    uintptr_t first = (uintptr_t)sub + PA_LFH_SUB_HDR;
+    if (a < first) return NULL;
+    size_t idx = (a - first) / slot;
     if (idx >= sub->bump) return NULL;
-    pa_block_t *b = (pa_block_t *)(sub->first + idx * sub->slot_size);
+    pa_block_t *b = (pa_block_t *)(first + idx * slot);
+    if (!_pa_heap_readable(h, (uintptr_t)b, U)) return NULL;
     if (!(b->flags & PA_BLK_BUSY) || a < (uintptr_t)(b + 1)) return NULL;
     return b;
 }

@@ -469,8 +469,6 @@ def test_child_harness_reports_success():
     assert run_child("print(p.HeapValidate(p.HeapCreate(0, 0, 0)))") == (0, "True\n")
 
 
-@pytest.mark.xfail(strict=True, reason="heap bug: HeapWalk of a back-end block whose header tag "
-                   "is corrupted never ends (walk_next_locked restarts at that same block)")
 def test_walk_of_corrupt_block_terminates():
     rc, out = run_child("""
         h = p.HeapCreate(0, 0, 0)
@@ -483,6 +481,23 @@ def test_walk_of_corrupt_block_terminates():
         except pa.WinError:
             print(True)
         """, timeout=10)
+    assert (rc, out) == (0, "False\nTrue\n")
+
+
+def test_walk_and_validate_of_a_corrupt_lfh_subsegment_header():
+    """HeapWalk and HeapValidate take slot geometry from the LFH segment map, not from a
+    subsegment header, and check the header before reading it:
+    overwriting one makes HeapValidate False and HeapWalk fail, not crash or loop."""
+    rc, out = run_child("""
+        h = p.HeapCreate(0, 0, 0)
+        xs = [p.HeapAlloc(h, 0, 48) for _ in range(40)]
+        p.write(xs[-1] & ~0xFFFF, b"\\xff" * 64)
+        print(p.HeapValidate(h))
+        try:
+            print(len(list(p.HeapWalk(h))) < 1000)
+        except pa.WinError:
+            print(True)
+        """)
     assert (rc, out) == (0, "False\nTrue\n")
 
 
