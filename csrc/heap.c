@@ -76,6 +76,7 @@ typedef struct proc_rec_s {
     pa_heap_t *process_heap;
     pa_heap_t *first, *last; /* creation order through next_heap */
     DWORD count;
+    int terminate_on_corruption; /* set for every heap, later ones included */
 } proc_rec_t;
 
 static pthread_mutex_t registry_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -1296,6 +1297,7 @@ static HANDLE create_heap(pa_process_t *p, DWORD options, size_t initial, size_t
         r->last = h;
     }
     r->count++;
+    h->terminate_on_corruption = (uint32_t)r->terminate_on_corruption;
     pthread_mutex_unlock(&registry_lock);
     _pa_heap_trace(p, PA_OP_HEAP_CREATE, h, initial, options, h, 1);
     return h;
@@ -1968,7 +1970,8 @@ BOOL pa_heap_set_information(pa_process_t *p, HANDLE heap, HEAP_INFORMATION_CLAS
         /* Applies to every heap of the process when heap is NULL; cannot be undone. */
         if (!heap) {
             pthread_mutex_lock(&registry_lock);
-            proc_rec_t *r = rec_find_locked(p, 0);
+            proc_rec_t *r = p ? rec_find_locked(p, 1) : NULL;
+            if (r) r->terminate_on_corruption = 1;
             for (pa_heap_t *h = r ? r->first : NULL; h; h = h->next_heap) h->terminate_on_corruption = 1;
             pthread_mutex_unlock(&registry_lock);
             return TRUE;
@@ -2001,6 +2004,12 @@ BOOL pa_heap_set_information(pa_process_t *p, HANDLE heap, HEAP_INFORMATION_CLAS
     }
     pthread_mutex_unlock(&h->lock);
     return ok;
+}
+
+int pa_heap_terminates_on_corruption(pa_process_t *p, HANDLE heap)
+{
+    pa_heap_t *h = _pa_heap_from_handle(p, heap);
+    return h && h->terminate_on_corruption;
 }
 
 BOOL pa_heap_query_information(pa_process_t *p, HANDLE heap, HEAP_INFORMATION_CLASS info_class,

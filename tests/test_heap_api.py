@@ -449,6 +449,48 @@ def test_corrupt_heap_header_signature(raw):
     assert p.HeapValidate(h) and p.HeapFree(h, 0, x)
 
 
+def test_termination_on_corruption_raises_heap_exception(raw):
+    """With HeapEnableTerminationOnCorruption, where Windows would end the process, a call that
+    finds the heap corrupted raises HeapException(STATUS_HEAP_CORRUPTION) instead of WinError;
+    without it the same call is a plain WinError. HeapValidate still answers False."""
+    p = raw
+    plain = p.HeapCreate(0, 0, 0, debug=TAIL)
+    h = p.HeapCreate(0, 0, 0, debug=TAIL)
+    assert p.HeapSetInformation(h, pa.HeapEnableTerminationOnCorruption)
+    x, y = p.HeapAlloc(h, 0, 30), p.HeapAlloc(plain, 0, 30)
+    p.write(x + 30, b"overrun")
+    p.write(y + 30, b"overrun")
+    with pytest.raises(pa.WinError) as err:
+        p.HeapFree(plain, 0, y)
+    assert not isinstance(err.value, pa.HeapException)
+    assert p.HeapValidate(h) is False
+    for call, op in ((lambda: p.HeapFree(h, 0, x), "HeapFree"),
+                     (lambda: p.HeapReAlloc(h, 0, x, 300), "HeapReAlloc")):
+        with pytest.raises(pa.HeapException) as exc:
+            call()
+        assert exc.value.code == 0xC0000374 and exc.value.operation == op
+    assert p.HeapSize(h, 0, x) == 30  # no check, no corruption found (as on Windows)
+    with pytest.raises(pa.WinError):  # a wild pointer is misuse, not corruption
+        p.HeapFree(h, 0, x + 16)
+    p.write(x + 30, b"\xab" * 7)
+    assert p.HeapValidate(h) and p.HeapFree(h, 0, x)
+
+
+def test_termination_on_corruption_for_every_heap_covers_later_heaps_and_large_blocks(raw):
+    p = raw
+    assert p.HeapSetInformation(None, pa.HeapEnableTerminationOnCorruption)
+    h = p.HeapCreate(0, 0, 0)  # created afterwards: covered too
+    big, other = p.HeapAlloc(h, 0, 2 << 20), p.HeapAlloc(h, 0, 2 << 20)
+    link = p.read(big - 48, 8)
+    p.write(big - 48, b"\xff" * 8)  # its back link (to other, allocated later)
+    assert p.HeapValidate(h) is False
+    with pytest.raises(pa.HeapException) as exc:
+        p.HeapFree(h, 0, big)
+    assert exc.value.code == 0xC0000374 and exc.value.address == big
+    p.write(big - 48, link)
+    assert p.HeapValidate(h) and p.HeapFree(h, 0, big) and p.HeapFree(h, 0, other)
+
+
 _CHILD_PRELUDE = """
 import pyalloc as pa
 p = pa.Process(heap_guard=False)

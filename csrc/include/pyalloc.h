@@ -387,8 +387,16 @@ void pa_heap_fork_prepare(void);
 void pa_heap_fork_parent(void);
 void pa_heap_fork_child(void);
 /* The NTSTATUS of the calling thread's last failed heap call (what HEAP_GENERATE_EXCEPTIONS
- * would raise: STATUS_NO_MEMORY, STATUS_ACCESS_VIOLATION, STATUS_INVALID_PARAMETER...). */
+ * would raise: STATUS_NO_MEMORY, STATUS_ACCESS_VIOLATION, STATUS_INVALID_PARAMETER...).
+ * STATUS_HEAP_CORRUPTION when the call found the heap's metadata corrupted (a tail or free
+ * fill overwritten, a block header or list link that fails its check). */
 NTSTATUS pa_heap_last_status(void);
+/* 1 if HeapSetInformation(HeapEnableTerminationOnCorruption) applies to heap (set for it, or
+ * for every heap of p with a NULL handle, later heaps included), else 0 (also for a handle
+ * that is not a heap of p). Where Windows would terminate the process on corruption, a caller
+ * reports the failure as an exception instead of a plain error (the Python binding raises
+ * HeapException(STATUS_HEAP_CORRUPTION)). Heap calls themselves still fail cleanly. */
+int pa_heap_terminates_on_corruption(pa_process_t *p, HANDLE heap);
 /* Destroys every heap of p, the process heap included. pa_process_destroy runs it (the heap
  * layer registers it as a rundown function when it first sees a process). */
 void pa_heap_process_detach(pa_process_t *p);

@@ -293,12 +293,43 @@ static int arg_heap(PyObject *self, PyObject *o, HANDLE *h, DWORD *options)
     return 0;
 }
 
+/* Raises HeapException(status) about address (the block, or the heap). */
+static PyObject *raise_heap_exception(pa_state *st, NTSTATUS status, uintptr_t address, const char *op)
+{
+    PyObject *exc = PyObject_CallFunction(st->HeapException, "kKs", (unsigned long)(uint32_t)status,
+                                          (unsigned long long)address, op);
+    if (exc) {
+        PyErr_SetObject(st->HeapException, exc);
+        Py_DECREF(exc);
+    }
+    return NULL;
+}
+
+/* Where Windows would terminate the process: a call on a heap with termination on corruption
+ * that failed because it found the heap corrupted. */
+static int corruption_is_fatal(PyObject *self, HANDLE h)
+{
+    return pa_heap_last_status() == STATUS_HEAP_CORRUPTION &&
+           pa_heap_terminates_on_corruption(PROC(self), h);
+}
+
+/* Raises for a failed HeapFree/HeapSize/HeapWalk: HeapException(STATUS_HEAP_CORRUPTION) when
+ * corruption_is_fatal, WinError (the last error) otherwise. */
+static PyObject *heap_error(PyObject *self, HANDLE h, uintptr_t address, const char *op)
+{
+    if (corruption_is_fatal(self, h))
+        return raise_heap_exception(STATE(self), STATUS_HEAP_CORRUPTION, address ? address : (uintptr_t)h, op);
+    return pa_raise_last_error(STATE(self));
+}
+
 /* Raises for a failed heap call: the structured exception on a HEAP_GENERATE_EXCEPTIONS
- * heap or call, WinError otherwise. */
+ * heap or call, or for corruption found on a heap that terminates on corruption, WinError
+ * otherwise. */
 static PyObject *heap_failure(PyObject *self, DWORD flags, HANDLE h, const char *op)
 {
     pa_state *st = STATE(self);
     NTSTATUS status = pa_heap_last_status();
+    if (corruption_is_fatal(self, h)) return raise_heap_exception(st, status, (uintptr_t)h, op);
     if ((flags & HEAP_GENERATE_EXCEPTIONS) && status != STATUS_SUCCESS) {
         PyObject *exc = PyObject_CallFunction(st->HeapException, "kKs",
                                               (unsigned long)(uint32_t)status,
@@ -470,8 +501,7 @@ PyObject *HeapFree_impl(PyObject *self, PyObject *const *args, Py_ssize_t nargs,
     if (heap_flags_address(self, "HeapFree", args, nargs, kwnames, 3, &h, &flags, &address) ||
         (!NO_SERIALIZE(flags) && wait_heap_unlocked(self, h)) || check_not_exported(self, address))
         return NULL;
-    if (!pa_heap_free(PROC(self), h, flags, (void *)address))
-        return pa_raise_last_error(STATE(self));
+    if (!pa_heap_free(PROC(self), h, flags, (void *)address)) return heap_error(self, h, address, "HeapFree");
     Py_RETURN_TRUE;
 }
 
@@ -485,7 +515,7 @@ PyObject *HeapSize_impl(PyObject *self, PyObject *const *args, Py_ssize_t nargs,
         (!NO_SERIALIZE(flags) && wait_heap_unlocked(self, h)))
         return NULL;
     SIZE_T n = pa_heap_size(PROC(self), h, flags, (void *)address);
-    if (n == (SIZE_T)-1) return pa_raise_last_error(STATE(self));
+    if (n == (SIZE_T)-1) return heap_error(self, h, address, "HeapSize");
     return PyLong_FromSize_t(n);
 }
 
@@ -528,6 +558,7 @@ PyObject *HeapWalk_impl(PyObject *self, PyObject *const *args, Py_ssize_t nargs,
     if (!list) return NULL;
     if (err != ERROR_NO_MORE_ITEMS) {
         Py_DECREF(list);
+        if (corruption_is_fatal(self, h)) return heap_error(self, h, 0, "HeapWalk");
         return pa_raise_win_error(STATE(self), err);
     }
     PyObject *it = PyObject_GetIter(list);
