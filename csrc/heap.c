@@ -1857,7 +1857,7 @@ BOOL pa_heap_validate(pa_process_t *p, HANDLE heap, DWORD flags, LPCVOID mem)
         tls_ent_t *e = tls_lookup(p, heap);
         int locked = _pa_heap_enter(h, flags);
         if (!mem) {
-            ok = _pa_heap_validate_locked(h);
+            ok = _pa_heap_validate_locked(h) && _pa_lfh_validate_tcache(h, e ? e->tc : NULL);
         } else {
             found_t f;
             switch (classify_locked(h, e ? e->tc : NULL, mem, &f)) {

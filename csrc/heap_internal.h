@@ -380,6 +380,11 @@ void _pa_lfh_compact_locked(pa_heap_t *h);
 /* Adds the LFH busy counts to busy_blocks and busy_bytes, per-bucket counts to buckets[]. */
 void _pa_lfh_stats(pa_heap_t *h, size_t *busy_blocks, size_t *busy_bytes, uint64_t *buckets);
 int _pa_lfh_validate_locked(pa_heap_t *h);
+/* Checks the free slots cached in tc, the calling thread's own cache (NULL: nothing to check):
+ * each link is a free slot of its bucket, checked before it is followed, and the counts
+ * match. Other threads' caches and the remote lists are not read (they change without a
+ * lock). */
+int _pa_lfh_validate_tcache(pa_heap_t *h, pa_lfh_tcache_t *tc);
 /* Walk support: fills entry for the LFH segment position at/after `at` in seg; returns 0
  * when the segment is exhausted, -1 when its map or a subsegment header is corrupted. */
 int _pa_lfh_walk_seg(pa_heap_t *h, pa_lfh_seg_t *seg, uintptr_t at, PROCESS_HEAP_ENTRY *e);

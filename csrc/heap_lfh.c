@@ -614,6 +614,35 @@ static int sub_ok_locked(pa_heap_t *h, pa_lfh_seg_t *s, pa_lfh_sub_t *sub)
     return ok;
 }
 
+/* Is b a free slot of bucket k in h's LFH? Position first (segment, map, geometry, as
+ * _pa_lfh_lookup), then the header. Reads nothing through b before that. */
+static int free_slot_ok(pa_heap_t *h, pa_lfh_t *L, const pa_block_t *b, unsigned k)
+{
+    uintptr_t a = (uintptr_t)b;
+    pa_lfh_seg_t *s = _pa_lfh_seg_find(L, a);
+    if (!s || (a & (U - 1))) return 0;
+    size_t off = a + U - s->base;
+    if (off >= s->size) return 0;
+    unsigned m = s->map[off / PA_LFH_CHUNK], o = _pa_lfh_map_off(m);
+    if (o >= 8u || o > off / PA_LFH_CHUNK || _pa_lfh_map_bucket(m) != k) return 0;
+    size_t d = _pa_lfh_slot_offset(off, o);
+    if (d >= _pa_lfh_geom[k].span || !_pa_heap_readable(h, a, U)) return 0;
+    return (size_t)b->size * _pa_lfh_geom[k].slot_size == d && b->flags == PA_BLK_LFH && b->bucket == k;
+}
+
+int _pa_lfh_validate_tcache(pa_heap_t *h, pa_lfh_tcache_t *tc)
+{
+    pa_lfh_t *L = __atomic_load_n(&h->lfh, __ATOMIC_ACQUIRE);
+    if (!L || !tc) return 1;
+    for (unsigned k = 0; k < PA_LFH_BUCKETS; k++) {
+        uint32_t n = 0;
+        for (pa_block_t *b = tc->bin[k].head; b; b = *(pa_block_t **)(b + 1))
+            if (++n > tc->bin[k].count || !free_slot_ok(h, L, b, k)) return 0;
+        if (n != tc->bin[k].count) return 0;
+    }
+    return 1;
+}
+
 int _pa_lfh_validate_locked(pa_heap_t *h)
 {
     pa_lfh_t *L = h->lfh;

@@ -559,6 +559,22 @@ def test_lfh_use_after_free_write_does_not_crash():
     assert (rc, out) == (0, "False\nok\n")
 
 
+def test_validate_sees_a_write_into_a_freed_lfh_slot(raw):
+    """A freed LFH slot waits in the thread's cache, linked through its first word: HeapValidate
+    checks the calling thread's cache, so overwriting that link is noticed. (Allocating from
+    the bucket after such a write still follows the link: the allocation fast path does not
+    check it.)"""
+    p = raw
+    h, xs = lfh_heap(p)
+    p.HeapFree(h, 0, xs[30])
+    assert p.HeapValidate(h)
+    link = p.read(xs[30], 8)
+    p.write(xs[30], b"\xff" * 8)
+    assert p.HeapValidate(h) is False
+    p.write(xs[30], link)
+    assert p.HeapValidate(h)
+
+
 def test_corrupt_large_block_link_does_not_crash_validate():
     rc, out = run_child("""
         h = p.HeapCreate(0, 0, 0)
