@@ -256,6 +256,15 @@ static unsigned take_slots(pa_heap_t *h, unsigned b, unsigned want, pa_block_t *
         }
         while (got < want && sub->free) {
             pa_block_t *s = sub->free;
+            /* The link was written into a free slot: check it is one of this subsegment's
+             * (geometry from the bucket) before reading it; drop the list if not (HeapValidate
+             * then fails: the dropped slots are neither used nor free). */
+            size_t off = (uintptr_t)s - ((uintptr_t)sub + PA_LFH_SUB_HDR);
+            if (off >= _pa_lfh_geom[b].span || off >= (size_t)sub->bump * bk->slot_size ||
+                (size_t)s->size * bk->slot_size != off || s->flags != PA_BLK_LFH) {
+                sub->free = NULL;
+                break;
+            }
             sub->free = *(pa_block_t **)(s + 1);
             *(pa_block_t **)(s + 1) = head;
             head = s;
@@ -339,7 +348,8 @@ static int remote_push(pa_lfh_bucket_t *bk, pa_block_t *head, pa_block_t *tail, 
     return 1;
 }
 
-/* Takes bucket b's whole remote list; *count gets its length. Lock-free. */
+/* Takes bucket b's whole remote list; *count gets its length. Lock-free. The links are not
+ * checked (this is the cross-thread hand-over path; HeapValidate does not read the list). */
 static pa_block_t *remote_take(pa_lfh_bucket_t *bk, uint32_t *count)
 {
     *count = 0;
