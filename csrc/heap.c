@@ -2168,7 +2168,9 @@ static int walk_outside(pa_heap_t *h, const void *after, PROCESS_HEAP_ENTRY *e)
     }
     _pa_unlock(h->process);
     if (bad) return -1;
-    for (pa_pageblk_t *b = h->pages; b; b = b->next) {
+    n = 0;
+    for (pa_pageblk_t *b = h->pages; b && n++ < h->ctr.page_blocks; b = b->next) {
+        if (!_pa_pageblk_ok(h, b, 0)) return -1;
         if (take) {
             memset(e, 0, sizeof *e);
             e->lpData = (void *)b->user;
@@ -2246,7 +2248,8 @@ static int block_containing_locked(pa_heap_t *h, uintptr_t addr, void **user, si
 {
     pa_pageblk_t *pb;
     if ((h->debug & PA_HEAP_DEBUG_PAGE_HEAP)) {
-        for (pb = h->pages; pb; pb = pb->next)
+        size_t n = 0;
+        for (pb = h->pages; pb && n++ < h->ctr.page_blocks && _pa_pageblk_ok(h, pb, 0); pb = pb->next)
             if (addr - pb->user < (pb->requested ? pb->requested : 1)) {
                 *user = (void *)pb->user;
                 *size = pb->requested;

@@ -190,11 +190,30 @@ int _pa_pageheap_lookup_locked(pa_heap_t *h, const void *mem, pa_pageblk_t **out
     return 1;
 }
 
-int _pa_pageheap_free_locked(pa_heap_t *h, pa_pageblk_t *b)
+int _pa_pageblk_ok(pa_heap_t *h, const pa_pageblk_t *x, uint32_t freed)
+{
+    return x && !((uintptr_t)x & (PA_GRANULARITY - 1)) && _pa_heap_readable(h, (uintptr_t)x, sizeof *x) &&
+           x->magic == PA_PAGEBLK_MAGIC && x->heap == h && x->freed == freed;
+}
+
+/* Are b's tail fill bytes intact? Reads them only where layer 1 says they are readable. */
+static int tail_fill_ok(pa_heap_t *h, const pa_pageblk_t *b)
 {
     const unsigned char *t = (const unsigned char *)b->user + b->requested;
-    for (size_t i = 0; i < suffix_of(b); i++)
+    size_t n = suffix_of(b);
+    if (n && !_pa_heap_readable(h, (uintptr_t)t, n)) return 0;
+    for (size_t i = 0; i < n; i++)
         if (t[i] != FILL_TAIL) return 0;
+    return 1;
+}
+
+int _pa_pageheap_free_locked(pa_heap_t *h, pa_pageblk_t *b)
+{
+    if (!tail_fill_ok(h, b)) return 0;
+    /* The list links are checked before they are written through. */
+    if ((b->prev ? !_pa_pageblk_ok(h, b->prev, 0) || b->prev->next != b : h->pages != b) ||
+        (b->next && (!_pa_pageblk_ok(h, b->next, 0) || b->next->prev != b)))
+        return 0;
     if (b->prev) b->prev->next = b->next;
     else h->pages = b->next;
     if (b->next) b->next->prev = b->prev;
@@ -216,6 +235,13 @@ int _pa_pageheap_free_locked(pa_heap_t *h, pa_pageblk_t *b)
     h->freed_pages_tail = b;
     if (++h->nfreed_pages > MAX_FREED) {
         pa_pageblk_t *old = h->freed_pages;
+        if (!_pa_pageblk_ok(h, old, 1) || (old->next && !_pa_pageblk_ok(h, old->next, 1))) {
+            /* A corrupted queue: forget it (its reservations go with the process). */
+            h->freed_pages = h->freed_pages_tail = b;
+            b->prev = NULL;
+            h->nfreed_pages = 1;
+            return 1;
+        }
         h->freed_pages = old->next;
         if (h->freed_pages) h->freed_pages->prev = NULL;
         else h->freed_pages_tail = NULL;
@@ -225,31 +251,35 @@ int _pa_pageheap_free_locked(pa_heap_t *h, pa_pageblk_t *b)
     return 1;
 }
 
+/* (A block that fails _pa_pageblk_ok ends its list: the rest goes with the process.) */
 void _pa_pageheap_destroy_locked(pa_heap_t *h)
 {
-    while (h->pages) {
+    while (h->pages && _pa_pageblk_ok(h, h->pages, 0)) {
         pa_pageblk_t *b = h->pages;
         h->pages = b->next;
         release_block(h, b, b->reserved - PAGE);
     }
-    while (h->freed_pages) {
+    h->pages = NULL;
+    while (h->freed_pages && _pa_pageblk_ok(h, h->freed_pages, 1)) {
         pa_pageblk_t *b = h->freed_pages;
         h->freed_pages = b->next;
         release_block(h, b, PAGE);
     }
+    h->freed_pages = NULL;
     h->freed_pages_tail = NULL;
     h->nfreed_pages = 0;
 }
 
 int _pa_pageheap_validate_locked(pa_heap_t *h, pa_pageblk_t *only)
 {
-    for (pa_pageblk_t *b = only ? only : h->pages; b; b = only ? NULL : b->next) {
-        if (b->magic != PA_PAGEBLK_MAGIC || b->heap != h || b->freed) return 0;
-        const unsigned char *t = (const unsigned char *)b->user + b->requested;
-        for (size_t i = 0; i < suffix_of(b); i++)
-            if (t[i] != FILL_TAIL) return 0;
+    size_t n = 0;
+    for (pa_pageblk_t *b = only ? only : h->pages, *prev = NULL; b; prev = b, b = only ? NULL : b->next) {
+        if (!_pa_pageblk_ok(h, b, 0) || (!only && (b->prev != prev || ++n > h->ctr.page_blocks)) ||
+            !tail_fill_ok(h, b))
+            return 0;
     }
-    for (pa_pageblk_t *b = only ? NULL : h->freed_pages; b; b = b->next)
-        if (b->magic != PA_PAGEBLK_MAGIC || b->heap != h || !b->freed) return 0;
+    n = 0;
+    for (pa_pageblk_t *b = only ? NULL : h->freed_pages, *prev = NULL; b; prev = b, b = b->next)
+        if (!_pa_pageblk_ok(h, b, 1) || b->prev != prev || ++n > h->nfreed_pages) return 0;
     return 1;
 }

@@ -408,6 +408,9 @@ int _pa_pageheap_lookup_locked(pa_heap_t *h, const void *mem, pa_pageblk_t **blk
 int _pa_pageheap_free_locked(pa_heap_t *h, pa_pageblk_t *b);
 void _pa_pageheap_destroy_locked(pa_heap_t *h);
 int _pa_pageheap_validate_locked(pa_heap_t *h, pa_pageblk_t *only);
+/* Is x a page-heap block of h (busy: freed 0, or on the freed queue: 1): 64 KiB-aligned, its
+ * header readable (layer 1), magic and heap right? Checked before a list link is followed. */
+int _pa_pageblk_ok(pa_heap_t *h, const pa_pageblk_t *x, uint32_t freed);
 
 /* The hot paths, inlined into heap.c's entry points: pop a cached slot / push a freed one.
  * Only the cache's own thread calls them. */

@@ -559,6 +559,27 @@ def test_lfh_use_after_free_write_does_not_crash():
     assert (rc, out) == (0, "False\nok\n")
 
 
+def test_corrupt_page_heap_link_is_detected():
+    """A page-heap block's list links (in its header page, the reservation's base) are checked
+    before they are followed: HeapValidate False, HeapFree refused, no crash at teardown."""
+    rc, out = run_child("""
+        h = p.HeapCreate(0, 0, 0, debug=pa.PA_HEAP_DEBUG_PAGE_HEAP)
+        xs = [p.HeapAlloc(h, 0, 100) for _ in range(3)]
+        base = xs[1] & ~0xFFFF
+        p.write(base + 16, b"\\xff" * 16)  # next and prev
+        print(p.HeapValidate(h))
+        try:
+            p.HeapFree(h, 0, xs[1])
+        except pa.WinError:
+            print("refused")
+        try:
+            print(len(list(p.HeapWalk(h))) < 100)
+        except pa.WinError:
+            print(True)
+        """)
+    assert (rc, out) == (0, "False\nrefused\nTrue\n")
+
+
 def test_validate_sees_a_write_into_a_freed_lfh_slot(raw):
     """A freed LFH slot waits in the thread's cache, linked through its first word: HeapValidate
     checks the calling thread's cache, so overwriting that link is noticed. (Allocating from
