@@ -1575,8 +1575,8 @@ static __attribute__((noinline)) BOOL free_fast_tail(pa_process_t *p, HANDLE hea
                                                      LPVOID mem)
 {
     pa_lfh_tcache_t *tc = tls_ents[0].tc;
-    unsigned k = ((pa_block_t *)mem - 1)->bucket;
-    if (tc->bin[k].count > tc->bin[k].limit) _pa_lfh_flush(tc->heap, tc, k);
+    unsigned k = ((pa_block_t *)mem - 1)->bucket; /* not checked by the fast path: bound it */
+    if (k < PA_LFH_BUCKETS && tc->bin[k].count > tc->bin[k].limit) _pa_lfh_flush(tc->heap, tc, k);
     _pa_heap_trace(p, PA_OP_HEAP_FREE, mem, 0, flags, heap, TRUE);
     return TRUE;
 }

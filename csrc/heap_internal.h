@@ -468,8 +468,9 @@ static inline int _pa_lfh_lookup(pa_heap_t *h, pa_lfh_tcache_t *tc, const void *
      * the last slot). */
     size_t d = _pa_lfh_slot_offset(off, o);
     if (PA_UNLIKELY((a & (PA_HEAP_UNIT - 1)) || d >= g.span)) return PA_LFH_BAD;
-    if (PA_UNLIKELY((size_t)b->size * g.slot_size != d || b->flags != (PA_BLK_BUSY | PA_BLK_LFH)))
-        return PA_LFH_BAD;
+    if (PA_UNLIKELY((size_t)b->size * g.slot_size != d || b->flags != (PA_BLK_BUSY | PA_BLK_LFH) ||
+                    b->bucket != _pa_lfh_map_bucket(m)))
+        return PA_LFH_BAD; /* (the free path indexes the thread's bins by b->bucket) */
     *hdr = b;
     return PA_LFH_BUSY;
 }

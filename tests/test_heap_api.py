@@ -376,6 +376,21 @@ def test_corrupt_lfh_block_header(raw):
     assert p.HeapValidate(h) and p.HeapFree(h, 0, x)
 
 
+def test_corrupt_lfh_bucket_byte_is_refused(raw):
+    """An LFH block's bucket byte (header byte -3) indexes the thread's cache on free: a block
+    whose byte disagrees with the segment map is refused, not freed into the wrong bin."""
+    p = raw
+    h, xs = lfh_heap(p)
+    p.HeapAlloc(p.HeapCreate(0, 0, 0), 0, 8)  # another heap first in the thread's handle cache
+    old = p.read(xs[30] - 3, 1)
+    p.write(xs[30] - 3, b"\xff")
+    with pytest.raises(pa.WinError):
+        p.HeapFree(h, 0, xs[30])
+    assert p.HeapValidate(h) is False
+    p.write(xs[30] - 3, old)
+    assert p.HeapValidate(h) and p.HeapFree(h, 0, xs[30])
+
+
 def test_corrupt_large_block_header(raw):
     p = raw
     h = p.HeapCreate(0, 0, 0)
