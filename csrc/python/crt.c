@@ -642,19 +642,31 @@ PyObject *calloc_impl(PyObject *self, PyObject *const *args, Py_ssize_t nargs, P
     return block_result(SELF, r, errno, 0, "calloc");
 }
 
-PyObject *realloc_impl(PyObject *self, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames)
+/* Parses (address, size) as realloc and _expand take them and enters the CRT at the caller's
+ * site: the CRT mode, or -1 with an exception set (BufferError if the block is exported). */
+static int address_size_site(PyObject *self, const char *fname, PyObject *const *args,
+                             Py_ssize_t nargs, PyObject *kwnames, uintptr_t *address,
+                             size_t *size, const char **file, int *line)
 {
     static const char *const names[] = {"address", "size", NULL};
     PyObject *a[2] = {NULL, NULL};
+    if (parse(fname, args, nargs, kwnames, names, 2, a) || arg_ptr(a[0], address) ||
+        arg_size(a[1], size))
+        return -1;
+    int mode = enter_site(SELF, file, line);
+    if (mode < 0 || pa_crt_check_not_exported(SELF, *address)) return -1;
+    return mode;
+}
+
+PyObject *realloc_impl(PyObject *self, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames)
+{
     uintptr_t address;
     size_t size;
     const char *file;
     int line;
-    if (parse("realloc", args, nargs, kwnames, names, 2, a) || arg_ptr(a[0], &address) ||
-        arg_size(a[1], &size))
-        return NULL;
-    int mode = enter_site(SELF, &file, &line);
-    if (mode < 0 || pa_crt_check_not_exported(SELF, address)) return NULL;
+    int mode = address_size_site(self, "realloc", args, nargs, kwnames, &address, &size, &file,
+                                 &line);
+    if (mode < 0) return NULL;
     errno = 0;
     void *r = mode == PA_CRT_MODE_DEBUG
                   ? pa_crt_realloc_dbg(SELF->p, (void *)address, size, _NORMAL_BLOCK, file, line)
@@ -679,17 +691,13 @@ PyObject *_msize_impl(PyObject *self, PyObject *const *args, Py_ssize_t nargs, P
 
 PyObject *_expand_impl(PyObject *self, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames)
 {
-    static const char *const names[] = {"address", "size", NULL};
-    PyObject *a[2] = {NULL, NULL};
     uintptr_t address;
     size_t size;
     const char *file;
     int line;
-    if (parse("_expand", args, nargs, kwnames, names, 2, a) || arg_ptr(a[0], &address) ||
-        arg_size(a[1], &size))
-        return NULL;
-    int mode = enter_site(SELF, &file, &line);
-    if (mode < 0 || pa_crt_check_not_exported(SELF, address)) return NULL;
+    int mode = address_size_site(self, "_expand", args, nargs, kwnames, &address, &size, &file,
+                                 &line);
+    if (mode < 0) return NULL;
     void *r = mode == PA_CRT_MODE_DEBUG
                   ? pa_crt_expand_dbg(SELF->p, (void *)address, size, _NORMAL_BLOCK, file, line)
                   : pa_crt_expand(SELF->p, (void *)address, size);
