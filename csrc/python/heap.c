@@ -415,15 +415,27 @@ PyObject *HeapCreate_impl(PyObject *self, PyObject *const *args, Py_ssize_t narg
     return new_heap(self, h, options);
 }
 
-PyObject *HeapDestroy_impl(PyObject *self, PyObject *const *args, Py_ssize_t nargs,
-                           PyObject *kwnames)
+/* Parses the single (heap) argument of HeapDestroy and HeapWalk and waits until no other
+ * Python thread holds the heap's lock. 0, or -1 with an exception set. */
+static int heap_arg_unlocked(PyObject *self, const char *fname, PyObject *const *args,
+                             Py_ssize_t nargs, PyObject *kwnames, PyObject **arg, HANDLE *h)
 {
     static const char *const names[] = {"heap", NULL};
     PyObject *a[1] = {NULL};
-    HANDLE h;
     DWORD options;
-    PARSE("HeapDestroy", names, 1, a);
-    if (arg_heap(self, a[0], &h, &options) || wait_heap_unlocked(self, h)) return NULL;
+    if (open_or_raise(self) || pa_parse_args(fname, args, nargs, kwnames, names, 1, a) ||
+        arg_heap(self, a[0], h, &options) || wait_heap_unlocked(self, *h))
+        return -1;
+    *arg = a[0];
+    return 0;
+}
+
+PyObject *HeapDestroy_impl(PyObject *self, PyObject *const *args, Py_ssize_t nargs,
+                           PyObject *kwnames)
+{
+    PyObject *arg;
+    HANDLE h;
+    if (heap_arg_unlocked(self, "HeapDestroy", args, nargs, kwnames, &arg, &h)) return NULL;
     if (pa_mm_range_pinned(PROC(self), NULL, 0, PA_OWNER_HEAP)) {
         PyErr_SetString(PyExc_BufferError,
                         "heap memory is exported to a live memoryview; release it first");
@@ -431,7 +443,7 @@ PyObject *HeapDestroy_impl(PyObject *self, PyObject *const *args, Py_ssize_t nar
     }
     if (!pa_heap_destroy(PROC(self), h)) return pa_raise_last_error(STATE(self));
     forget_locks(self, h);
-    if (PyObject_TypeCheck(a[0], STATE(self)->Heap)) ((HeapObject *)a[0])->destroyed = 1;
+    if (PyObject_TypeCheck(arg, STATE(self)->Heap)) ((HeapObject *)arg)->destroyed = 1;
     Py_RETURN_TRUE;
 }
 
@@ -534,12 +546,9 @@ PyObject *HeapValidate_impl(PyObject *self, PyObject *const *args, Py_ssize_t na
 PyObject *HeapWalk_impl(PyObject *self, PyObject *const *args, Py_ssize_t nargs,
                         PyObject *kwnames)
 {
-    static const char *const names[] = {"heap", NULL};
-    PyObject *a[1] = {NULL};
+    PyObject *arg;
     HANDLE h;
-    DWORD options;
-    PARSE("HeapWalk", names, 1, a);
-    if (arg_heap(self, a[0], &h, &options) || wait_heap_unlocked(self, h)) return NULL;
+    if (heap_arg_unlocked(self, "HeapWalk", args, nargs, kwnames, &arg, &h)) return NULL;
     if (!pa_heap_lock(PROC(self), h)) return pa_raise_last_error(STATE(self));
     PyObject *list = PyList_New(0);
     PROCESS_HEAP_ENTRY e;
