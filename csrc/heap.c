@@ -139,10 +139,15 @@ pa_heap_t *_pa_heap_from_handle(pa_process_t *p, HANDLE handle)
     return ok ? h : NULL;
 }
 
+static void mc_orphan(pa_heap_t *h, pa_lfh_tcache_t *tc);
+
 /* Gives a thread cache back if its heap still lives. Registry lock held. */
 static void tls_drop_locked(tls_ent_t *e)
 {
-    if (e->tc && registered_locked(e->p, e->heap, e->id)) _pa_lfh_tcache_release(e->heap, e->tc);
+    if (e->tc && registered_locked(e->p, e->heap, e->id)) {
+        mc_orphan(e->heap, e->tc);
+        _pa_lfh_tcache_release(e->heap, e->tc);
+    }
     memset(e, 0, sizeof *e);
 }
 
@@ -430,36 +435,84 @@ static void seg_init(pa_heap_t *h, pa_segment_t *s, uintptr_t base, size_t hdr, 
     make_free(h, (pa_block_t *)s->first, units, 0);
 }
 
-/* Index of the segment (any kind) containing addr in [base, end), or -1. */
+/* The segment map's word for s (see pa_heap_t.segmap). */
+static uint64_t segmap_word(const pa_segment_t *s)
+{
+    if (s->kind == PA_SEG_LFH) {
+        const pa_lfh_seg_t *l = (const pa_lfh_seg_t *)s;
+        return (uint64_t)(l->base >> 16) << 32 | PA_SEGMAP_LFH | (uint32_t)(l->size >> 12);
+    }
+    return (uint64_t)(s->base >> 16) << 32 | (uint32_t)((s->end - s->base) >> 12);
+}
+
+static inline uintptr_t segmap_base(uint64_t w) { return (uintptr_t)(w >> 32) << 16; }
+static inline size_t segmap_size(uint64_t w) { return (size_t)(w & ~(uint64_t)0xFFFFFFFF80000000u) << 12; }
+
+/* Index of the segment (any kind) containing addr in [base, end), or -1. Reads only the
+ * segment map (one array, not the segments' headers). */
 static int seg_index(const pa_heap_t *h, uintptr_t addr)
 {
     for (unsigned i = 0; i < h->nsegs; i++) {
-        const pa_segment_t *s = h->segs[i];
-        size_t size = s->kind == PA_SEG_LFH ? ((const pa_lfh_seg_t *)s)->size : s->end - s->base;
-        if (addr - s->base < size) return (int)i;
+        uint64_t w = h->segmap[i];
+        if (addr - segmap_base(w) < segmap_size(w)) return (int)i;
     }
     return -1;
+}
+
+/* The descriptor of segment i. */
+static inline pa_segment_t *seg_at(const pa_heap_t *h, unsigned i)
+{
+    uintptr_t base = segmap_base(h->segmap[i]);
+    return base == (uintptr_t)h ? (pa_segment_t *)&h->seg0 : (pa_segment_t *)base;
 }
 
 static pa_segment_t *backend_seg_of(const pa_heap_t *h, uintptr_t addr)
 {
     int i = seg_index(h, addr);
-    return i >= 0 && h->segs[i]->kind == PA_SEG_BACKEND ? h->segs[i] : NULL;
+    return i >= 0 && !(h->segmap[i] & PA_SEGMAP_LFH) ? seg_at(h, (unsigned)i) : NULL;
+}
+
+/* Rebuilds mc_words (heap lock held) after a back-end segment was added or removed or its
+ * commit changed: the segments with the most committed bytes first. Called before memory is
+ * decommitted or released and after it is committed, so that a lock-free reader's word never
+ * covers memory that is not committed, unless the reader is slow enough to use a word that a
+ * rebuild has replaced meanwhile: a valid block is never in such memory, so only a wild
+ * pointer could then reach it. */
+static void mc_words_rebuild(pa_heap_t *h)
+{
+    uint64_t words[PA_MC_ORDER] = {0};
+    unsigned k = 0;
+    for (unsigned i = h->nsegs; i-- > 0;) {
+        if (h->segmap[i] & PA_SEGMAP_LFH) continue;
+        const pa_segment_t *s = seg_at(h, i);
+        uint64_t w = (uint64_t)(s->base >> 16) << 32 | (uint32_t)((s->commit_end - s->base) >> 12);
+        unsigned j = k < PA_MC_ORDER ? k++ : PA_MC_ORDER;
+        while (j > 0 && (uint32_t)words[j - 1] < (uint32_t)w) {
+            if (j < PA_MC_ORDER) words[j] = words[j - 1];
+            j--;
+        }
+        if (j < PA_MC_ORDER) words[j] = w;
+    }
+    for (unsigned j = 0; j < PA_MC_ORDER; j++) __atomic_store_n(&h->mc_words[j], words[j], __ATOMIC_RELEASE);
 }
 
 static int seg_append(pa_heap_t *h, pa_segment_t *s)
 {
     if (h->nsegs == PA_HEAP_MAX_SEGMENTS) return 0;
-    h->segs[h->nsegs++] = s;
+    h->segmap[h->nsegs] = segmap_word(s);
+    h->nsegs++;
+    if (s->kind == PA_SEG_BACKEND) mc_words_rebuild(h);
     return 1;
 }
 
 static void seg_remove(pa_heap_t *h, pa_segment_t *s)
 {
     for (unsigned i = 0; i < h->nsegs; i++)
-        if (h->segs[i] == s) {
-            memmove(&h->segs[i], &h->segs[i + 1], (h->nsegs - i - 1) * sizeof *h->segs);
+        if (seg_at(h, i) == s) {
+            memmove(&h->segmap[i], &h->segmap[i + 1], (h->nsegs - i - 1) * sizeof *h->segmap);
             h->nsegs--;
+            h->segmap[h->nsegs] = 0;
+            mc_words_rebuild(h);
             return;
         }
 }
@@ -487,6 +540,7 @@ static int seg_extend(pa_heap_t *h, pa_segment_t *s, size_t bytes)
     end->extra = 0;
     end->bucket = 0;
     end->tag = _pa_blk_tag(h, end);
+    mc_words_rebuild(h);
     if (last && !(last->flags & PA_BLK_BUSY)) {
         fl_remove(h, last);
         make_free(h, last, (uint32_t)((uintptr_t)end - (uintptr_t)last) / U, last->prev_size);
@@ -502,7 +556,7 @@ static int grow(pa_heap_t *h, size_t units)
 {
     size_t bytes = units * U;
     for (unsigned i = 0; i < h->nsegs; i++) {
-        pa_segment_t *s = h->segs[i];
+        pa_segment_t *s = seg_at(h, i);
         if (s->kind != PA_SEG_BACKEND) continue;
         pa_block_t *last;
         if (!seg_last_block(h, s, &last)) return corrupt_fail();
@@ -525,11 +579,12 @@ static int grow(pa_heap_t *h, size_t units)
         return 0;
     }
     pa_segment_t *s = base;
-    if (!seg_append(h, s)) {
+    if (h->nsegs == PA_HEAP_MAX_SEGMENTS) {
         release(h, base, size, first_commit);
         return 0;
     }
     seg_init(h, s, (uintptr_t)base, SEG_HDR_SIZE, size, first_commit);
+    seg_append(h, s);
     s->min_commit = s->base + PA_GRANULARITY;
     if (h->grow_size < ((size_t)64 << 20)) h->grow_size *= 2;
     return 1;
@@ -580,11 +635,15 @@ static void seg_trim(pa_heap_t *h, pa_segment_t *s, pa_block_t *b)
     if (keep < s->min_commit) keep = s->min_commit;
     if (keep + TRIM_KEEP > s->commit_end) return;
     fl_remove(h, b);
-    if (!decommit(h, keep, s->commit_end - keep)) {
+    uintptr_t old_end = s->commit_end;
+    s->commit_end = keep;
+    mc_words_rebuild(h); /* before the pages go */
+    if (!decommit(h, keep, old_end - keep)) {
+        s->commit_end = old_end;
+        mc_words_rebuild(h);
         fl_insert(h, b);
         return;
     }
-    s->commit_end = keep;
     pa_block_t *nend = (pa_block_t *)(keep - U);
     nend->size = 1;
     nend->flags = PA_BLK_END | PA_BLK_BUSY;
@@ -892,22 +951,49 @@ typedef struct found_s {
     pa_pageblk_t *page;
 } found_t;
 
+typedef uint64_t __attribute__((may_alias)) hdr_word_t;
+
+/* Writes extra, flags, bucket and tag of b in one store. */
+static void blk_set_word2(pa_heap_t *h, pa_block_t *b, uint32_t extra, uint8_t flags)
+{
+    pa_block_t v = *b;
+    v.extra = extra;
+    v.flags = flags;
+    v.bucket = 0;
+    v.tag = _pa_blk_tag_v(h, (uintptr_t)b, v.size, extra);
+    hdr_word_t w;
+    memcpy(&w, &v.extra, sizeof w);
+    __atomic_store_n((hdr_word_t *)&b->extra, w, __ATOMIC_RELEASE);
+}
+
+/* b's header as one thread wrote it (its second word loaded in one go). */
+static pa_block_t blk_snapshot(const pa_block_t *b)
+{
+    pa_block_t v;
+    hdr_word_t w = __atomic_load_n((const hdr_word_t *)&b->extra, __ATOMIC_ACQUIRE);
+    v.size = b->size;
+    v.prev_size = b->prev_size;
+    memcpy(&v.extra, &w, sizeof w);
+    return v;
+}
+
 /* Is b (inside s's committed blocks) a real busy or free back-end block? */
 static int backend_block_ok(const pa_heap_t *h, const pa_segment_t *s, pa_block_t *b)
 {
     uintptr_t a = (uintptr_t)b;
     if ((a & (U - 1)) || a < s->first || a >= s->commit_end - U) return 0;
-    if (b->tag != _pa_blk_tag(h, b) || (b->flags & (PA_BLK_END | PA_BLK_LFH | PA_BLK_LARGE)))
+    pa_block_t v = blk_snapshot(b); /* a thread's lookaside bin may be rewriting it */
+    if (v.tag != _pa_blk_tag_v(h, a, v.size, v.extra) || (v.flags & (PA_BLK_END | PA_BLK_LFH | PA_BLK_LARGE)))
         return 0;
-    if (b->size < 2 || (size_t)b->size * U > s->commit_end - U - a) return 0;
-    if (blk_next(b)->prev_size != b->size) return 0;
-    if (b->prev_size) {
-        if ((size_t)b->prev_size * U > a - s->first) return 0;
-        if (blk_prev(b)->size != b->prev_size) return 0;
+    if (v.size < 2 || (size_t)v.size * U > s->commit_end - U - a) return 0;
+    if (blk_next(b)->prev_size != v.size) return 0;
+    if (v.prev_size) {
+        if ((size_t)v.prev_size * U > a - s->first) return 0;
+        if (blk_prev(b)->size != v.prev_size) return 0;
     } else if (a != s->first) {
         return 0;
     }
-    if ((b->flags & PA_BLK_BUSY) && (size_t)b->extra > (size_t)b->size * U - U) return 0;
+    if ((v.flags & PA_BLK_BUSY) && (size_t)v.extra > (size_t)v.size * U - U) return 0;
     return 1;
 }
 
@@ -918,12 +1004,8 @@ static int fl_ptr_ok(const pa_heap_t *h, const void *p)
 {
     uintptr_t a = (uintptr_t)p;
     if (a & (U - 1)) return 0;
-    for (unsigned i = 0; i < h->nsegs; i++) {
-        const pa_segment_t *s = h->segs[i];
-        if (s->kind == PA_SEG_BACKEND && a >= s->first && a + sizeof(pa_free_t) <= s->commit_end - U)
-            return 1;
-    }
-    return 0;
+    const pa_segment_t *s = backend_seg_of(h, a);
+    return s && a >= s->first && a + sizeof(pa_free_t) <= s->commit_end - U;
 }
 
 /* Is b an intact listed free block of h: a real free block of its segment (backend_block_ok,
@@ -1022,6 +1104,14 @@ static size_t la_class_bytes(unsigned c)
     return c < 4 ? ((size_t)16 << 10) + ((size_t)c + 1) * 4096 : ((size_t)32 << 10) + ((size_t)c - 3) * 8192;
 }
 
+/* The class of a block of `cap` user bytes: the largest whose requests it holds. */
+static unsigned la_class_of_cap(size_t cap)
+{
+    unsigned c = la_class(cap);
+    if (c >= PA_LA_CLASSES) return PA_LA_CLASSES - 1;
+    return la_class_bytes(c) > cap ? c - 1 : c;
+}
+
 static int la_eligible(const pa_heap_t *h, size_t n)
 {
     return n > PA_LA_MIN && n <= PA_LA_MAX && !h->maximum && !h->debug &&
@@ -1064,8 +1154,7 @@ static int la_put_locked(pa_heap_t *h, pa_block_t *b)
 {
     size_t cap = (size_t)b->size * U - U, n = blk_requested(b);
     if (!la_eligible(h, n) || cap > PA_LA_MAX + PA_LA_MAX / 4 || cap < la_class_bytes(0)) return 0;
-    unsigned c = la_class(cap);
-    if (la_class_bytes(c) > cap) c--; /* cap above class c-1's size, below c's */
+    unsigned c = la_class_of_cap(cap);
     if (h->la_n[c] >= PA_LA_DEPTH) return 0;
     h->ctr.busy_bytes -= n;
     h->ctr.busy_blocks--;
@@ -1100,6 +1189,239 @@ static void la_flush_locked(pa_heap_t *h)
     }
 }
 
+/* ------------------------------------------------------------------------------------------ */
+/* Thread lookaside bins                                                                       */
+/*
+ * A thread's LFH cache also holds, per lookaside class, up to PA_MC_DEPTH freed back-end
+ * blocks of 16-64 KiB requests (at most PA_MC_BYTES in all), so that a free+alloc pair of such
+ * sizes takes no lock, like an LFH pair. A binned block keeps its busy header with
+ * PA_BLK_CACHED (the back end never merges it; HeapSize and HeapFree refuse it; HeapWalk
+ * reports it free), linked through its first user word. Without the lock only the fields that
+ * the block's holder alone writes are read: its size, extra, flags and tag, and the next
+ * block's prev_size (the back end writes that word only when this block's size changes). The
+ * second header word (extra, flags, bucket, tag) is stored in one go, so that a HeapWalk or
+ * HeapValidate under the lock sees either the old header or the new one.
+ */
+
+/* The end of the committed blocks of the back-end segment of h whose blocks hold header
+ * address b, found without the heap lock in mc_words; 0 when b is not 16-aligned in such a
+ * place (or its segment is not listed there: the caller then takes the locked path). */
+static uintptr_t mc_committed_end(pa_heap_t *h, uintptr_t b)
+{
+    if (b & (U - 1)) return 0;
+    for (unsigned j = 0; j < PA_MC_ORDER; j++) {
+        uint64_t w = __atomic_load_n(&h->mc_words[j], __ATOMIC_ACQUIRE);
+        uintptr_t base = segmap_base(w);
+        size_t committed = (size_t)(uint32_t)w << 12;
+        if (b - base >= committed) {
+            if (!committed) return 0;
+            continue;
+        }
+        size_t hdr = base == (uintptr_t)h ? HEAP_HDR_SIZE : SEG_HDR_SIZE;
+        return b >= base + hdr && b + 2 * U <= base + committed ? base + committed : 0;
+    }
+    return 0;
+}
+
+/* The header of the back-end block at user address a if it is one with flags `want`, found
+ * without the heap lock (its tag checked; the neighbours are not read); NULL otherwise.
+ * Nothing is read at a before a is known to lie in committed blocks of a back-end segment. */
+static pa_block_t *mc_block_of(pa_heap_t *h, uintptr_t a, uint8_t want)
+{
+    pa_block_t *b = (pa_block_t *)(a - U);
+    uintptr_t end = mc_committed_end(h, (uintptr_t)b);
+    if (!end) return NULL;
+    pa_block_t v = blk_snapshot(b);
+    if (v.flags != want || v.tag != _pa_blk_tag_v(h, (uintptr_t)b, v.size, v.extra) || v.size < 2 ||
+        (size_t)v.size * U > end - U - (uintptr_t)b || (size_t)v.extra > (size_t)v.size * U - U)
+        return NULL;
+    return b;
+}
+
+/* A binned block's link to the next one is kept twice in its first two user words, each
+ * masked with a key of the heap, so that a stray write into a freed block shows as a
+ * mismatch when the link is read and nothing has to be looked up to trust it. */
+static inline uint64_t mc_key(const pa_heap_t *h) { return (uint64_t)h->cookie * 0x9E3779B97F4A7C15ull | 1; }
+
+static inline void mc_set_link(const pa_heap_t *h, pa_block_t *b, pa_block_t *next)
+{
+    uint64_t *w = (uint64_t *)(b + 1), k = mc_key(h);
+    w[0] = (uintptr_t)next ^ k;
+    w[1] = ~(uintptr_t)next ^ (k << 17 | k >> 47);
+}
+
+/* b's link; *bad set (and NULL returned) when its two copies disagree. */
+static inline pa_block_t *mc_get_link(const pa_heap_t *h, const pa_block_t *b, int *bad)
+{
+    const uint64_t *w = (const uint64_t *)(b + 1);
+    uint64_t k = mc_key(h), x = w[0] ^ k;
+    if (PA_UNLIKELY(~x != (w[1] ^ (k << 17 | k >> 47)))) {
+        *bad = 1;
+        return NULL;
+    }
+    return (pa_block_t *)(uintptr_t)x;
+}
+
+/* HeapFree without the lock: puts mem on the thread's bin if it is a busy back-end block of a
+ * lookaside class and the bin has room. 0: not done (the caller takes the locked path, which
+ * checks everything and reports what is wrong). */
+static int mc_put(pa_heap_t *h, pa_lfh_tcache_t *tc, void *mem)
+{
+    pa_block_t *b = mc_block_of(h, (uintptr_t)mem, PA_BLK_BUSY);
+    if (!b) return 0;
+    size_t cap = (size_t)b->size * U - U;
+    if (cap < la_class_bytes(0) || cap > PA_LA_MAX + PA_LA_MAX / 4) return 0;
+    unsigned c = la_class_of_cap(cap);
+    if (tc->mbin[c].count >= PA_MC_DEPTH || tc->mbytes + cap > PA_MC_BYTES) return 0;
+    tc->mbusy_bytes -= (int64_t)(cap - b->extra);
+    tc->mbusy_blocks--;
+    blk_set_word2(h, b, b->extra, PA_BLK_BUSY | PA_BLK_CACHED);
+    mc_set_link(h, b, tc->mbin[c].head);
+    tc->mbin[c].head = b;
+    tc->mbin[c].count++;
+    tc->mbytes += cap;
+    return 1;
+}
+
+/* Forgets bin c (after a corrupted link was found: its blocks stay busy and leak). */
+static pa_block_t *mc_next(pa_heap_t *h, pa_block_t *b, int *bad);
+
+static void mc_drop_bin(pa_heap_t *h, pa_lfh_tcache_t *tc, unsigned c)
+{
+    tc->mbin[c].head = NULL;
+    tc->mbin[c].count = 0;
+    size_t bytes = 0;
+    for (unsigned i = 0; i < PA_LA_CLASSES; i++) {
+        int bad = 0;
+        for (pa_block_t *x = tc->mbin[i].head; x && !bad; x = mc_next(h, x, &bad)) bytes += (size_t)x->size * U - U;
+    }
+    tc->mbytes = bytes;
+}
+
+/* The block after b on a bin or orphan list: NULL at the end, and *bad set when the link (b's
+ * first user word, which a stray write may have hit) does not point at a header in a back-end
+ * segment's committed blocks. Only its place is checked here: its header is checked when it
+ * is taken (mc_take) or freed (mc_free_chain_locked). */
+static pa_block_t *mc_next(pa_heap_t *h, pa_block_t *b, int *bad)
+{
+    pa_block_t *x = mc_get_link(h, b, bad);
+    if (!x) return NULL;
+    if (!mc_committed_end(h, (uintptr_t)x)) {
+        *bad = 1;
+        return NULL;
+    }
+    return x;
+}
+
+/* HeapAlloc of n bytes (a lookaside request) without the lock, from the thread's bin; NULL
+ * when the bin is empty, or after corrupt_fail() (the bin is dropped) when its head or the
+ * link after it has been overwritten. */
+static void *mc_take(pa_heap_t *h, pa_lfh_tcache_t *tc, DWORD flags, size_t n)
+{
+    unsigned c = la_class(n);
+    pa_block_t *b = tc->mbin[c].head;
+    if (!b) return NULL;
+    int bad = 0;
+    pa_block_t v = blk_snapshot(b);
+    /* The link's two copies are checked here; the block it names is checked (header and
+     * place) when it is taken in turn. */
+    pa_block_t *next = v.flags == (PA_BLK_BUSY | PA_BLK_CACHED) ? mc_get_link(h, b, &bad) : (bad = 1, NULL);
+    if (bad || v.tag != _pa_blk_tag_v(h, (uintptr_t)b, v.size, v.extra) || (size_t)v.size * U - U < n) {
+        mc_drop_bin(h, tc, c);
+        return corrupt_fail(), NULL;
+    }
+    size_t cap = (size_t)v.size * U - U;
+    tc->mbin[c].head = next;
+    tc->mbin[c].count--;
+    tc->mbytes -= cap;
+    blk_set_word2(h, b, (uint32_t)(cap - n), PA_BLK_BUSY);
+    tc->mbusy_bytes += (int64_t)n;
+    tc->mbusy_blocks++;
+    if (flags & HEAP_ZERO_MEMORY) memset(b + 1, 0, n);
+    return b + 1;
+}
+
+/* Gives the blocks of a chain (checked link by link; a bad link ends it) back to the back
+ * end. Heap lock held. */
+static void mc_free_chain_locked(pa_heap_t *h, pa_block_t *b)
+{
+    while (b) {
+        int bad = 0;
+        pa_block_t *next = mc_next(h, b, &bad);
+        pa_segment_t *s = backend_seg_of(h, (uintptr_t)b);
+        if (!s || !backend_block_ok(h, s, b) || b->flags != (PA_BLK_BUSY | PA_BLK_CACHED)) {
+            corrupt_fail();
+            return;
+        }
+        h->ctr.busy_bytes += blk_requested(b);
+        h->ctr.busy_blocks++;
+        b->flags = PA_BLK_BUSY;
+        backend_free_locked(h, s, b);
+        if (bad) {
+            corrupt_fail();
+            return;
+        }
+        b = next;
+    }
+}
+
+/* Empties the calling thread's bins into the back end (HeapCompact). Heap lock held. */
+static void mc_flush_locked(pa_heap_t *h, pa_lfh_tcache_t *tc)
+{
+    if (!tc) return;
+    for (unsigned c = 0; c < PA_LA_CLASSES; c++) {
+        pa_block_t *b = tc->mbin[c].head;
+        tc->mbin[c].head = NULL;
+        tc->mbin[c].count = 0;
+        mc_free_chain_locked(h, b);
+    }
+    tc->mbytes = 0;
+}
+
+/* Frees the blocks that threads left behind on h->mc_orphans. Heap lock held. */
+static void mc_drain_orphans_locked(pa_heap_t *h)
+{
+    if (atomic_load_explicit(&h->mc_orphans, memory_order_relaxed))
+        mc_free_chain_locked(h, atomic_exchange_explicit(&h->mc_orphans, NULL, memory_order_acquire));
+}
+
+/* A thread gives its cache back (no heap lock: see tls_drop_locked): its binned blocks go on
+ * h->mc_orphans for the next locked call to free, and its busy counts to the heap's. */
+static void mc_orphan(pa_heap_t *h, pa_lfh_tcache_t *tc)
+{
+    for (unsigned c = 0; c < PA_LA_CLASSES; c++) {
+        pa_block_t *head = tc->mbin[c].head, *tail = head, *x;
+        int bad = 0;
+        tc->mbin[c].head = NULL;
+        tc->mbin[c].count = 0;
+        if (!head) continue;
+        while ((x = mc_next(h, tail, &bad))) tail = x;
+        pa_block_t *old = atomic_load_explicit(&h->mc_orphans, memory_order_relaxed);
+        do mc_set_link(h, tail, old); /* (after a bad link, the rest of the bin leaks) */
+        while (!atomic_compare_exchange_weak_explicit(&h->mc_orphans, &old, head, memory_order_release,
+                                                      memory_order_relaxed));
+    }
+    tc->mbytes = 0;
+    atomic_fetch_add_explicit(&h->mc_busy_bytes, tc->mbusy_bytes, memory_order_relaxed);
+    atomic_fetch_add_explicit(&h->mc_busy_blocks, tc->mbusy_blocks, memory_order_relaxed);
+    tc->mbusy_bytes = tc->mbusy_blocks = 0;
+}
+
+/* Are the calling thread's bins intact (HeapValidate)? Heap lock held. */
+static int mc_validate(pa_heap_t *h, pa_lfh_tcache_t *tc)
+{
+    if (!tc) return 1;
+    for (unsigned c = 0; c < PA_LA_CLASSES; c++) {
+        int bad = 0;
+        for (pa_block_t *b = tc->mbin[c].head; b && !bad; b = mc_next(h, b, &bad)) {
+            pa_segment_t *s = backend_seg_of(h, (uintptr_t)b);
+            if (!s || !backend_block_ok(h, s, b) || b->flags != (PA_BLK_BUSY | PA_BLK_CACHED)) return 0;
+        }
+        if (bad) return 0;
+    }
+    return 1;
+}
+
 static void *alloc_locked(pa_heap_t *h, DWORD flags, size_t n)
 {
     if (n > PA_HEAP_MAX_REQUEST) return NULL;
@@ -1113,6 +1435,10 @@ static void *alloc_locked(pa_heap_t *h, DWORD flags, size_t n)
         units = units_for(h, la_class_bytes(la_class(n)));
     }
     pa_block_t *b = fl_take(h, units);
+    if (!b && atomic_load_explicit(&h->mc_orphans, memory_order_relaxed)) {
+        mc_drain_orphans_locked(h);
+        b = fl_take(h, units);
+    }
     if (!b) {
         if (!grow(h, units)) return NULL;
         b = fl_take(h, units);
@@ -1273,8 +1599,8 @@ static HANDLE create_heap(pa_process_t *p, DWORD options, size_t initial, size_t
     pthread_mutexattr_destroy(&attr);
     h->ctr.reserved = reserve_size;
     h->ctr.committed = commit_size;
-    h->segs[h->nsegs++] = &h->seg0;
     seg_init(h, &h->seg0, (uintptr_t)h, HEAP_HDR_SIZE, reserve_size, commit_size);
+    seg_append(h, &h->seg0);
 
     pthread_mutex_lock(&registry_lock);
     proc_rec_t *r = rec_find_locked(p, 1);
@@ -1364,7 +1690,7 @@ static void destroy_heap_memory(pa_heap_t *h)
     _pa_pageheap_destroy_locked(h);
     /* LFH segments after the first hold no LFH state; the first holds pa_lfh_t. */
     for (unsigned i = h->nsegs; i-- > 1;) {
-        pa_segment_t *s = h->segs[i];
+        pa_segment_t *s = seg_at(h, i);
         pa_virtual_free(p, (void *)s->base, 0, MEM_RELEASE, PA_OWNER_HEAP);
     }
     pthread_mutex_unlock(&h->lock);
@@ -1491,6 +1817,10 @@ static LPVOID alloc_untraced(pa_process_t *p, HANDLE heap, DWORD flags, SIZE_T n
             void *r = _pa_lfh_alloc(h, e->tc, b, n, flags);
             if (r) return r;
         }
+    } else if (n <= PA_LA_MAX && e->tc && !atomic_load_explicit(&h->user_locks, memory_order_acquire)) {
+        corrupt_seen = 0;
+        void *r = mc_take(h, e->tc, flags, n);
+        if (r || corrupt_seen) return r;
     }
     int locked = _pa_heap_enter(h, flags);
     validate_all_or_note(h);
@@ -1501,9 +1831,29 @@ static LPVOID alloc_untraced(pa_process_t *p, HANDLE heap, DWORD flags, SIZE_T n
     return r;
 }
 
+/* The thread's cached handle if it has a cache whose lookaside bins may be used now (no
+ * HeapLock held), else NULL. */
+static inline tls_ent_t *tls_cached(pa_process_t *p, HANDLE heap)
+{
+    tls_ent_t *e = &tls_ents[0];
+    return e->heap == heap && e->p == p && e->tc &&
+                   e->epoch == atomic_load_explicit(&heap_epoch, memory_order_acquire) &&
+                   !atomic_load_explicit(&e->heap->user_locks, memory_order_acquire)
+               ? e
+               : NULL;
+}
+
 static __attribute__((noinline)) LPVOID alloc_slow(pa_process_t *p, HANDLE heap, DWORD flags, SIZE_T n)
 {
-    void *r = alloc_untraced(p, heap, flags, n);
+    tls_ent_t *e;
+    void *r;
+    if (n - (PA_LA_MIN + 1) < PA_LA_MAX - PA_LA_MIN && (e = tls_cached(p, heap))) {
+        corrupt_seen = 0;
+        r = mc_take(e->heap, e->tc, flags, n);
+        if (r || corrupt_seen) goto out;
+    }
+    r = alloc_untraced(p, heap, flags, n);
+out:
     if (p) _pa_heap_trace(p, PA_OP_HEAP_ALLOC, r, n, flags, heap, r != NULL);
     return r;
 }
@@ -1549,6 +1899,7 @@ static BOOL free_untraced(pa_process_t *p, HANDLE heap, DWORD flags, LPVOID mem)
             return TRUE;
         }
         if (r == PA_LFH_BAD) return _pa_heap_fail(STATUS_INVALID_PARAMETER);
+        if (!atomic_load_explicit(&h->user_locks, memory_order_acquire) && mc_put(h, e->tc, mem)) return TRUE;
     }
     int locked = _pa_heap_enter(h, flags);
     validate_all_or_note(h);
@@ -1563,7 +1914,8 @@ static BOOL free_untraced(pa_process_t *p, HANDLE heap, DWORD flags, LPVOID mem)
 
 static __attribute__((noinline)) BOOL free_slow(pa_process_t *p, HANDLE heap, DWORD flags, LPVOID mem)
 {
-    BOOL ok = free_untraced(p, heap, flags, mem);
+    tls_ent_t *e = tls_cached(p, heap);
+    BOOL ok = (e && mc_put(e->heap, e->tc, mem)) || free_untraced(p, heap, flags, mem);
     if (p) _pa_heap_trace(p, PA_OP_HEAP_FREE, mem, 0, flags, heap, ok);
     return ok;
 }
@@ -1829,7 +2181,7 @@ int _pa_heap_validate_locked(pa_heap_t *h)
     if (h->signature != PA_HEAP_SIGNATURE || h->magic != PA_HEAP_MAGIC || h->self != h) return 0;
     size_t nfree = 0, listed = 0;
     for (unsigned i = 0; i < h->nsegs; i++) {
-        pa_segment_t *s = h->segs[i];
+        pa_segment_t *s = seg_at(h, i);
         if (s->kind == PA_SEG_BACKEND && !validate_backend_seg_locked(h, s, &nfree)) return 0;
     }
     for (unsigned c = 0; c < PA_FREE_CLASSES; c++) {
@@ -1857,7 +2209,8 @@ BOOL pa_heap_validate(pa_process_t *p, HANDLE heap, DWORD flags, LPCVOID mem)
         tls_ent_t *e = tls_lookup(p, heap);
         int locked = _pa_heap_enter(h, flags);
         if (!mem) {
-            ok = _pa_heap_validate_locked(h) && _pa_lfh_validate_tcache(h, e ? e->tc : NULL);
+            ok = _pa_heap_validate_locked(h) && _pa_lfh_validate_tcache(h, e ? e->tc : NULL) &&
+                 mc_validate(h, e ? e->tc : NULL);
         } else {
             found_t f;
             switch (classify_locked(h, e ? e->tc : NULL, mem, &f)) {
@@ -1899,10 +2252,12 @@ static SIZE_T heap_compact(pa_process_t *p, HANDLE heap, DWORD flags)
     pa_heap_t *h = e->heap;
     int locked = _pa_heap_enter(h, flags);
     la_flush_locked(h);
+    mc_flush_locked(h, e->tc);
+    mc_drain_orphans_locked(h);
     if (h->flags & HEAP_DISABLE_COALESCE_ON_FREE) {
         /* Merge runs of free blocks now. */
         for (unsigned i = 0; i < h->nsegs; i++) {
-            pa_segment_t *s = h->segs[i];
+            pa_segment_t *s = seg_at(h, i);
             if (s->kind != PA_SEG_BACKEND) continue;
             for (pa_block_t *b = (pa_block_t *)s->first; b && !(b->flags & PA_BLK_END); b = blk_next_in(s, b)) {
                 if (b->flags & PA_BLK_BUSY) continue;
@@ -1921,7 +2276,7 @@ static SIZE_T heap_compact(pa_process_t *p, HANDLE heap, DWORD flags)
         }
     }
     for (unsigned i = 0; i < h->nsegs; i++) {
-        pa_segment_t *s = h->segs[i];
+        pa_segment_t *s = seg_at(h, i);
         if (s->kind != PA_SEG_BACKEND) continue;
         pa_block_t *last;
         if (seg_last_block(h, s, &last) && last && !(last->flags & PA_BLK_BUSY) && fl_entry_ok(h, last)) {
@@ -1950,7 +2305,10 @@ BOOL pa_heap_lock(pa_process_t *p, HANDLE heap)
 {
     tls_ent_t *e = tls_validate(p, heap);
     if (!e) return FALSE;
-    if (!(e->heap->flags & HEAP_NO_SERIALIZE)) pthread_mutex_lock(&e->heap->lock);
+    if (!(e->heap->flags & HEAP_NO_SERIALIZE)) {
+        pthread_mutex_lock(&e->heap->lock);
+        atomic_fetch_add_explicit(&e->heap->user_locks, 1, memory_order_acq_rel);
+    }
     return TRUE;
 }
 
@@ -1958,8 +2316,10 @@ BOOL pa_heap_unlock(pa_process_t *p, HANDLE heap)
 {
     tls_ent_t *e = tls_validate(p, heap);
     if (!e) return FALSE;
-    if (!(e->heap->flags & HEAP_NO_SERIALIZE) && pthread_mutex_unlock(&e->heap->lock))
-        return _pa_heap_fail_win32(STATUS_UNSUCCESSFUL, ERROR_NOT_OWNER);
+    if (!(e->heap->flags & HEAP_NO_SERIALIZE)) {
+        if (pthread_mutex_unlock(&e->heap->lock)) return _pa_heap_fail_win32(STATUS_UNSUCCESSFUL, ERROR_NOT_OWNER);
+        atomic_fetch_sub_explicit(&e->heap->user_locks, 1, memory_order_acq_rel);
+    }
     return TRUE;
 }
 
@@ -2049,6 +2409,17 @@ BOOL pa_heap_stats(pa_process_t *p, HANDLE heap, pa_heap_stats_t *out)
     out->debug = h->debug;
     for (unsigned b = 0; b < PA_LFH_BUCKETS; b++) out->lfh_active += h->lfh_on[b];
     _pa_lfh_stats(h, &out->busy_blocks, &out->busy_bytes, out->bucket_busy);
+    /* Thread lookaside bins: blocks taken or put without the lock. */
+    int64_t mb = atomic_load_explicit(&h->mc_busy_bytes, memory_order_relaxed);
+    int64_t mn = atomic_load_explicit(&h->mc_busy_blocks, memory_order_relaxed);
+    pa_lfh_t *L = h->lfh;
+    for (unsigned i = 0; L && i < PA_LFH_TCACHES; i++)
+        if (__atomic_load_n(&L->tcache[i].owner, __ATOMIC_ACQUIRE)) {
+            mb += __atomic_load_n(&L->tcache[i].mbusy_bytes, __ATOMIC_RELAXED);
+            mn += __atomic_load_n(&L->tcache[i].mbusy_blocks, __ATOMIC_RELAXED);
+        }
+    out->busy_bytes = (size_t)((int64_t)out->busy_bytes + mb);
+    out->busy_blocks = (size_t)((int64_t)out->busy_blocks + mn);
     pthread_mutex_unlock(&h->lock);
     size_t used = out->busy_bytes + out->free_bytes;
     out->overhead = out->committed > used ? out->committed - used : 0;
@@ -2060,7 +2431,7 @@ BOOL pa_heap_stats(pa_process_t *p, HANDLE heap, pa_heap_stats_t *out)
 
 static void walk_region(const pa_heap_t *h, unsigned i, PROCESS_HEAP_ENTRY *e)
 {
-    const pa_segment_t *s = h->segs[i];
+    const pa_segment_t *s = seg_at(h, i);
     memset(e, 0, sizeof *e);
     e->wFlags = PROCESS_HEAP_REGION;
     e->iRegionIndex = (BYTE)i;
@@ -2104,7 +2475,7 @@ static int walk_after_blocks(pa_heap_t *h, unsigned i, PROCESS_HEAP_ENTRY *e);
 static int walk_from_region(pa_heap_t *h, unsigned i, uintptr_t at, PROCESS_HEAP_ENTRY *e)
 {
     for (; i < h->nsegs; i++, at = 0) {
-        pa_segment_t *s = h->segs[i];
+        pa_segment_t *s = seg_at(h, i);
         if (s->kind == PA_SEG_LFH) {
             int r = _pa_lfh_walk_seg(h, (pa_lfh_seg_t *)s, at ? at : s->base + PA_LFH_CHUNK, e);
             if (r < 0) return -1;
@@ -2130,7 +2501,7 @@ static int walk_from_region(pa_heap_t *h, unsigned i, uintptr_t at, PROCESS_HEAP
 
 static int walk_after_blocks(pa_heap_t *h, unsigned i, PROCESS_HEAP_ENTRY *e)
 {
-    pa_segment_t *s = h->segs[i];
+    pa_segment_t *s = seg_at(h, i);
     if (s->commit_end < s->end) {
         memset(e, 0, sizeof *e);
         e->wFlags = PROCESS_HEAP_UNCOMMITTED_RANGE;
@@ -2196,7 +2567,7 @@ static int walk_next_locked(pa_heap_t *h, PROCESS_HEAP_ENTRY *e)
         if (e->wFlags & PROCESS_HEAP_UNCOMMITTED_RANGE) i = seg_index(h, a - 1);
         if (i < 0) return walk_outside(h, e->lpData, e);
     }
-    pa_segment_t *s = h->segs[i];
+    pa_segment_t *s = seg_at(h, i);
     int done;
     if (e->wFlags & PROCESS_HEAP_REGION) {
         done = walk_from_region(h, (unsigned)i, 0, e);

@@ -74,9 +74,15 @@
  * of their class, so that a free+alloc pair skips the free lists, coalescing and decommit.
  * Under the heap lock, like every back-end call (fact 54). A listed block keeps its busy
  * header with PA_BLK_CACHED: it is invisible to HeapSize/HeapFree (error 87), reported free
- * by HeapWalk, and never coalesced; HeapCompact empties the lists. */
+ * by HeapWalk, and never coalesced; HeapCompact empties the lists.
+ * A thread with an LFH cache first uses its own lookaside bins of the same classes, without
+ * the lock (heap.c, "Thread lookaside bins"); these lists take what the bins cannot. */
 #define PA_LA_CLASSES 8
 #define PA_LA_DEPTH 8
+#define PA_MC_DEPTH 32             /* per thread and class (thread lookaside bins) */
+#define PA_MC_BYTES ((size_t)4 << 20) /* bytes a thread's bins of one heap may hold */
+#define PA_SEGMAP_LFH 0x80000000u
+#define PA_MC_ORDER 24                /* back-end segments a lock-free lookup searches */
 #define PA_LA_MIN ((size_t)16368)  /* requests above this (the LFH's limit) ... */
 #define PA_LA_MAX ((size_t)65536)  /* ... up to this use the lists */
 
@@ -213,6 +219,16 @@ typedef struct pa_lfh_tcache_s {
     } bin[PA_LFH_BUCKETS];
     int64_t busy[PA_LFH_BUCKETS];
     int64_t busy_bytes;
+    /* Thread lookaside bins of 16-64 KiB back-end blocks (heap.c, mc_*): freed blocks keep
+     * their busy header with PA_BLK_CACHED, linked through the first user word, so that a
+     * free+alloc pair of such a size takes no lock. mbusy_* are the thread's changes to the
+     * heap's busy counts (they can go negative). */
+    struct {
+        pa_block_t *head;
+        uint32_t count;
+    } mbin[PA_LA_CLASSES];
+    size_t mbytes;
+    int64_t mbusy_bytes, mbusy_blocks;
     pa_lfh_seg_t *last_seg;
     pa_heap_t *heap;
     uintptr_t owner;       /* pthread_self() of the thread using it, 0 when free */
@@ -278,7 +294,7 @@ struct pa_heap_s {
     uint32_t debug;                 /* 0x40: PA_HEAP_DEBUG_* */
     uint32_t compat;                /* 0x44: HeapCompatibilityInformation */
     uint32_t terminate_on_corruption; /* 0x48 */
-    uint32_t nsegs;                 /* 0x4C: entries of segs[] */
+    uint32_t nsegs;                 /* 0x4C: entries of segmap[] */
     pa_heap_t *next_heap;           /* 0x50: the process's heaps in creation order */
     pa_lfh_t *lfh;                  /* 0x58: NULL until a bucket activates */
     size_t grow_size;               /* 0x60: next segment's reservation */
@@ -287,7 +303,6 @@ struct pa_heap_s {
     uint32_t force_flags;           /* 0x74 */
     pthread_mutex_t lock;           /* recursive, like a critical section */
     pa_segment_t seg0;
-    pa_segment_t *segs[PA_HEAP_MAX_SEGMENTS]; /* back-end and LFH segments, creation order */
     pa_large_t *large, *large_cache;
     pa_pageblk_t *pages, *freed_pages, *freed_pages_tail;
     size_t nfreed_pages;
@@ -298,6 +313,22 @@ struct pa_heap_s {
     pa_heap_counters_t ctr;
     pa_block_t *la[PA_LA_CLASSES];  /* lookaside lists, linked through the first user word */
     uint8_t la_n[PA_LA_CLASSES];
+    /* The back-end and LFH segments in creation order, each described in one word:
+     * (base >> 16) << 32 | PA_SEGMAP_LFH for LFH segments | reserved bytes >> 12. A segment's
+     * descriptor is at its base (segment 0's is seg0, in this header). */
+    uint64_t segmap[PA_HEAP_MAX_SEGMENTS];
+    /* Blocks of thread lookaside bins whose thread left (linked like the bins; pushed without
+     * the lock, taken under it), and the busy counts those threads took with them. */
+    _Atomic(pa_block_t *) mc_orphans;
+    _Atomic int64_t mc_busy_bytes, mc_busy_blocks;
+    /* The back-end segments with the most committed bytes, most first, in segmap's format
+     * but with committed bytes >> 12 in the low word (0 words at the end): where lock-free
+     * lookups search, without reading a segment's descriptor. */
+    uint64_t mc_words[PA_MC_ORDER];
+    /* HeapLock calls not yet undone: while nonzero the thread bins step aside, so that a
+     * HeapLock holder excludes other threads' 16-64 KiB calls as on Windows (fact 54; only the
+     * LFH's sizes proceed, fact 56). */
+    _Atomic uint32_t user_locks;
 };
 
 /* ---- heap.c ---- */
@@ -315,12 +346,16 @@ static inline unsigned _pa_free_class(size_t units)
  * tag is checked recomputes the tag afterwards. prev_size and flags are not covered: the LFH
  * rewrites them on every allocation, and the back end checks prev_size against the previous
  * block. */
-static inline uint16_t _pa_blk_tag(const pa_heap_t *h, const pa_block_t *b)
+static inline uint16_t _pa_blk_tag_v(const pa_heap_t *h, uintptr_t a, uint32_t size, uint32_t extra)
 {
-    uintptr_t a = (uintptr_t)b;
-    uint32_t x = (b->size * 0x9E3779B1u) ^ (b->extra * 0x85EBCA77u);
+    uint32_t x = (size * 0x9E3779B1u) ^ (extra * 0x85EBCA77u);
     x ^= x >> 16;
     return (uint16_t)((a >> 4) ^ (a >> 20) ^ (a >> 36) ^ h->cookie ^ x);
+}
+
+static inline uint16_t _pa_blk_tag(const pa_heap_t *h, const pa_block_t *b)
+{
+    return _pa_blk_tag_v(h, (uintptr_t)b, b->size, b->extra);
 }
 
 /* Records a failure: the thread's last error and heap status. Returns 0. */

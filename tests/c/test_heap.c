@@ -960,6 +960,217 @@ TEST(lookaside_blocks_are_freed_to_the_user)
     proc_end(p);
 }
 
+/* ---- thread lookaside bins (16-64 KiB requests, LFH active) ---- */
+
+/* Activates the LFH of h for 100-byte blocks, so that the calling thread gets a cache. */
+static void lfh_on(pa_process_t *p, HANDLE h)
+{
+    void *s[40];
+    for (int i = 0; i < 40; i++) s[i] = pa_heap_alloc(p, h, 0, 100);
+    for (int i = 0; i < 40; i++) CHECK(pa_heap_free(p, h, 0, s[i]));
+}
+
+static int busy_entries(pa_process_t *p, HANDLE h)
+{
+    PROCESS_HEAP_ENTRY e;
+    memset(&e, 0, sizeof e);
+    int busy = 0;
+    for (int n = 0; pa_heap_walk(p, h, &e) && n < 100000; n++) busy += !!(e.wFlags & PROCESS_HEAP_ENTRY_BUSY);
+    CHECK_EQ(pa_get_last_error(), ERROR_NO_MORE_ITEMS);
+    return busy;
+}
+
+TEST(thread_bins_reuse_medium_blocks_and_hide_them)
+{
+    pa_process_t *p = proc_new();
+    HANDLE h = pa_heap_create(p, 0, 0, 0);
+    lfh_on(p, h);
+    void *x[8];
+    for (int i = 0; i < 8; i++) x[i] = pa_heap_alloc(p, h, 0, 17000 + 6000 * (size_t)i);
+    for (int i = 0; i < 8; i++) CHECK(pa_heap_free(p, h, 0, x[i]));
+    /* Binned blocks are freed as far as the caller can tell. */
+    CHECK_FAILS(pa_heap_free(p, h, 0, x[3]), ERROR_INVALID_PARAMETER);
+    CHECK_EQ(pa_heap_size(p, h, 0, x[5]), (SIZE_T)-1);
+    CHECK(pa_heap_find_block(p, x[1], 1, NULL, NULL, NULL) != STATUS_SUCCESS);
+    pa_heap_stats_t st;
+    CHECK(pa_heap_stats(p, h, &st));
+    CHECK_EQ(st.busy_blocks, 0);
+    CHECK_EQ(st.busy_bytes, 0);
+    CHECK_EQ(busy_entries(p, h), 0);
+    CHECK(pa_heap_validate(p, h, 0, NULL));
+    /* The last block freed of a class is the next one handed out for it, sized exactly. */
+    unsigned char *y = pa_heap_alloc(p, h, HEAP_ZERO_MEMORY, 17000 + 6000 * 7 - 100);
+    CHECK(y == x[7]);
+    CHECK_EQ(pa_heap_size(p, h, 0, y), 17000 + 6000 * 7 - 100);
+    size_t nonzero = 0;
+    for (size_t j = 0; j < 17000 + 6000 * 7 - 100; j++) nonzero += y[j] != 0;
+    CHECK_EQ(nonzero, 0);
+    CHECK(pa_heap_stats(p, h, &st));
+    CHECK_EQ(st.busy_blocks, 1);
+    CHECK_EQ(st.busy_bytes, 17000 + 6000 * 7 - 100);
+    CHECK_EQ(busy_entries(p, h), 1);
+    CHECK(pa_heap_free(p, h, 0, y));
+    /* HeapCompact empties the bins into the back end. */
+    CHECK(pa_heap_compact(p, h, 0) > 0);
+    CHECK(pa_heap_validate(p, h, 0, NULL));
+    void *z = pa_heap_alloc(p, h, 0, 17000 + 6000 * 7 - 100);
+    CHECK(z != NULL);
+    CHECK(pa_heap_free(p, h, 0, z));
+    CHECK(pa_heap_destroy(p, h));
+    proc_end(p);
+}
+
+TEST(thread_bins_detect_a_write_into_a_freed_block)
+{
+    pa_process_t *p = proc_new();
+    HANDLE h = pa_heap_create(p, 0, 0, 0);
+    lfh_on(p, h);
+    void *a = pa_heap_alloc(p, h, 0, 30000), *b = pa_heap_alloc(p, h, 0, 30000);
+    CHECK(pa_heap_free(p, h, 0, a));
+    CHECK(pa_heap_free(p, h, 0, b)); /* the bin: b, then a */
+    memset(b, 0x41, 8);              /* a use after free overwrites b's link */
+    CHECK(!pa_heap_validate(p, h, 0, NULL));
+    pa_set_last_error(0);
+    CHECK(pa_heap_alloc(p, h, 0, 30000) == NULL); /* reported, not followed */
+    CHECK_EQ(pa_heap_last_status(), STATUS_HEAP_CORRUPTION);
+    /* The bin was dropped (its blocks leak); the heap still serves that size. */
+    void *c = pa_heap_alloc(p, h, 0, 30000);
+    CHECK(c != NULL && c != a && c != b);
+    CHECK(pa_heap_validate(p, h, 0, NULL));
+    CHECK(pa_heap_free(p, h, 0, c));
+    /* A write over a binned block's header is caught the same way. */
+    void *d = pa_heap_alloc(p, h, 0, 50000);
+    CHECK(pa_heap_free(p, h, 0, d));
+    memset((char *)d - 16, 0, 16);
+    CHECK(pa_heap_alloc(p, h, 0, 50000) == NULL);
+    CHECK_EQ(pa_heap_last_status(), STATUS_HEAP_CORRUPTION);
+    CHECK(pa_heap_destroy(p, h));
+    proc_end(p);
+}
+
+struct bins_arg {
+    pa_process_t *p;
+    HANDLE h;
+    unsigned seed;
+    volatile int locked, unlocking;
+};
+
+static void *bins_exit_thread(void *v)
+{
+    struct bins_arg *a = v;
+    void *x[16];
+    for (int i = 0; i < 16; i++) x[i] = pa_heap_alloc(a->p, a->h, 0, 20000 + 2500 * (size_t)i);
+    for (int i = 0; i < 16; i++) pa_heap_free(a->p, a->h, 0, x[i]);
+    return NULL; /* exits with its bins full */
+}
+
+TEST(thread_bins_of_an_exiting_thread_go_back_to_the_heap)
+{
+    pa_process_t *p = proc_new();
+    HANDLE h = pa_heap_create(p, 0, 0, 0);
+    lfh_on(p, h);
+    for (int k = 0; k < 20; k++) { /* more threads than there are caches */
+        struct bins_arg a = {p, h, 0, 0, 0};
+        pthread_t t;
+        pthread_create(&t, NULL, bins_exit_thread, &a);
+        pthread_join(t, NULL);
+    }
+    pa_heap_stats_t st;
+    CHECK(pa_heap_stats(p, h, &st));
+    CHECK_EQ(st.busy_blocks, 0);
+    CHECK_EQ(st.busy_bytes, 0);
+    CHECK(pa_heap_validate(p, h, 0, NULL));
+    CHECK(pa_heap_compact(p, h, 0) > 0); /* frees what the threads left */
+    CHECK(pa_heap_validate(p, h, 0, NULL));
+    CHECK_EQ(busy_entries(p, h), 0);
+    /* Committed memory did not grow with the number of threads. */
+    CHECK(pa_heap_stats(p, h, &st));
+    CHECK(st.committed < ((size_t)4 << 20));
+    CHECK(pa_heap_destroy(p, h));
+    proc_end(p);
+}
+
+static void *bins_lock_thread(void *v)
+{
+    struct bins_arg *a = v;
+    CHECK(pa_heap_lock(a->p, a->h));
+    a->locked = 1;
+    usleep(100000);
+    a->unlocking = 1;
+    CHECK(pa_heap_unlock(a->p, a->h));
+    return NULL;
+}
+
+TEST(fact54_heaplock_excludes_binned_medium_calls)
+{
+    pa_process_t *p = proc_new();
+    HANDLE h = pa_heap_create(p, 0, 0, 0);
+    lfh_on(p, h);
+    void *x = pa_heap_alloc(p, h, 0, 40000);
+    CHECK(pa_heap_free(p, h, 0, x)); /* binned: the next 40000 could be served without the lock */
+    struct bins_arg a = {p, h, 0, 0, 0};
+    pthread_t t;
+    pthread_create(&t, NULL, bins_lock_thread, &a);
+    while (!a.locked) usleep(1000);
+    void *y = pa_heap_alloc(p, h, 0, 40000);
+    CHECK(a.unlocking); /* it waited for HeapUnlock */
+    CHECK(y != NULL);
+    pthread_join(t, NULL);
+    pthread_create(&t, NULL, bins_lock_thread, &a);
+    a.locked = a.unlocking = 0;
+    while (!a.locked) usleep(1000);
+    CHECK(pa_heap_free(p, h, 0, y));
+    CHECK(a.unlocking);
+    pthread_join(t, NULL);
+    CHECK(pa_heap_destroy(p, h));
+    proc_end(p);
+}
+
+static void *bins_worker(void *v)
+{
+    struct bins_arg *a = v;
+    void *x[64] = {0};
+    unsigned r = a->seed;
+    for (int i = 0; i < 30000; i++) {
+        r = r * 1103515245u + 12345u;
+        unsigned k = (r >> 8) % 64;
+        if (x[k]) CHECK(pa_heap_free(a->p, a->h, 0, x[k]));
+        size_t n = 16400 + (r >> 12) % 49000;
+        x[k] = pa_heap_alloc(a->p, a->h, 0, n);
+        CHECK(x[k] != NULL);
+        if (x[k]) memset(x[k], (int)k, 64);
+    }
+    for (int k = 0; k < 64; k++) pa_heap_free(a->p, a->h, 0, x[k]);
+    return NULL;
+}
+
+TEST(thread_bins_race_with_walk_and_validate)
+{
+    /* Two threads allocate and free 16-64 KiB blocks through their bins while this one walks
+     * and validates the heap under its lock: every check must see a consistent heap. */
+    pa_process_t *p = proc_new();
+    HANDLE h = pa_heap_create(p, 0, 0, 0);
+    lfh_on(p, h);
+    struct bins_arg a[2] = {{p, h, 1, 0, 0}, {p, h, 2, 0, 0}};
+    pthread_t t[2];
+    for (int i = 0; i < 2; i++) pthread_create(&t[i], NULL, bins_worker, &a[i]);
+    int bad = 0, rounds = 0;
+    for (; rounds < 200; rounds++) {
+        bad += !pa_heap_validate(p, h, 0, NULL);
+        PROCESS_HEAP_ENTRY e;
+        memset(&e, 0, sizeof e);
+        for (int n = 0; pa_heap_walk(p, h, &e) && n < 100000; n++) {}
+    }
+    for (int i = 0; i < 2; i++) pthread_join(t[i], NULL);
+    CHECK_EQ(bad, 0);
+    CHECK(pa_heap_validate(p, h, 0, NULL));
+    pa_heap_stats_t st;
+    CHECK(pa_heap_stats(p, h, &st));
+    CHECK_EQ(st.busy_blocks, 0);
+    CHECK(pa_heap_destroy(p, h));
+    proc_end(p);
+}
+
 /* ---- event trace ---- */
 
 /* Finds the first event of layer 3 with op at or after index *from; -1 if none. */
