@@ -113,8 +113,23 @@ def probe(lib: str, extra: dict[str, str]) -> tuple[bool, str]:
     return os.path.basename(lib) in r.stdout, r.stderr.strip()
 
 
-def allocators(tmp: str, pyalloc_lib: str | None) -> dict[str, tuple[str | None, dict[str, str]]]:
-    """name -> (LD_PRELOAD library or None, extra environment)."""
+def snapshot(src: str, tmp: str, label: str) -> str:
+    """A copy of src in tmp, so that a rebuild during the run cannot mix two versions."""
+    d = os.path.join(tmp, label.replace(":", "-"))  # no ":" in an LD_PRELOAD path
+    os.makedirs(d, exist_ok=True)
+    snap = os.path.join(d, os.path.basename(src))
+    shutil.copy2(src, snap)
+    with open(snap, "rb") as f:
+        digest = hashlib.sha256(f.read()).hexdigest()[:12]
+    print(f"{label}: {src} (built {time.strftime('%Y-%m-%d %H:%M', time.localtime(os.path.getmtime(src)))},"
+          f" sha256 {digest})")
+    return snap
+
+
+def allocators(tmp: str, pyalloc_lib: str | None,
+               compare: list[str] | None = None) -> dict[str, tuple[str | None, dict[str, str]]]:
+    """name -> (LD_PRELOAD library or None, extra environment). compare: LABEL=PATH entries,
+    other preload libraries run in the same repetitions under the name pa:LABEL."""
     arch = "/usr/lib/x86_64-linux-gnu/"
     libs: dict[str, str | None] = {
         "mimalloc": find_so(["libmimalloc2.0", "libmimalloc-dev"], "libmimalloc.so",
@@ -132,16 +147,17 @@ def allocators(tmp: str, pyalloc_lib: str | None) -> dict[str, tuple[str | None,
             print(f"pyalloc: preload library not found ({e}); build it with "
                   "`python3 setup.py -q build_ext --inplace`", file=sys.stderr)
     if src:
-        # A snapshot, so that a rebuild during the run cannot mix two versions.
-        snap = os.path.join(tmp, os.path.basename(src))
-        shutil.copy2(src, snap)
-        with open(snap, "rb") as f:
-            digest = hashlib.sha256(f.read()).hexdigest()[:12]
-        print(f"pyalloc: {src} (built {time.strftime('%Y-%m-%d %H:%M', time.localtime(os.path.getmtime(src)))},"
-              f" sha256 {digest})")
-        libs["pyalloc"] = snap
+        libs["pyalloc"] = snapshot(src, tmp, "pyalloc")
+    extra_names = []
+    for entry in compare or []:
+        label, sep, path = entry.partition("=")
+        if not sep or not label or not os.path.isfile(path):
+            sys.exit(f"bench_preload: --compare wants LABEL=PATH to a library, not {entry!r}")
+        name = "pa:" + label
+        libs[name] = snapshot(path, tmp, name)
+        extra_names.append(name)
     out: dict[str, tuple[str | None, dict[str, str]]] = {"glibc": (None, {})}
-    for name in ALLOCATORS[1:]:
+    for name in list(ALLOCATORS[1:]) + extra_names:
         lib = libs.get(name)
         if not lib:
             print(f"{name}: not installed, skipped (apt-get install lib{name}-dev)", file=sys.stderr)
@@ -155,7 +171,7 @@ def allocators(tmp: str, pyalloc_lib: str | None) -> dict[str, tuple[str | None,
             print(f"{name}: {lib} does not load with LD_PRELOAD, skipped: {err}", file=sys.stderr)
             continue
         out[name] = (lib, extra)
-        if name != "pyalloc":
+        if name != "pyalloc" and not name.startswith("pa:"):
             print(f"{name}: {lib}" + (f" ({' '.join(f'{k}={v}' for k, v in extra.items())})" if extra else ""))
     return out
 
@@ -275,14 +291,18 @@ def main() -> int:
     ap.add_argument("--timeout", type=float, default=60.0, help="seconds before a run is a hang")
     ap.add_argument("--pyalloc-lib", metavar="PATH",
                     help="the preload library to test (default: pyalloc.preload_path() of this tree)")
+    ap.add_argument("--compare", metavar="LABEL=PATH", action="append", default=[],
+                    help="another preload library, run in the same repetitions as column pa:LABEL "
+                         "(e.g. the build before a change); repeatable")
     args = ap.parse_args()
 
     load0 = os.getloadavg()
     t_start = time.time()
     with tempfile.TemporaryDirectory(prefix="bench_preload.") as tmp:
-        allocs = allocators(tmp, args.pyalloc_lib)
+        allocs = allocators(tmp, args.pyalloc_lib, args.compare)
         wanted = args.allocators.split(",")
-        allocs = {k: v for k, v in allocs.items() if k in wanted or k == "glibc"}
+        allocs = {k: v for k, v in allocs.items()
+                  if k in wanted or k == "glibc" or k.startswith("pa:")}
         names = list(allocs)
         ws = workloads(tmp, args.scale)
         launcher = compile_c("preload_launch", tmp)

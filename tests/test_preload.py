@@ -221,3 +221,78 @@ def test_git_init_add_commit_log(tmp_path):
             out.append(r.stdout)
         outs.append(out)
     assert outs[0] == outs[1]
+
+
+CONTRACT_C = r"""
+#define _GNU_SOURCE
+#include <errno.h>
+#include <malloc.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+static int bad;
+#define CHECK(c) do { if (!(c)) { printf("FAIL line %d: %s\n", __LINE__, #c); bad++; } } while (0)
+static int zero(const unsigned char *p, size_t n) { for (size_t i = 0; i < n; i++) if (p[i]) return 0; return 1; }
+int main(void) {
+    static const size_t sizes[] = {1, 8, 24, 100, 1000, 4000, 16000, 16368, 16369, 40000, 200000, 2000000};
+    for (int round = 0; round < 3; round++)
+        for (size_t i = 0; i < sizeof sizes / sizeof *sizes; i++) {
+            size_t n = sizes[i];
+            unsigned char *d[8];
+            for (int k = 0; k < 8; k++) { d[k] = malloc(n); CHECK(d[k]); memset(d[k], 0xA5, n); }
+            for (int k = 0; k < 8; k++) free(d[k]);   /* dirty blocks to be reused */
+            for (int k = 0; k < 8; k++) { d[k] = calloc(n, 1); CHECK(d[k] && zero(d[k], n)); memset(d[k], 0x5A, n); }
+            for (int k = 0; k < 8; k++) free(d[k]);
+            unsigned char *c = calloc(1, n);
+            CHECK(c && zero(c, n) && malloc_usable_size(c) >= n);
+            for (size_t j = 0; j < n; j++) c[j] = (unsigned char)(j * 7);
+            unsigned char *g = realloc(c, n * 3 + 5);   /* grow keeps the bytes */
+            CHECK(g && malloc_usable_size(g) >= n * 3 + 5);
+            int same = 1;
+            for (size_t j = 0; j < n; j++) same &= g[j] == (unsigned char)(j * 7);
+            CHECK(same);
+            unsigned char *s = realloc(g, n / 2 + 1);    /* shrink keeps the bytes */
+            CHECK(s);
+            for (size_t j = 0; j < n / 2 + 1; j++) same &= s[j] == (unsigned char)(j * 7);
+            CHECK(same);
+            errno = 0;
+            CHECK(realloc(s, 0) == NULL);                /* frees */
+            void *a = NULL;
+            CHECK(posix_memalign(&a, 4096, n) == 0 && ((uintptr_t)a & 4095) == 0);
+            memset(a, 3, n);
+            CHECK(malloc_usable_size(a) >= n);
+            unsigned char *ra = realloc(a, n + 100);     /* an over-aligned block moves */
+            CHECK(ra && ra[0] == 3 && ra[n - 1] == 3);
+            free(ra);
+            void *b = aligned_alloc(64, n);
+            CHECK(b && ((uintptr_t)b & 63) == 0);
+            free(b);
+        }
+    void *z = malloc(0);
+    CHECK(z != NULL);
+    free(z);
+    unsigned char *r0 = realloc(NULL, 100);
+    CHECK(r0 != NULL);
+    free(r0);
+    errno = 0;
+    CHECK(calloc((size_t)1 << 40, (size_t)1 << 40) == NULL && errno == ENOMEM);
+    errno = 0;
+    CHECK(malloc((size_t)-1 / 2) == NULL && errno == ENOMEM);
+    errno = 0;
+    CHECK(reallocarray(NULL, (size_t)1 << 40, (size_t)1 << 40) == NULL && errno == ENOMEM);
+    free(NULL);
+    printf("%s\n", bad ? "bad" : "ok");
+    return bad != 0;
+}
+"""
+
+
+@pytest.mark.skipif(not shutil.which("gcc"), reason="no gcc")
+@pytest.mark.parametrize("env", [{}, {"PYALLOC_STATS": "1"}, {"PYALLOC_CRT_DEBUG": "1"}],
+                         ids=["release", "stats", "debug-crt"])
+def test_malloc_family_contract(tmp_path, env):
+    """calloc zeroes reused (dirty) blocks of every size class, realloc keeps the bytes and
+    moves over-aligned blocks, the failures set ENOMEM: on the fast paths and the full ones."""
+    native, ours = same_on_both([build(tmp_path, "contract", CONTRACT_C)], env_extra=env)
+    assert native.stdout == b"ok\n", native.stdout

@@ -23,6 +23,7 @@
 #include <unistd.h>
 
 #include "pyalloc.h"
+#include "heap_internal.h" /* PA_LFH_MAX_REQUEST */
 
 #define EXPORT __attribute__((visibility("default")))
 
@@ -69,6 +70,28 @@ static inline int debug_crt(void)
     return crt_debug;
 }
 
+/* The fast paths' one test: fast_heap is the process heap once the process, the heap and the
+ * CRT's kind are known, the CRT is the release one and statistics are off; NULL until then and
+ * for good otherwise, which sends every call to the full paths below (which count, and set the
+ * state up). fast_proc is written first, and fast_heap published after it. */
+static pa_process_t *fast_proc;
+static HANDLE fast_heap;
+
+/* Requests up to 2^40 bytes (UCRT's _HEAP_MAXREQ is larger; HeapAlloc refuses these anyway)
+ * go to the heap directly: one unsigned compare of size - 1 also sends 0 to the full path. */
+#define FAST_MAX ((size_t)1 << 40)
+
+static __attribute__((noinline, cold)) void fast_setup(void)
+{
+    pa_process_t *p = proc();
+    HANDLE h = heap();
+    if (!p || !h || debug_crt() || stats_enabled()) return;
+    fast_proc = p;
+    __atomic_store_n(&fast_heap, h, __ATOMIC_RELEASE);
+}
+
+static inline HANDLE fast(void) { return __atomic_load_n(&fast_heap, __ATOMIC_ACQUIRE); }
+
 /* ---- over-aligned blocks ---- */
 
 #define ALIGN_TAG ((uintptr_t)0x5041414C49474E00u) /* "PAALIGN\0" */
@@ -93,7 +116,7 @@ static void *aligned_block_of(void *p)
 
 static void *aligned_alloc_impl(size_t alignment, size_t size)
 {
-    if (alignment <= 16) return pa_crt_malloc(proc(), size ? size : 1);
+    if (alignment <= 16) return malloc(size); /* every block is 16-byte aligned */
     size_t total = size + alignment + sizeof(align_hdr_t);
     if (total < size) {
         errno = ENOMEM;
@@ -113,51 +136,97 @@ static void *aligned_alloc_impl(size_t alignment, size_t size)
 
 /* The release CRT's malloc is HeapAlloc(process heap, 0, size ? size : 1) once the size
  * passes its checks; the fast paths below make that call directly and leave everything else
- * (errno, the new handler in new mode 1, the debug CRT) to the CRT, which they call when the
- * heap says no. */
-EXPORT void *malloc(size_t size)
+ * (errno, the new handler in new mode 1, the debug CRT, statistics, the first call) to the
+ * full paths, which they call when the heap says no. */
+
+static __attribute__((noinline)) void *malloc_full(size_t size)
 {
+    if (__builtin_expect(!fast(), 0)) fast_setup();
     COUNT(n_malloc, 1);
     COUNT(bytes_requested, size);
-    if (__builtin_expect(!debug_crt() && size <= ((size_t)1 << 40), 1)) {
+    if (!debug_crt() && size <= FAST_MAX) {
         void *r = pa_heap_alloc(proc(), heap(), 0, size ? size : 1);
-        if (__builtin_expect(r != NULL, 1)) return r;
+        if (r) return r;
     }
     return pa_crt_malloc(proc(), size);
 }
 
-EXPORT void *calloc(size_t count, size_t size)
+EXPORT void *malloc(size_t size)
 {
+    HANDLE h = fast();
+    if (__builtin_expect(h != NULL && size - 1 < FAST_MAX, 1)) {
+        void *r = pa_heap_alloc(fast_proc, h, 0, size);
+        if (__builtin_expect(r != NULL, 1)) return r;
+    }
+    return malloc_full(size);
+}
+
+static __attribute__((noinline)) void *calloc_full(size_t count, size_t size)
+{
+    if (__builtin_expect(!fast(), 0)) fast_setup();
     COUNT(n_calloc, 1);
     size_t total;
     int overflow = __builtin_mul_overflow(count, size, &total);
     COUNT(bytes_requested, overflow ? 0 : total);
-    if (__builtin_expect(!overflow && !debug_crt() && total <= ((size_t)1 << 40), 1)) {
+    if (!overflow && !debug_crt() && total <= FAST_MAX) {
         void *r = pa_heap_alloc(proc(), heap(), HEAP_ZERO_MEMORY, total ? total : 1);
-        if (__builtin_expect(r != NULL, 1)) return r;
+        if (r) return r;
     }
     return pa_crt_calloc(proc(), count, size);
 }
 
-EXPORT void free(void *p)
+/* HEAP_ZERO_MEMORY is a memset of the block in the heap for every block below the large
+ * threshold (large blocks are fresh or decommitted pages, zero already), but it keeps a request
+ * off the heap's lock-free LFH path: an LFH-sized calloc is a plain HeapAlloc and the same
+ * memset here. */
+EXPORT void *calloc(size_t count, size_t size)
 {
-    if (!p) return;
+    HANDLE h = fast();
+    size_t total;
+    if (__builtin_expect(h != NULL && !__builtin_mul_overflow(count, size, &total) &&
+                             total - 1 < PA_LFH_MAX_REQUEST, 1)) {
+        void *r = pa_heap_alloc(fast_proc, h, 0, total);
+        if (__builtin_expect(r != NULL, 1)) return memset(r, 0, total);
+    }
+    return calloc_full(count, size);
+}
+
+/* free's full path; saved is the last error before a refused HeapFree (when refused, else
+ * unused). */
+static __attribute__((noinline)) void free_full(void *p, int refused, DWORD saved)
+{
+    if (__builtin_expect(!fast(), 0)) fast_setup();
     COUNT(n_free, 1);
     if (debug_crt()) {
         void *block = aligned_block_of(p);
         pa_crt_free(proc(), block ? block : p);
         return;
     }
-    /* The release CRT's free is HeapFree on the process heap, which validates p: only when it
-     * refuses (not a block start) can p be an over-aligned pointer inside a block. */
-    DWORD saved = pa_get_last_error();
-    if (pa_heap_free(proc(), heap(), 0, p)) return;
+    if (!refused) {
+        saved = pa_get_last_error();
+        if (pa_heap_free(proc(), heap(), 0, p)) return;
+    }
     void *block = aligned_block_of(p);
     if (block) {
         ((align_hdr_t *)p - 1)->tag = 0;
         pa_heap_free(proc(), heap(), 0, block);
     }
     pa_set_last_error(saved); /* a foreign pointer is ignored, as a Linux free can't report */
+}
+
+/* The release CRT's free is HeapFree on the process heap, which validates p: only when it
+ * refuses (not a block start) can p be an over-aligned pointer inside a block. */
+EXPORT void free(void *p)
+{
+    if (__builtin_expect(p == NULL, 0)) return;
+    HANDLE h = fast();
+    if (__builtin_expect(h != NULL, 1)) {
+        DWORD saved = pa_get_last_error();
+        if (__builtin_expect(pa_heap_free(fast_proc, h, 0, p), 1)) return;
+        free_full(p, 1, saved);
+        return;
+    }
+    free_full(p, 0, 0);
 }
 
 EXPORT void cfree(void *p) { free(p); }
@@ -175,8 +244,11 @@ EXPORT size_t malloc_usable_size(void *p)
     return n == (size_t)-1 ? 0 : n;
 }
 
-EXPORT void *realloc(void *p, size_t size)
+/* realloc's full path: every case but an ordinary block of the release CRT resized by the
+ * heap, which the fast path tried first when refused is set. */
+static __attribute__((noinline)) void *realloc_full(void *p, size_t size, int refused)
 {
+    if (__builtin_expect(!fast(), 0)) fast_setup();
     COUNT(n_realloc, 1);
     COUNT(bytes_requested, size);
     if (!p) return pa_crt_malloc(proc(), size);
@@ -202,11 +274,26 @@ EXPORT void *realloc(void *p, size_t size)
         pa_crt_free(proc(), p);
         return NULL;
     }
-    if (ordinary && size <= ((size_t)1 << 40)) {
+    if (ordinary && size <= FAST_MAX && !refused) {
         void *r = pa_heap_realloc(proc(), heap(), 0, p, size);
-        if (__builtin_expect(r != NULL, 1)) return r;
+        if (r) return r;
     }
+    /* The CRT retries with the new handler (new mode 1) and sets errno. */
     return pa_crt_realloc(proc(), p, size);
+}
+
+/* The release CRT's realloc of a block is HeapReAlloc, which validates p: only when it refuses
+ * can p be an over-aligned pointer (or the heap be out of memory). */
+EXPORT void *realloc(void *p, size_t size)
+{
+    HANDLE h = fast();
+    if (__builtin_expect(h != NULL && size - 1 < FAST_MAX, 1)) {
+        if (!p) return malloc(size);
+        void *r = pa_heap_realloc(fast_proc, h, 0, p, size);
+        if (__builtin_expect(r != NULL, 1)) return r;
+        return realloc_full(p, size, 1);
+    }
+    return realloc_full(p, size, 0);
 }
 
 EXPORT void *reallocarray(void *p, size_t count, size_t size)
