@@ -766,35 +766,50 @@ static size_t large_reserve_size(size_t total)
     return _pa_align_up(total, step);
 }
 
-/* Makes a cached block l ready for a request of `total` bytes (page multiple): every byte
- * from the user pointer on reads as zero, as a fresh VirtualAlloc block does (heap.md fact 18),
- * and at least [l, l + total) is committed. The header page is cleared by hand; the pages
- * after it are zeroed by layer 1 in one call (pa_mm_zero_pages: the host drops them, so the
- * cost is in pages the last user touched). A commit more than twice the need is trimmed;
- * otherwise only a shortfall is committed (a later in-place shrink still decommits, so fact
- * 33 holds). Returns 0 on failure (the block is still whole and cached). */
+/* Zeroes the user bytes of large block l (all its committed pages after the header), as it
+ * goes into the cache: a cached block holds no resident data, and reads as zero when it is
+ * reused, as a fresh VirtualAlloc block does (heap.md fact 18). The pages after the header
+ * page are dropped by layer 1 in one call (pa_mm_zero_pages: the cost is in the pages the
+ * user touched); the rest of the header page is cleared by hand. 0 when layer 1 refuses
+ * (e.g. a Python buffer still exports the block). */
+static int large_zero_locked(pa_heap_t *h, pa_large_t *l)
+{
+    size_t c = l->committed;
+    if (c > PA_PAGE_SIZE &&
+        pa_mm_zero_pages(h->process, (char *)l + PA_PAGE_SIZE, c - PA_PAGE_SIZE) != STATUS_SUCCESS)
+        return 0;
+    memset(l + 1, 0, (c < PA_PAGE_SIZE ? c : PA_PAGE_SIZE) - sizeof(pa_large_t));
+    return 1;
+}
+
+/* Makes a cached (zeroed) block l ready for a request of `total` bytes (page multiple): at
+ * least [l, l + total) committed. A commit more than twice the need is trimmed; otherwise
+ * only a shortfall is committed (a later in-place shrink still decommits, so fact 33 holds).
+ * Returns 0 on failure (the block is still whole and cached). */
 static int large_recycle_locked(pa_heap_t *h, pa_large_t *l, size_t total)
 {
     size_t old = l->committed;
     if (old > 2 * total && decommit(h, (uintptr_t)l + total, old - total)) old = l->committed = total;
-    if (old > PA_PAGE_SIZE &&
-        pa_mm_zero_pages(h->process, (char *)l + PA_PAGE_SIZE, old - PA_PAGE_SIZE) != STATUS_SUCCESS)
-        return 0;
     if (total > old) {
         if (!commit(h, (uintptr_t)l + old, total - old)) return 0;
         l->committed = total;
     }
-    memset(l + 1, 0, (old < PA_PAGE_SIZE ? old : PA_PAGE_SIZE) - sizeof(pa_large_t));
     return 1;
 }
+
+#define LARGE_SCAN 8
 
 static void *large_alloc_locked(pa_heap_t *h, DWORD flags, size_t n)
 {
     size_t total = _pa_align_up(sizeof(pa_large_t) + n, PA_PAGE_SIZE);
     pa_large_t *l = NULL, *best = NULL;
     (void)flags; /* every large block reads as zero */
-    /* The cached block whose commit is nearest to total: the least to commit or decommit. */
-    size_t best_d = 0, budget = h->ctr.cached_large;
+    /* Among the LARGE_SCAN most recently cached blocks that are big enough, the cheapest to
+     * recycle: one whose commit already covers total needs no commit call, and the less it
+     * has committed beyond total the less there is to zero; a shortfall costs a commit. The
+     * scan stops at a block within a quarter of total. Older blocks are reused only when
+     * the recent ones do not fit (and evicted first). */
+    size_t best_d = 0, budget = h->ctr.cached_large, fits = 0;
     int bad = 0;
     if (h->large_cache) {
         /* Each link is checked for memory safety only (mapped, linking back); the block
@@ -802,14 +817,16 @@ static void *large_alloc_locked(pa_heap_t *h, DWORD flags, size_t n)
         const pa_process_t *p = h->process;
         _pa_lock(h->process);
         pa_large_t *c = h->large_cache, *prev = NULL;
-        for (; c; prev = c, c = c->next) {
+        for (; c && fits < LARGE_SCAN; prev = c, c = c->next) {
             if (!budget-- || !large_mapped_plocked(p, c) || c->prev != prev) {
                 bad = 1;
                 break;
             }
             if (c->reserved < total) continue;
-            size_t d = c->committed > total ? c->committed - total : total - c->committed;
+            fits++;
+            size_t d = c->committed >= total ? c->committed - total : 4 * (total - c->committed) + total;
             if (!best || d < best_d) best = c, best_d = d;
+            if (d <= total / 4) break;
         }
         if (best && !large_ok_plocked(h, best, LARGE_CACHED)) bad = 1;
         _pa_unlock(h->process);
@@ -858,7 +875,7 @@ static void large_free_locked(pa_heap_t *h, pa_large_t *l)
     h->ctr.large_bytes -= l->requested;
     h->ctr.busy_bytes -= l->requested;
     h->ctr.busy_blocks--;
-    if (h->large_cache_max && l->reserved <= h->large_cache_max / 2) {
+    if (h->large_cache_max && l->reserved <= h->large_cache_max / 2 && large_zero_locked(h, l)) {
         /* Evict the oldest cached blocks until this one fits. */
         while (h->large_cache && h->ctr.cached_large_bytes + l->reserved > h->large_cache_max) {
             int bad = 0;
