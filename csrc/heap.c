@@ -1995,6 +1995,18 @@ SIZE_T pa_heap_size(pa_process_t *p, HANDLE heap, DWORD flags, LPCVOID mem)
     tls_ent_t *e = tls_validate(p, heap);
     if (!e) return (SIZE_T)-1;
     pa_heap_t *h = e->heap;
+    if (e->tc && mem) {
+        /* Without the lock, like HeapFree: an LFH slot, or a busy back-end block of a size
+         * that the thread bins serve. */
+        pa_block_t *b;
+        int r = _pa_lfh_lookup(h, e->tc, mem, &b);
+        if (r == PA_LFH_BUSY) return b->prev_size;
+        if (r == PA_LFH_BAD) return _pa_heap_fail(STATUS_INVALID_PARAMETER), (SIZE_T)-1;
+        if ((b = mc_block_of(h, (uintptr_t)mem, PA_BLK_BUSY)) != NULL) {
+            pa_block_t v = blk_snapshot(b);
+            return (size_t)v.size * U - U - v.extra;
+        }
+    }
     int locked = _pa_heap_enter(h, flags);
     validate_all_or_note(h);
     found_t f;
@@ -2053,8 +2065,10 @@ static int backend_resize_locked(pa_heap_t *h, pa_segment_t *s, pa_block_t *b, s
     return 1;
 }
 
+/* HeapReAlloc of the block f to n bytes. When it cannot stay in place: with *move set, the
+ * caller moves it (returns NULL, *move stays 1, *old_size set); otherwise it is moved here. */
 static LPVOID realloc_found_locked(pa_heap_t *h, pa_lfh_tcache_t *tc, found_t *f, DWORD flags,
-                                   size_t n)
+                                   size_t n, int *move, size_t *old_size)
 {
     size_t old = found_size(f);
     void *user = f->kind == K_PAGE ? (void *)f->page->user
@@ -2109,6 +2123,10 @@ static LPVOID realloc_found_locked(pa_heap_t *h, pa_lfh_tcache_t *tc, found_t *f
         return user;
     }
     if (flags & HEAP_REALLOC_IN_PLACE_ONLY) return _pa_heap_fail(STATUS_NO_MEMORY), NULL;
+    if (move && *move) {
+        *old_size = old;
+        return NULL;
+    }
     void *nu = alloc_locked(h, flags & ~(DWORD)HEAP_ZERO_MEMORY, n);
     if (!nu) return corrupt_seen ? NULL : (_pa_heap_fail(STATUS_NO_MEMORY), NULL);
     memcpy(nu, user, old < n ? old : n);
@@ -2132,11 +2150,21 @@ static LPVOID heap_realloc(pa_process_t *p, HANDLE heap, DWORD flags, LPVOID mem
     corrupt_seen = 0;
     found_t f;
     void *r = NULL;
+    /* A thread with a cache moves a block outside the lock: the new block then comes from
+     * the LFH or the thread's bins when its size has them, like any HeapAlloc. */
+    int move = e->tc != NULL && !(flags & HEAP_REALLOC_IN_PLACE_ONLY) && !(h->debug & PA_HEAP_DEBUG_PAGE_HEAP);
+    size_t old = 0;
     int kind = classify_locked(h, e->tc, mem, &f);
-    if (kind < K_BACKEND) fail_kind(kind);
-    else r = realloc_found_locked(h, e->tc, &f, flags, n);
+    if (kind < K_BACKEND) fail_kind(kind), move = 0;
+    else r = realloc_found_locked(h, e->tc, &f, flags, n, &move, &old);
     _pa_heap_leave(h, locked);
-    return r;
+    if (r || !move || corrupt_seen) return r;
+    void *nu = alloc_untraced(p, heap, flags & ~(DWORD)HEAP_ZERO_MEMORY, n);
+    if (!nu) return NULL;
+    memcpy(nu, mem, old < n ? old : n);
+    if (n > old && (flags & HEAP_ZERO_MEMORY)) memset((char *)nu + old, 0, n - old);
+    free_untraced(p, heap, flags, mem);
+    return nu;
 }
 
 /* Traced as address = the old block, size = the new size, result = the new block (0). */

@@ -1171,6 +1171,37 @@ TEST(thread_bins_race_with_walk_and_validate)
     proc_end(p);
 }
 
+TEST(lfh_realloc_moves_to_the_lfh_and_heapsize_is_exact)
+{
+    pa_process_t *p = proc_new();
+    HANDLE h = pa_heap_create(p, 0, 0, 0);
+    void *warm[80];
+    for (int i = 0; i < 80; i++) warm[i] = pa_heap_alloc(p, h, 0, i < 40 ? 100 : 300); /* both on */
+    unsigned char *x = pa_heap_alloc(p, h, 0, 100);
+    for (int i = 0; i < 100; i++) x[i] = (unsigned char)i;
+    CHECK_EQ(pa_heap_size(p, h, 0, x), 100);
+    unsigned char *y = pa_heap_realloc(p, h, HEAP_ZERO_MEMORY, x, 300);
+    CHECK(y != NULL && y != x);
+    CHECK_EQ(pa_heap_size(p, h, 0, y), 300);
+    int bad = 0;
+    for (int i = 0; i < 300; i++) bad += y[i] != (i < 100 ? i : 0);
+    CHECK_EQ(bad, 0);
+    CHECK_FAILS(pa_heap_size(p, h, 0, x) != (SIZE_T)-1, ERROR_INVALID_PARAMETER); /* x was freed */
+    /* The new block came from the LFH, like warm[]: the walk shows it outside region 0. */
+    PROCESS_HEAP_ENTRY e;
+    memset(&e, 0, sizeof e);
+    int region = -1;
+    while (pa_heap_walk(p, h, &e))
+        if (e.lpData == y) region = e.iRegionIndex;
+    CHECK(region > 0);
+    CHECK_FAILS(pa_heap_size(p, h, 0, y + 16) != (SIZE_T)-1, ERROR_INVALID_PARAMETER);
+    CHECK(pa_heap_free(p, h, 0, y));
+    for (int i = 0; i < 80; i++) CHECK(pa_heap_free(p, h, 0, warm[i]));
+    CHECK(pa_heap_validate(p, h, 0, NULL));
+    CHECK(pa_heap_destroy(p, h));
+    proc_end(p);
+}
+
 /* ---- event trace ---- */
 
 /* Finds the first event of layer 3 with op at or after index *from; -1 if none. */
