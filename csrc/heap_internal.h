@@ -78,9 +78,9 @@
  * A thread with an LFH cache first uses its own lookaside bins of the same classes, without
  * the lock (heap.c, "Thread lookaside bins"); these lists take what the bins cannot. */
 #define PA_LA_CLASSES 8
-#define PA_LA_DEPTH 8
-#define PA_MC_DEPTH 32             /* per thread and class (thread lookaside bins) */
-#define PA_MC_BYTES ((size_t)4 << 20) /* bytes a thread's bins of one heap may hold */
+#define PA_LA_DEPTH 4
+#define PA_MC_DEPTH 16             /* per thread and class (thread lookaside bins) */
+#define PA_MC_BYTES ((size_t)2 << 20) /* bytes a thread's bins of one heap may hold */
 #define PA_SEGMAP_LFH 0x80000000u
 #define PA_MC_ORDER 24                /* back-end segments a lock-free lookup searches */
 #define PA_LA_MIN ((size_t)16368)  /* requests above this (the LFH's limit) ... */

@@ -50,7 +50,8 @@ DWORD pa_nt_status_to_dos_error(NTSTATUS status)
 }
 
 /* initial-exec: no allocation on first use, even when loaded as a preload library. */
-static __thread DWORD last_error __attribute__((tls_model("initial-exec")));
+__thread DWORD _pa_last_error __attribute__((tls_model("initial-exec"), visibility("hidden")));
+#define last_error _pa_last_error
 
 DWORD pa_get_last_error(void) { return last_error; }
 void pa_set_last_error(DWORD code) { last_error = code; }

@@ -27,6 +27,9 @@
 
 #define EXPORT __attribute__((visibility("default")))
 
+/* The thread's last error (status.c), read inline on free's fast path. */
+extern __thread DWORD _pa_last_error __attribute__((tls_model("initial-exec"), visibility("hidden")));
+
 /* Counters, kept only with PYALLOC_STATS=1. */
 static int stats_on = -1;
 static _Atomic(uint64_t) n_malloc, n_calloc, n_realloc, n_free, n_aligned, bytes_requested;
@@ -221,7 +224,7 @@ EXPORT void free(void *p)
     if (__builtin_expect(p == NULL, 0)) return;
     HANDLE h = fast();
     if (__builtin_expect(h != NULL, 1)) {
-        DWORD saved = pa_get_last_error();
+        DWORD saved = _pa_last_error;
         if (__builtin_expect(pa_heap_free(fast_proc, h, 0, p), 1)) return;
         free_full(p, 1, saved);
         return;
