@@ -1610,9 +1610,13 @@ BOOL pa_heap_free(pa_process_t *p, HANDLE heap, DWORD flags, LPVOID mem)
         pa_lfh_tcache_t *tc = e->tc;
         const pa_lfh_seg_t *s = tc->last_seg;
         size_t off = a - s->base;
-        if (PA_UNLIKELY(off >= s->size)) {
+        if (PA_UNLIKELY(off >= s->size)) { /* the other one, which then comes first */
             s = tc->prev_seg;
             off = a - s->base;
+            if (off < s->size) {
+                tc->prev_seg = tc->last_seg;
+                tc->last_seg = (pa_lfh_seg_t *)s;
+            }
         }
         if (PA_LIKELY(off < s->size && !(a & (PA_HEAP_UNIT - 1)))) {
             /* d16 = _pa_lfh_slot_offset(off, o) / 16 with o + 1 = m & 15 in size_t, with no

@@ -511,11 +511,15 @@ static inline int _pa_lfh_lookup(pa_heap_t *h, pa_lfh_tcache_t *tc, const void *
     uintptr_t a = (uintptr_t)mem;
     pa_lfh_seg_t *s = tc ? tc->last_seg : NULL;
     if (PA_UNLIKELY(!s || a - s->base >= s->size)) {
-        pa_lfh_t *L = __atomic_load_n(&h->lfh, __ATOMIC_ACQUIRE);
-        if (!L) return PA_LFH_NOT_MINE;
-        s = _pa_lfh_seg_find(L, a);
-        if (!s) return PA_LFH_NOT_MINE;
-        if (tc) {
+        if (tc && a - tc->prev_seg->base < tc->prev_seg->size) {
+            s = tc->prev_seg;
+        } else {
+            pa_lfh_t *L = __atomic_load_n(&h->lfh, __ATOMIC_ACQUIRE);
+            if (!L) return PA_LFH_NOT_MINE;
+            s = _pa_lfh_seg_find(L, a);
+            if (!s) return PA_LFH_NOT_MINE;
+        }
+        if (tc) { /* the two most recent, as the fast free keeps them */
             tc->prev_seg = tc->last_seg;
             tc->last_seg = s;
         }
