@@ -82,16 +82,20 @@ typedef struct proc_rec_s {
 static pthread_mutex_t registry_lock = PTHREAD_MUTEX_INITIALIZER;
 static proc_rec_t procs[PA_HEAP_MAX_PROCS];
 static int nprocs;
-static _Atomic uint64_t heap_epoch = 1;
+#define heap_epoch _pa_heap_epoch /* internal.h (trace.c bumps it too) */
 static _Atomic uint64_t next_heap_id = 1;
 
-/* One checked (process, handle) pair; valid while epoch == heap_epoch. */
+/* One checked (process, handle) pair; valid while epoch == heap_epoch. The fast paths run
+ * while fast == heap_epoch: fast is the epoch when the entry has an LFH cache and its
+ * process was not tracing when that was checked (trace.c bumps heap_epoch when tracing
+ * starts or stops), 0 otherwise; so they need no NULL or trace check of their own. */
 typedef struct tls_ent_s {
     pa_heap_t *heap;
     pa_process_t *p;
+    uint64_t fast;
+    pa_lfh_tcache_t *tc;
     uint64_t epoch;
     uint64_t id;
-    pa_lfh_tcache_t *tc;
 } tls_ent_t;
 
 #define TLS_ENTS 4
@@ -161,6 +165,12 @@ static void tls_thread_exit(void *arg)
 
 static void tls_key_init(void) { pthread_key_create(&tls_key, tls_thread_exit); }
 
+/* Sets e->fast (see tls_ent_t) after e->epoch or e->tc changed. */
+static void tls_set_fast(tls_ent_t *e)
+{
+    e->fast = e->tc && !atomic_load_explicit(&e->p->trace.enabled, memory_order_acquire) ? e->epoch : 0;
+}
+
 static inline tls_ent_t *tls_lookup(pa_process_t *p, HANDLE handle)
 {
     uint64_t ep = atomic_load_explicit(&heap_epoch, memory_order_acquire);
@@ -213,6 +223,7 @@ static tls_ent_t *tls_validate(pa_process_t *p, HANDLE handle)
             pthread_setspecific(tls_key, (void *)1);
         }
     }
+    tls_set_fast(e);
     pthread_mutex_unlock(&registry_lock);
     return tls_to_front(e);
 }
@@ -1829,9 +1840,11 @@ static LPVOID alloc_untraced(pa_process_t *p, HANDLE heap, DWORD flags, SIZE_T n
                 if (e->tc) {
                     pthread_once(&tls_key_once, tls_key_init);
                     pthread_setspecific(tls_key, (void *)1);
+                    tls_set_fast(e);
                 }
             }
             void *r = _pa_lfh_alloc(h, e->tc, b, n, flags);
+            if (r == PA_LFH_CORRUPT) return corrupt_fail(), NULL;
             if (r) return r;
         }
     } else if (n <= PA_LA_MAX && e->tc && !atomic_load_explicit(&h->user_locks, memory_order_acquire)) {
@@ -1875,27 +1888,30 @@ out:
     return r;
 }
 
-static __attribute__((noinline)) LPVOID alloc_traced(pa_process_t *p, HANDLE heap, DWORD flags,
-                                                     SIZE_T n, void *r)
-{
-    _pa_heap_trace(p, PA_OP_HEAP_ALLOC, r, n, flags, heap, 1);
-    return r;
-}
-
 /* The fast path, written so that it needs no stack frame (everything else is a tail call):
- * the thread's cached handle (the first entry of its cache) and a non-empty bin of its LFH
- * cache. A bin only ever holds slots of active buckets, so no other check is needed. */
+ * the thread's cached handle (the first entry of its cache, fast: it has an LFH cache and
+ * its process does not trace) and a non-empty bin of that cache whose head's link passes its
+ * check (else alloc_slow finds it again and reports the corruption). A bin only ever holds
+ * slots of active buckets, so no other check is needed. */
 LPVOID pa_heap_alloc(pa_process_t *p, HANDLE heap, DWORD flags, SIZE_T n)
 {
     tls_ent_t *e = &tls_ents[0];
     if (PA_LIKELY(e->heap == heap && e->p == p &&
-                  e->epoch == atomic_load_explicit(&heap_epoch, memory_order_acquire) &&
-                  n <= PA_LFH_MAX_REQUEST && e->tc != NULL && !(flags & HEAP_ZERO_MEMORY))) {
-        void *r = _pa_lfh_alloc_fast(e->tc, _pa_lfh_bucket(n), n, 0);
-        if (PA_LIKELY(r != NULL)) {
-            if (PA_UNLIKELY(atomic_load_explicit(&p->trace.enabled, memory_order_relaxed)))
-                return alloc_traced(p, heap, flags, n, r);
-            return r;
+                  e->fast == atomic_load_explicit(&heap_epoch, memory_order_relaxed) &&
+                  n <= PA_LFH_MAX_REQUEST && !(flags & HEAP_ZERO_MEMORY))) {
+        pa_lfh_tcache_t *tc = e->tc;
+        unsigned k = _pa_lfh_bucket(n);
+        pa_block_t *b = tc->bin[k].head;
+        if (PA_LIKELY(b != NULL)) {
+            int ok;
+            pa_block_t *next = _pa_lfh_next(b, &ok);
+            if (PA_LIKELY(ok)) {
+                tc->bin[k].head = next;
+                tc->bin[k].room++;
+                b->prev_size = (uint32_t)n;
+                b->flags = PA_BLK_BUSY | PA_BLK_LFH;
+                return b + 1;
+            }
         }
     }
     return alloc_slow(p, heap, flags, n);
@@ -1911,10 +1927,7 @@ static BOOL free_untraced(pa_process_t *p, HANDLE heap, DWORD flags, LPVOID mem)
         /* An LFH block needs no lock (the lookup reads only validated memory). */
         pa_block_t *hdr;
         int r = _pa_lfh_lookup(h, e->tc, mem, &hdr);
-        if (r == PA_LFH_BUSY) {
-            _pa_lfh_free_fast(h, e->tc, hdr);
-            return TRUE;
-        }
+        if (r == PA_LFH_BUSY) return _pa_lfh_free_fast(h, e->tc, hdr) ? TRUE : corrupt_fail();
         if (r == PA_LFH_BAD) return _pa_heap_fail(STATUS_INVALID_PARAMETER);
         if (!atomic_load_explicit(&h->user_locks, memory_order_acquire) && mc_put(h, e->tc, mem)) return TRUE;
     }
@@ -1938,52 +1951,60 @@ static __attribute__((noinline)) BOOL free_slow(pa_process_t *p, HANDLE heap, DW
 }
 
 /* After a fast-path free of mem (now a free slot on the bin of the thread's cache): flushes
- * a full bin and records the event. Takes only the entry point's arguments, so that the fast
- * path keeps few values live. */
+ * the full bin. Takes only the entry point's arguments, so that the fast path keeps few
+ * values live. */
 static __attribute__((noinline)) BOOL free_fast_tail(pa_process_t *p, HANDLE heap, DWORD flags,
                                                      LPVOID mem)
 {
     pa_lfh_tcache_t *tc = tls_ents[0].tc;
     unsigned k = ((pa_block_t *)mem - 1)->bucket; /* not checked by the fast path: bound it */
-    if (k < PA_LFH_BUCKETS && tc->bin[k].count > tc->bin[k].limit) _pa_lfh_flush(tc->heap, tc, k);
-    _pa_heap_trace(p, PA_OP_HEAP_FREE, mem, 0, flags, heap, TRUE);
-    return TRUE;
+    BOOL ok = TRUE;
+    if (k < PA_LFH_BUCKETS && tc->bin[k].room < 0 && !_pa_lfh_flush(tc->heap, tc, k))
+        ok = corrupt_fail();
+    _pa_heap_trace(p, PA_OP_HEAP_FREE, mem, 0, flags, heap, ok);
+    return ok;
 }
 
-/* The fast path (no stack frame, like pa_heap_alloc): a busy slot of the LFH segment the
- * thread freed into last, checked by position against its bucket's geometry, which the
- * segment map gives (_pa_lfh_lookup's checks; the subsegment header is not read), pushed
- * onto the thread's bin. */
+/* The fast path (no stack frame, like pa_heap_alloc): a busy slot of one of the two LFH
+ * segments the thread freed into last (never NULL), checked by position against its bucket's
+ * geometry, which the segment map gives (_pa_lfh_lookup's checks, with the geometry copied into
+ * the bin; the subsegment header is not read), pushed onto the thread's bin with its link's
+ * check value. */
 BOOL pa_heap_free(pa_process_t *p, HANDLE heap, DWORD flags, LPVOID mem)
 {
     tls_ent_t *e = &tls_ents[0];
     uintptr_t a = (uintptr_t)mem;
     if (PA_LIKELY(e->heap == heap && e->p == p &&
-                  e->epoch == atomic_load_explicit(&heap_epoch, memory_order_acquire) &&
-                  e->tc != NULL && e->tc->last_seg != NULL)) {
+                  e->fast == atomic_load_explicit(&heap_epoch, memory_order_relaxed))) {
         pa_lfh_tcache_t *tc = e->tc;
         const pa_lfh_seg_t *s = tc->last_seg;
         size_t off = a - s->base;
+        if (PA_UNLIKELY(off >= s->size)) { /* the other one, which then comes first */
+            s = tc->prev_seg;
+            off = a - s->base;
+            if (off < s->size) {
+                tc->prev_seg = tc->last_seg;
+                tc->last_seg = (pa_lfh_seg_t *)s;
+            }
+        }
         if (PA_LIKELY(off < s->size && !(a & (PA_HEAP_UNIT - 1)))) {
+            /* d16 = _pa_lfh_slot_offset(off, o) / 16 with o + 1 = m & 15 in size_t, with no
+             * separate check of the map value: for a chunk without slots (0, or the header)
+             * o + 1 is 0 (d wraps) or 15 and k is 0, so d16 >= span16; a legal map never has
+             * o > chunk index, nor k >= 128 (heap_internal.h). */
             unsigned m = __atomic_load_n(&s->map[off / PA_LFH_CHUNK], __ATOMIC_RELAXED);
-            unsigned o = _pa_lfh_map_off(m);
-            if (PA_LIKELY(o < 8u)) { /* a legal map never has o > chunk index */
-                unsigned k = _pa_lfh_map_bucket(m);
-                pa_lfh_geom_t g = _pa_lfh_geom[k];
-                pa_block_t *b = (pa_block_t *)(a - PA_HEAP_UNIT);
-                size_t d = _pa_lfh_slot_offset(off, o);
-                if (PA_LIKELY(d < g.span && (size_t)b->size * g.slot_size == d &&
-                              b->flags == (PA_BLK_BUSY | PA_BLK_LFH))) {
-                    b->flags = PA_BLK_LFH;
-                    tc->busy[k]--;
-                    tc->busy_bytes -= (int64_t)b->prev_size;
-                    *(pa_block_t **)(b + 1) = tc->bin[k].head;
-                    tc->bin[k].head = b;
-                    if (PA_UNLIKELY(++tc->bin[k].count > tc->bin[k].limit ||
-                                    atomic_load_explicit(&p->trace.enabled, memory_order_relaxed)))
-                        return free_fast_tail(p, heap, flags, mem);
-                    return TRUE;
-                }
+            unsigned k = _pa_lfh_map_bucket(m);
+            pa_block_t *b = (pa_block_t *)(a - PA_HEAP_UNIT);
+            size_t d16 = ((off & (PA_LFH_CHUNK - 1)) + (size_t)(m & 15u) * PA_LFH_CHUNK - PA_LFH_CHUNK -
+                          PA_LFH_SUB_HDR - PA_HEAP_UNIT) / 16;
+            if (PA_LIKELY(d16 < tc->bin[k].span16 && (size_t)b->size * tc->bin[k].slot16 == d16 &&
+                          b->flags == (PA_BLK_BUSY | PA_BLK_LFH))) {
+                b->flags = PA_BLK_LFH;
+                _pa_lfh_link(b, tc->bin[k].head);
+                tc->bin[k].head = b;
+                if (PA_UNLIKELY(--tc->bin[k].room < 0))
+                    return free_fast_tail(p, heap, flags, mem);
+                return TRUE;
             }
         }
     }
@@ -2088,12 +2109,10 @@ static LPVOID realloc_found_locked(pa_heap_t *h, pa_lfh_tcache_t *tc, found_t *f
         break;
     }
     case K_LFH:
-        /* Only shrinking, within the same 16-byte rounding (fact 35). The LFH counters keep
-         * the size the block had when counted; the difference goes to the heap's, so that
-         * their sum stays exact. */
+        /* Only shrinking, within the same 16-byte rounding (fact 35). (pa_heap_stats reads
+         * an LFH block's size from its header.) */
         if (n < old && _pa_align_up(n ? n : 1, U) == _pa_align_up(old, U)) {
             f->blk->prev_size = (uint32_t)n;
-            h->ctr.busy_bytes += n - old;
             in_place = 1;
         }
         break;

@@ -164,9 +164,13 @@ typedef struct pa_lfh_sub_s {  /* 64 bytes: slot 0 follows */
 } pa_lfh_sub_t;
 #define PA_LFH_SUB_MAGIC 0x5342u
 #define PA_LFH_SUB_HDR ((size_t)64)
-#define PA_LFH_MAP_HEADER 0xFFFFu /* map[] value of the segment's header chunk */
+/* map[] value of the segment's header chunk: bucket 0 with offset 14, so that every map value
+ * (0, the header, a subsegment's chunk) names a bucket < 16 * 16 + 8, and a chunk without
+ * slots gives an offset (2^32 - 1 or 14 chunks) that no slot geometry passes. */
+#define PA_LFH_MAP_HEADER 0x000Fu
 #define PA_LFH_MAP(off, bucket) ((uint16_t)(((unsigned)(bucket) << 4) | ((unsigned)(off) + 1u)))
-/* A map value's chunk offset in its subsegment; >= 8 for 0 and the header chunk. */
+/* A map value's chunk offset in its subsegment; >= 8 for 0 and the header chunk. (The fast
+ * free relies on a legal map: a value of a subsegment's chunk names a bucket < 128.) */
 static inline unsigned _pa_lfh_map_off(unsigned m) { return (m & 15u) - 1u; }
 static inline unsigned _pa_lfh_map_bucket(unsigned m) { return m >> 4; }
 
@@ -188,7 +192,7 @@ static inline size_t _pa_lfh_slot_offset(size_t off, unsigned o)
 /* A bucket: its lock guards its subsegment list and every subsegment's free list.
  *
  * Its remote list is a lock-free stack of free slots (linked through their first user word,
- * flags already cleared) that bypasses the lock: a thread whose bin overflows pushes the
+ * with the link's check value as in a thread's bin, flags already cleared) that bypasses the lock: a thread whose bin overflows pushes the
  * surplus there with one compare-and-swap (typically the thread that frees what another
  * allocates), and a thread whose bin is empty takes the whole stack with one exchange before
  * it asks the subsegments. Pushes only ever link a chain in front and takes only ever empty
@@ -202,23 +206,24 @@ typedef struct pa_lfh_bucket_s {
     uint32_t nchunks;      /* chunks per subsegment */
     pa_lfh_sub_t *partial; /* subsegments with free or never-used slots */
     pa_lfh_sub_t *empty;   /* one fully free subsegment kept committed */
-    int64_t busy;          /* slots busy through the bucket directly (no thread cache) */
-    int64_t busy_bytes;
     _Atomic(pa_block_t *) remote;
     atomic_int nremote;
-    uint32_t pad;
+    uint32_t pad[5];
 } pa_lfh_bucket_t;
 
 /* A thread's private cache for one heap: up to `limit` free slots per bucket. Only its thread
- * touches the bins; statistics are read racily by pa_heap_stats. */
+ * touches it. A cached slot is linked through its first user word, and its header's prev_size
+ * (unused while the slot is free) holds _pa_lfh_link_chk of that link, checked before the
+ * link is followed (bins and remote lists alike): a write into a freed slot is found, not
+ * followed. Busy counts are not kept here: pa_heap_stats counts busy slots (_pa_lfh_stats). */
 typedef struct pa_lfh_tcache_s {
-    struct {
+    struct {                /* 16 bytes: what a pair of fast alloc and free reads of a bin */
         pa_block_t *head;
-        uint32_t count;
-        uint32_t limit;
+        int16_t room;       /* limit - slots on the bin (< 0: full, flush on the next free) */
+        uint16_t limit;     /* <= 128 */
+        uint16_t slot16;    /* the bucket's _pa_lfh_geom, / 16 (slots are <= 16 KiB and */
+        uint16_t span16;    /* subsegments <= 512 KiB), so the fast free reads one line */
     } bin[PA_LFH_BUCKETS];
-    int64_t busy[PA_LFH_BUCKETS];
-    int64_t busy_bytes;
     /* Thread lookaside bins of 16-64 KiB back-end blocks (heap.c, mc_*): freed blocks keep
      * their busy header with PA_BLK_CACHED, linked through the first user word, so that a
      * free+alloc pair of such a size takes no lock. mbusy_* are the thread's changes to the
@@ -229,7 +234,9 @@ typedef struct pa_lfh_tcache_s {
     } mbin[PA_LA_CLASSES];
     size_t mbytes;
     int64_t mbusy_bytes, mbusy_blocks;
-    pa_lfh_seg_t *last_seg;
+    /* The LFH segments the thread freed into last (the fast free's range check), never NULL:
+     * &_pa_lfh_no_seg until the first LFH frees. */
+    pa_lfh_seg_t *last_seg, *prev_seg;
     pa_heap_t *heap;
     uintptr_t owner;       /* pthread_self() of the thread using it, 0 when free */
 } pa_lfh_tcache_t;
@@ -379,8 +386,13 @@ int _pa_heap_validate_locked(pa_heap_t *h);
 int _pa_heap_readable(pa_heap_t *h, uintptr_t a, size_t n);
 
 /* ---- heap_lfh.c ---- */
-/* Bucket of a request of n <= PA_LFH_MAX_REQUEST bytes. */
-static inline unsigned _pa_lfh_bucket(size_t n)
+/* Bucket of a request of n <= PA_LFH_MAX_REQUEST bytes: 16-byte steps up to 1 KiB, then 16
+ * per power of two. Every bucket boundary is a multiple of 16, so the bucket depends on
+ * (n + 15) / 16 alone: a constant table (heap_lfh.c; a C test checks it against
+ * _pa_lfh_bucket_calc). */
+extern const uint8_t _pa_lfh_bucket_tab[PA_LFH_MAX_REQUEST / 16 + 1] __attribute__((visibility("hidden")));
+static inline unsigned _pa_lfh_bucket(size_t n) { return _pa_lfh_bucket_tab[(n + 15) >> 4]; }
+static inline unsigned _pa_lfh_bucket_calc(size_t n)
 {
     if (n <= 1024) return n ? (unsigned)((n + 15) >> 4) - 1u : 0u;
     unsigned o = 63u - (unsigned)__builtin_clzll((unsigned long long)(n - 1)); /* 10..13 */
@@ -392,7 +404,8 @@ int _pa_lfh_ensure(pa_heap_t *h);
 /* Counts a back-end allocation of an LFH-sized request; activates the bucket at the
  * threshold. Heap lock held. */
 void _pa_lfh_note_backend_locked(pa_heap_t *h, size_t n);
-/* Allocates from an active bucket; NULL (no error set) when the LFH cannot serve it. */
+/* Allocates from an active bucket; NULL (no error set) when the LFH cannot serve it,
+ * PA_LFH_CORRUPT when the thread's bin or the bucket's remote list has a corrupted link. */
 void *_pa_lfh_alloc(pa_heap_t *h, pa_lfh_tcache_t *tc, unsigned bucket, size_t n, DWORD flags);
 /* Result of _pa_lfh_lookup */
 #define PA_LFH_NOT_MINE 0
@@ -402,7 +415,8 @@ void *_pa_lfh_alloc(pa_heap_t *h, pa_lfh_tcache_t *tc, unsigned bucket, size_t n
  * pointer inside an LFH segment (free slot, wrong offset). Reads only validated memory. */
 /* (inline, below) */
 pa_lfh_seg_t *_pa_lfh_seg_find(pa_lfh_t *L, uintptr_t a);
-/* Frees a busy LFH block found by _pa_lfh_lookup. */
+/* Frees a busy LFH block found by _pa_lfh_lookup (corruption found by a flush on the way is
+ * dropped silently: see _pa_lfh_free_fast to report it). */
 void _pa_lfh_free(pa_heap_t *h, pa_lfh_tcache_t *tc, pa_block_t *hdr);
 /* The calling thread's cache for h (claimed on first use), or NULL if none is free. */
 pa_lfh_tcache_t *_pa_lfh_tcache_claim(pa_heap_t *h);
@@ -412,12 +426,13 @@ void _pa_lfh_tcache_release(pa_heap_t *h, pa_lfh_tcache_t *tc);
 void _pa_lfh_fork(pa_heap_t *h, int phase);
 /* Releases empty subsegments (HeapCompact). Heap lock held. */
 void _pa_lfh_compact_locked(pa_heap_t *h);
-/* Adds the LFH busy counts to busy_blocks and busy_bytes, per-bucket counts to buckets[]. */
+/* Adds the LFH's busy slots to busy_blocks, their requested bytes to busy_bytes and per-bucket
+ * counts to buckets[] (by walking the subsegments). Heap lock held. */
 void _pa_lfh_stats(pa_heap_t *h, size_t *busy_blocks, size_t *busy_bytes, uint64_t *buckets);
 int _pa_lfh_validate_locked(pa_heap_t *h);
 /* Checks the free slots cached in tc, the calling thread's own cache (NULL: nothing to check):
- * each link is a free slot of its bucket, checked before it is followed, and the counts
- * match. Other threads' caches and the remote lists are not read (they change without a
+ * each link passes its check value and is a free slot of its bucket, checked before it is
+ * followed, and the counts match. Other threads' caches and the remote lists are not read (they change without a
  * lock). */
 int _pa_lfh_validate_tcache(pa_heap_t *h, pa_lfh_tcache_t *tc);
 /* Walk support: fills entry for the LFH segment position at/after `at` in seg; returns 0
@@ -447,33 +462,78 @@ int _pa_pageheap_validate_locked(pa_heap_t *h, pa_pageblk_t *only);
  * header readable (layer 1), magic and heap right? Checked before a list link is followed. */
 int _pa_pageblk_ok(pa_heap_t *h, const pa_pageblk_t *x, uint32_t freed);
 
+/* The check value of a free-slot link (see pa_lfh_tcache_t), kept in the slot's prev_size. A
+ * multiplicative hash: every bit of the link moves the upper half of the product, so a link
+ * changed by any write into the slot's first 8 user bytes (zeros, a repeated byte, a valid
+ * address, ...) keeps its old check value only by a 1 in 2^32 chance. Not a secret: it
+ * detects accidents (Python writing into freed memory with heap_guard=False), not attacks. */
+static inline uint32_t _pa_lfh_link_chk(const pa_block_t *next)
+{
+    return (uint32_t)(((uint64_t)(uintptr_t)next * 0x9e3779b97f4a7c15ull) >> 32);
+}
+/* Links free slot b to next. */
+static inline void _pa_lfh_link(pa_block_t *b, pa_block_t *next)
+{
+    *(pa_block_t **)(b + 1) = next;
+    b->prev_size = _pa_lfh_link_chk(next);
+}
+/* b's link (b itself a checked free slot); *ok = 0 when its check value disagrees. */
+static inline pa_block_t *_pa_lfh_next(const pa_block_t *b, int *ok)
+{
+    pa_block_t *next = *(pa_block_t *const *)(b + 1);
+    *ok = b->prev_size == _pa_lfh_link_chk(next);
+    return next;
+}
+
+/* last_seg of a cache that has not freed yet: size 0, so the fast free's range check fails. */
+extern pa_lfh_seg_t _pa_lfh_no_seg __attribute__((visibility("hidden")));
+
 /* The hot paths, inlined into heap.c's entry points: pop a cached slot / push a freed one.
  * Only the cache's own thread calls them. */
-void _pa_lfh_flush(pa_heap_t *h, pa_lfh_tcache_t *tc, unsigned bucket);
+/* Moves the surplus of a full bin to the bucket; 0 when a corrupted link was found on the
+ * way (the bin is cut before it; heap corruption to report). */
+int _pa_lfh_flush(pa_heap_t *h, pa_lfh_tcache_t *tc, unsigned bucket);
+/* The bin's head slot has a corrupted link: the bin keeps only that slot (the rest cannot be
+ * reached safely). Returns PA_LFH_CORRUPT. */
+void *_pa_lfh_bin_corrupt(pa_lfh_tcache_t *tc, unsigned bucket);
+#define PA_LFH_CORRUPT ((void *)1)
 
+/* Slots on bin k of tc. */
+static inline uint32_t _pa_lfh_bin_count(const pa_lfh_tcache_t *tc, unsigned k)
+{
+    return (uint32_t)(tc->bin[k].limit - tc->bin[k].room);
+}
+static inline void _pa_lfh_bin_set_count(pa_lfh_tcache_t *tc, unsigned k, uint32_t n)
+{
+    tc->bin[k].room = (int16_t)((int)tc->bin[k].limit - (int)n);
+}
+
+/* A slot of bin k; NULL when the bin is empty, PA_LFH_CORRUPT when its link is corrupted. */
 static inline void *_pa_lfh_alloc_fast(pa_lfh_tcache_t *tc, unsigned k, size_t n, DWORD flags)
 {
     pa_block_t *b = tc->bin[k].head;
     if (PA_UNLIKELY(b == NULL)) return NULL;
-    tc->bin[k].head = *(pa_block_t **)(b + 1);
-    tc->bin[k].count--;
+    int ok;
+    pa_block_t *next = _pa_lfh_next(b, &ok);
+    if (PA_UNLIKELY(!ok)) return _pa_lfh_bin_corrupt(tc, k);
+    tc->bin[k].head = next;
+    tc->bin[k].room++;
     b->prev_size = (uint32_t)n;
     b->flags = PA_BLK_BUSY | PA_BLK_LFH;
-    tc->busy[k]++;
-    tc->busy_bytes += (int64_t)n;
     if (flags & HEAP_ZERO_MEMORY) __builtin_memset(b + 1, 0, n);
     return b + 1;
 }
 
-static inline void _pa_lfh_free_fast(pa_heap_t *h, pa_lfh_tcache_t *tc, pa_block_t *b)
+/* Pushes busy slot b (checked by _pa_lfh_lookup); 0 when the flush that followed found
+ * corruption (b is freed all the same). */
+static inline int _pa_lfh_free_fast(pa_heap_t *h, pa_lfh_tcache_t *tc, pa_block_t *b)
 {
     unsigned k = b->bucket;
     b->flags = PA_BLK_LFH;
-    tc->busy[k]--;
-    tc->busy_bytes -= (int64_t)b->prev_size;
-    *(pa_block_t **)(b + 1) = tc->bin[k].head;
+    _pa_lfh_link(b, tc->bin[k].head);
     tc->bin[k].head = b;
-    if (PA_UNLIKELY(++tc->bin[k].count > tc->bin[k].limit)) _pa_lfh_flush(h, tc, k);
+    if (PA_UNLIKELY(--tc->bin[k].room < 0)) return _pa_lfh_flush(h, tc, k);
+    return 1;
 }
 
 /* Classifies mem against the LFH of h (tc: the caller's cache, may be NULL). A block passes
@@ -486,11 +546,18 @@ static inline int _pa_lfh_lookup(pa_heap_t *h, pa_lfh_tcache_t *tc, const void *
     uintptr_t a = (uintptr_t)mem;
     pa_lfh_seg_t *s = tc ? tc->last_seg : NULL;
     if (PA_UNLIKELY(!s || a - s->base >= s->size)) {
-        pa_lfh_t *L = __atomic_load_n(&h->lfh, __ATOMIC_ACQUIRE);
-        if (!L) return PA_LFH_NOT_MINE;
-        s = _pa_lfh_seg_find(L, a);
-        if (!s) return PA_LFH_NOT_MINE;
-        if (tc) tc->last_seg = s;
+        if (tc && a - tc->prev_seg->base < tc->prev_seg->size) {
+            s = tc->prev_seg;
+        } else {
+            pa_lfh_t *L = __atomic_load_n(&h->lfh, __ATOMIC_ACQUIRE);
+            if (!L) return PA_LFH_NOT_MINE;
+            s = _pa_lfh_seg_find(L, a);
+            if (!s) return PA_LFH_NOT_MINE;
+        }
+        if (tc) { /* the two most recent, as the fast free keeps them */
+            tc->prev_seg = tc->last_seg;
+            tc->last_seg = s;
+        }
     }
     size_t off = a - s->base;
     unsigned m = __atomic_load_n(&s->map[off / PA_LFH_CHUNK], __ATOMIC_RELAXED);

@@ -81,6 +81,23 @@ static uint32_t bucket_nchunks(unsigned b)
 }
 
 pa_lfh_geom_t _pa_lfh_geom[PA_LFH_BUCKETS];
+pa_lfh_seg_t _pa_lfh_no_seg;
+
+/* _pa_lfh_bucket_tab[i] = the bucket of a request of 16 * i bytes (of 0 bytes for i = 0):
+ * _pa_lfh_bucket_calc as a constant expression, so that the table is right before any
+ * constructor runs (the preload library allocates early). */
+#define BT_O(n) ((n) - 1 >= 8192 ? 13 : (n) - 1 >= 4096 ? 12 : (n) - 1 >= 2048 ? 11 : 10)
+#define BT_N(i) ((i) <= 64 ? ((i) ? (i) - 1 : 0) \
+    : 64 + (BT_O(16 * (i)) - 10) * 16 + ((16 * (i) - 1 - (1 << BT_O(16 * (i)))) >> (BT_O(16 * (i)) - 4)))
+#define BT1(i) BT_N(i),
+#define BT4(i) BT1(i) BT1((i) + 1) BT1((i) + 2) BT1((i) + 3)
+#define BT16(i) BT4(i) BT4((i) + 4) BT4((i) + 8) BT4((i) + 12)
+#define BT64(i) BT16(i) BT16((i) + 16) BT16((i) + 32) BT16((i) + 48)
+#define BT256(i) BT64(i) BT64((i) + 64) BT64((i) + 128) BT64((i) + 192)
+const uint8_t _pa_lfh_bucket_tab[PA_LFH_MAX_REQUEST / 16 + 1] = {
+    BT256(0) BT256(256) BT256(512) BT64(768) BT64(832) BT64(896) BT16(960) BT16(976) BT16(992)
+    BT4(1008) BT4(1012) BT4(1016) BT1(1020) BT1(1021) BT1(1022) BT1(1023)};
+_Static_assert(PA_LFH_MAX_REQUEST / 16 + 1 == 1024, "bucket table size");
 
 __attribute__((constructor)) static void geom_init(void)
 {
@@ -266,7 +283,7 @@ static unsigned take_slots(pa_heap_t *h, unsigned b, unsigned want, pa_block_t *
                 break;
             }
             sub->free = *(pa_block_t **)(s + 1);
-            *(pa_block_t **)(s + 1) = head;
+            _pa_lfh_link(s, head);
             head = s;
             sub->used++;
             got++;
@@ -279,7 +296,7 @@ static unsigned take_slots(pa_heap_t *h, unsigned b, unsigned want, pa_block_t *
             s->flags = PA_BLK_LFH;
             s->bucket = (uint8_t)b;
             s->tag = _pa_blk_tag(h, s);
-            *(pa_block_t **)(s + 1) = head;
+            _pa_lfh_link(s, head);
             head = s;
             sub->used++;
             got++;
@@ -342,21 +359,34 @@ static int remote_push(pa_lfh_bucket_t *bk, pa_block_t *head, pa_block_t *tail, 
     }
     pa_block_t *old = atomic_load_explicit(&bk->remote, memory_order_relaxed);
     do {
-        *(pa_block_t **)(tail + 1) = old;
+        _pa_lfh_link(tail, old);
     } while (!atomic_compare_exchange_weak_explicit(&bk->remote, &old, head, memory_order_release,
                                                     memory_order_relaxed));
     return 1;
 }
 
-/* Takes bucket b's whole remote list; *count gets its length. Lock-free. The links are not
- * checked (this is the cross-thread hand-over path; HeapValidate does not read the list). */
-static pa_block_t *remote_take(pa_lfh_bucket_t *bk, uint32_t *count)
+/* Takes bucket b's whole remote list; *count gets its length. Lock-free. Each link's check
+ * value is verified before the link is followed (HeapValidate does not read the list): at a
+ * corrupted one the list is cut there (the slots past it stay handed out: lost, not
+ * reused) and *corrupt set. */
+static pa_block_t *remote_take(pa_lfh_bucket_t *bk, uint32_t *count, int *corrupt)
 {
     *count = 0;
     if (!atomic_load_explicit(&bk->remote, memory_order_relaxed)) return NULL;
     pa_block_t *head = atomic_exchange_explicit(&bk->remote, NULL, memory_order_acquire);
     uint32_t n = 0;
-    for (pa_block_t *s = head; s; s = *(pa_block_t **)(s + 1)) n++;
+    for (pa_block_t *s = head; s;) {
+        int ok;
+        pa_block_t *next = _pa_lfh_next(s, &ok);
+        n++;
+        if (!ok) {
+            _pa_lfh_link(s, NULL);
+            *corrupt = 1;
+            break;
+        }
+        s = next;
+    }
+    /* (nremote keeps counting the lost slots: it only bounds the list.) */
     if (n) atomic_fetch_sub_explicit(&bk->nremote, (int)n, memory_order_relaxed);
     *count = n;
     return head;
@@ -366,7 +396,8 @@ static pa_block_t *remote_take(pa_lfh_bucket_t *bk, uint32_t *count)
 static void remote_drain(pa_heap_t *h, unsigned b)
 {
     uint32_t n;
-    pa_block_t *list = remote_take(&h->lfh->bucket[b], &n);
+    int corrupt = 0;
+    pa_block_t *list = remote_take(&h->lfh->bucket[b], &n, &corrupt);
     if (list) give_slots(h, b, list, 0);
 }
 
@@ -407,13 +438,14 @@ pa_lfh_tcache_t *_pa_lfh_tcache_claim(pa_heap_t *h)
                                          __ATOMIC_RELAXED))
             continue;
         memset(tc->bin, 0, sizeof tc->bin);
-        memset(tc->busy, 0, sizeof tc->busy);
-        tc->busy_bytes = 0;
-        tc->last_seg = NULL;
+        tc->last_seg = tc->prev_seg = &_pa_lfh_no_seg;
         tc->heap = h;
         for (unsigned b = 0; b < PA_LFH_BUCKETS; b++) {
             uint32_t lim = (uint32_t)(PA_LFH_CHUNK / L->bucket[b].slot_size);
-            tc->bin[b].limit = lim < 8 ? 8 : lim > 128 ? 128 : lim;
+            tc->bin[b].limit = (uint16_t)(lim < 8 ? 8 : lim > 128 ? 128 : lim);
+            tc->bin[b].room = (int16_t)tc->bin[b].limit;
+            tc->bin[b].slot16 = (uint16_t)(_pa_lfh_geom[b].slot_size / 16);
+            tc->bin[b].span16 = (uint16_t)(_pa_lfh_geom[b].span / 16);
         }
         return tc;
     }
@@ -421,44 +453,48 @@ pa_lfh_tcache_t *_pa_lfh_tcache_claim(pa_heap_t *h)
 }
 
 /* Moves `count` slots from the head of bin b back to the bucket: onto its remote list when
- * `remote` and there is room, else to the subsegments. */
-static void flush_some(pa_heap_t *h, pa_lfh_tcache_t *tc, unsigned b, uint32_t count,
-                       int can_release, int remote)
+ * `remote` and there is room, else to the subsegments. Every link is checked before it is
+ * followed: at a corrupted one the bin is cut after the last good slot (the slots past it
+ * stay handed out: lost, not reused). Returns 0 then, else 1. */
+static int flush_some(pa_heap_t *h, pa_lfh_tcache_t *tc, unsigned b, uint32_t count,
+                      int can_release, int remote)
 {
-    pa_block_t *head = tc->bin[b].head, *tail = head;
-    if (!count || !head) return;
+    pa_block_t *head = tc->bin[b].head, *tail = head, *rest;
+    if (!count || !head) return 1;
     uint32_t moved = 1;
-    for (; moved < count && *(pa_block_t **)(tail + 1); moved++) tail = *(pa_block_t **)(tail + 1);
-    pa_block_t *rest = *(pa_block_t **)(tail + 1);
+    int ok;
+    for (;;) {
+        rest = _pa_lfh_next(tail, &ok);
+        if (!ok || !rest || moved == count) break;
+        tail = rest;
+        moved++;
+    }
+    if (!ok) rest = NULL;
     tc->bin[b].head = rest;
-    tc->bin[b].count = rest ? tc->bin[b].count - moved : 0;
-    if (remote && remote_push(&h->lfh->bucket[b], head, tail, moved, tc->bin[b].limit)) return;
-    *(pa_block_t **)(tail + 1) = NULL;
-    give_slots(h, b, head, can_release);
+    _pa_lfh_bin_set_count(tc, b, rest ? _pa_lfh_bin_count(tc, b) - moved : 0);
+    if (!(remote && remote_push(&h->lfh->bucket[b], head, tail, moved, tc->bin[b].limit))) {
+        _pa_lfh_link(tail, NULL);
+        give_slots(h, b, head, can_release);
+    }
+    return ok;
 }
 
-void _pa_lfh_flush(pa_heap_t *h, pa_lfh_tcache_t *tc, unsigned b)
+int _pa_lfh_flush(pa_heap_t *h, pa_lfh_tcache_t *tc, unsigned b)
 {
-    flush_some(h, tc, b, tc->bin[b].count - tc->bin[b].limit / 2, 1, 1);
+    return flush_some(h, tc, b, _pa_lfh_bin_count(tc, b) - tc->bin[b].limit / 2, 1, 1);
+}
+
+void *_pa_lfh_bin_corrupt(pa_lfh_tcache_t *tc, unsigned b)
+{
+    _pa_lfh_link(tc->bin[b].head, NULL);
+    _pa_lfh_bin_set_count(tc, b, 1);
+    return PA_LFH_CORRUPT;
 }
 
 void _pa_lfh_tcache_release(pa_heap_t *h, pa_lfh_tcache_t *tc)
 {
-    pa_lfh_t *L = h->lfh;
-    for (unsigned b = 0; b < PA_LFH_BUCKETS; b++) {
-        /* Called under the registry lock: no heap lock, so empty subsegments stay. */
-        flush_some(h, tc, b, tc->bin[b].count, 0, 0);
-        if (tc->busy[b]) {
-            pa_lfh_bucket_t *bk = &L->bucket[b];
-            spin_lock(&bk->lock);
-            bk->busy += tc->busy[b];
-            spin_unlock(&bk->lock);
-        }
-    }
-    pa_lfh_bucket_t *bk0 = &L->bucket[0];
-    spin_lock(&bk0->lock);
-    bk0->busy_bytes += tc->busy_bytes;
-    spin_unlock(&bk0->lock);
+    /* Called under the registry lock: no heap lock, so empty subsegments stay. */
+    for (unsigned b = 0; b < PA_LFH_BUCKETS; b++) (void)flush_some(h, tc, b, _pa_lfh_bin_count(tc, b), 0, 0);
     __atomic_store_n(&tc->owner, 0, __ATOMIC_RELEASE);
 }
 
@@ -473,27 +509,23 @@ void *_pa_lfh_alloc(pa_heap_t *h, pa_lfh_tcache_t *tc, unsigned b, size_t n, DWO
         if (r) return r;
         pa_block_t *list;
         uint32_t got;
-        if ((list = remote_take(&h->lfh->bucket[b], &got))) {
+        int corrupt = 0;
+        if ((list = remote_take(&h->lfh->bucket[b], &got, &corrupt))) {
             tc->bin[b].head = list;
-            tc->bin[b].count = got;
-            return _pa_lfh_alloc_fast(tc, b, n, flags);
+            _pa_lfh_bin_set_count(tc, b, got);
+            return corrupt ? PA_LFH_CORRUPT : _pa_lfh_alloc_fast(tc, b, n, flags);
         }
         unsigned want = tc->bin[b].limit / 2;
         got = take_slots(h, b, want ? want : 1, &list);
         if (!got) return NULL;
         tc->bin[b].head = list;
-        tc->bin[b].count = got;
+        _pa_lfh_bin_set_count(tc, b, got);
         return _pa_lfh_alloc_fast(tc, b, n, flags);
     }
     pa_block_t *s;
     if (!take_slots(h, b, 1, &s)) return NULL;
-    pa_lfh_bucket_t *bk = &h->lfh->bucket[b];
     s->prev_size = (uint32_t)n;
     s->flags = PA_BLK_BUSY | PA_BLK_LFH;
-    spin_lock(&bk->lock);
-    bk->busy++;
-    bk->busy_bytes += (int64_t)n;
-    spin_unlock(&bk->lock);
     if (flags & HEAP_ZERO_MEMORY) memset(s + 1, 0, n);
     return s + 1;
 }
@@ -501,18 +533,12 @@ void *_pa_lfh_alloc(pa_heap_t *h, pa_lfh_tcache_t *tc, unsigned b, size_t n, DWO
 void _pa_lfh_free(pa_heap_t *h, pa_lfh_tcache_t *tc, pa_block_t *b)
 {
     if (tc) {
-        _pa_lfh_free_fast(h, tc, b);
+        (void)_pa_lfh_free_fast(h, tc, b);
         return;
     }
-    unsigned k = b->bucket;
-    pa_lfh_bucket_t *bk = &h->lfh->bucket[k];
-    spin_lock(&bk->lock);
-    bk->busy--;
-    bk->busy_bytes -= b->prev_size;
-    spin_unlock(&bk->lock);
     b->flags = PA_BLK_LFH;
-    *(pa_block_t **)(b + 1) = NULL;
-    give_slots(h, k, b, 1);
+    _pa_lfh_link(b, NULL);
+    give_slots(h, b->bucket, b, 1);
 }
 
 /* ------------------------------------------------------------------------------------------ */
@@ -549,26 +575,42 @@ void _pa_lfh_compact_locked(pa_heap_t *h)
     }
 }
 
+static pa_lfh_sub_t *sub_checked(pa_heap_t *h, pa_lfh_seg_t *s, size_t c, unsigned m);
+
+/* Counts the busy slots (and their requested bytes) of every subsegment, under the heap lock,
+ * which keeps subsegments from coming or going. Other threads may be allocating and freeing
+ * slots meanwhile: like any statistics read while the heap is in use, the counts are those of
+ * some moment during the walk. A subsegment whose header or map is corrupted is skipped. */
 void _pa_lfh_stats(pa_heap_t *h, size_t *busy_blocks, size_t *busy_bytes, uint64_t *buckets)
 {
     pa_lfh_t *L = h->lfh;
     if (!L) return;
-    int64_t blocks = 0, bytes = 0;
-    for (unsigned b = 0; b < PA_LFH_BUCKETS; b++) {
-        int64_t n = __atomic_load_n(&L->bucket[b].busy, __ATOMIC_RELAXED);
-        bytes += __atomic_load_n(&L->bucket[b].busy_bytes, __ATOMIC_RELAXED);
-        for (unsigned i = 0; i < PA_LFH_TCACHES; i++)
-            if (__atomic_load_n(&L->tcache[i].owner, __ATOMIC_ACQUIRE))
-                n += __atomic_load_n(&L->tcache[i].busy[b], __ATOMIC_RELAXED);
-        if (n < 0) n = 0;
-        buckets[b] = (uint64_t)n;
-        blocks += n;
+    unsigned nsegs = atomic_load_explicit(&L->nsegs, memory_order_acquire);
+    for (unsigned i = 0; i < nsegs; i++) {
+        pa_lfh_seg_t *s = L->segs[i];
+        for (size_t c = 1; c < s->nchunks; c++) {
+            unsigned m = __atomic_load_n(&s->map[c], __ATOMIC_RELAXED);
+            if (!m || m == PA_LFH_MAP_HEADER || _pa_lfh_map_off(m) != 0) continue;
+            pa_lfh_sub_t *sub = sub_checked(h, s, c, m);
+            if (!sub) continue;
+            unsigned k = _pa_lfh_map_bucket(m);
+            size_t slot = _pa_lfh_geom[k].slot_size;
+            uint32_t bump = __atomic_load_n(&sub->bump, __ATOMIC_RELAXED);
+            uintptr_t first = (uintptr_t)sub + PA_LFH_SUB_HDR;
+            if (!bump || !_pa_heap_readable(h, first, (size_t)bump * slot)) continue;
+            uint64_t n = 0, bytes = 0;
+            for (uint32_t j = 0; j < bump; j++) {
+                const pa_block_t *b = (const pa_block_t *)(first + (size_t)j * slot);
+                if (__atomic_load_n(&b->flags, __ATOMIC_RELAXED) & PA_BLK_BUSY) {
+                    n++;
+                    bytes += __atomic_load_n(&b->prev_size, __ATOMIC_RELAXED);
+                }
+            }
+            buckets[k] += n;
+            *busy_blocks += n;
+            *busy_bytes += bytes;
+        }
     }
-    for (unsigned i = 0; i < PA_LFH_TCACHES; i++)
-        if (__atomic_load_n(&L->tcache[i].owner, __ATOMIC_ACQUIRE))
-            bytes += __atomic_load_n(&L->tcache[i].busy_bytes, __ATOMIC_RELAXED);
-    *busy_blocks += (size_t)blocks;
-    *busy_bytes += bytes > 0 ? (size_t)bytes : 0;
 }
 
 /* The subsegment holding chunk c of s whose map entry is m, checked: its geometry comes from
@@ -646,9 +688,11 @@ int _pa_lfh_validate_tcache(pa_heap_t *h, pa_lfh_tcache_t *tc)
     if (!L || !tc) return 1;
     for (unsigned k = 0; k < PA_LFH_BUCKETS; k++) {
         uint32_t n = 0;
-        for (pa_block_t *b = tc->bin[k].head; b; b = *(pa_block_t **)(b + 1))
-            if (++n > tc->bin[k].count || !free_slot_ok(h, L, b, k)) return 0;
-        if (n != tc->bin[k].count) return 0;
+        int ok = 1;
+        for (pa_block_t *b = tc->bin[k].head; b; b = _pa_lfh_next(b, &ok))
+            if (!ok || ++n > _pa_lfh_bin_count(tc, k) || !free_slot_ok(h, L, b, k)) return 0;
+        if (!ok) return 0;
+        if (n != _pa_lfh_bin_count(tc, k)) return 0;
     }
     return 1;
 }

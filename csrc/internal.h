@@ -190,6 +190,12 @@ static inline DWORD _pa_pstate_protect(pa_pstate_t s, DWORD alloc_prot)
 NTSTATUS _pa_mm_map_view(pa_process_t *p, pa_section_t *s, void **base, uint64_t offset,
                          size_t *size, DWORD protect);
 
+/* Generation of what threads cache about heaps (heap.c's per-thread handle cache): bumped
+ * when a heap or process goes away, and by trace.c when a process starts or stops tracing
+ * (the heap's fast paths, taken only for entries checked while tracing was off, have no
+ * trace check of their own). Never 0. */
+extern _Atomic uint64_t _pa_heap_epoch __attribute__((visibility("hidden")));
+
 /* Records an event if tracing is on (the check is inline; trace.c does the rest). */
 static inline void _pa_trace(pa_process_t *p, uint32_t op, uint64_t address, uint64_t size,
                              uint64_t flags, uint64_t extra, int64_t result)

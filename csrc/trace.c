@@ -32,6 +32,8 @@ static const char *const op_names[] = {
     [PA_OP_NEW_ARRAY] = "operator new[]", [PA_OP_DELETE_ARRAY] = "operator delete[]",
 };
 
+_Atomic uint64_t _pa_heap_epoch = 1;
+
 const char *pa_trace_op_name(uint32_t op)
 {
     return op < sizeof op_names / sizeof *op_names ? op_names[op] : NULL;
@@ -49,7 +51,10 @@ NTSTATUS pa_trace_start(pa_process_t *p, size_t capacity)
         if (p->trace.slots) p->trace.capacity = cap;
         else st = STATUS_NO_MEMORY;
     }
-    if (st == STATUS_SUCCESS) atomic_fetch_add(&p->trace.enabled, 1);
+    if (st == STATUS_SUCCESS) {
+        atomic_fetch_add(&p->trace.enabled, 1);
+        atomic_fetch_add(&_pa_heap_epoch, 1); /* after enabled: see internal.h */
+    }
     _pa_unlock(p);
     return st;
 }
@@ -59,6 +64,7 @@ void pa_trace_stop(pa_process_t *p)
     int n = atomic_load(&p->trace.enabled);
     while (n > 0 && !atomic_compare_exchange_weak(&p->trace.enabled, &n, n - 1)) {
     }
+    if (n > 0) atomic_fetch_add(&_pa_heap_epoch, 1);
 }
 
 int pa_trace_enabled(const pa_process_t *p)

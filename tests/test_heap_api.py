@@ -597,9 +597,8 @@ def test_corrupt_page_heap_link_is_detected():
 
 def test_validate_sees_a_write_into_a_freed_lfh_slot(raw):
     """A freed LFH slot waits in the thread's cache, linked through its first word: HeapValidate
-    checks the calling thread's cache, so overwriting that link is noticed. (Allocating from
-    the bucket after such a write still follows the link: the allocation fast path does not
-    check it.)"""
+    checks the calling thread's cache, so overwriting that link is noticed. (Allocating after
+    such a write: see test_alloc_after_a_write_into_a_freed_lfh_slot_is_refused.)"""
     p = raw
     h, xs = lfh_heap(p)
     p.HeapFree(h, 0, xs[30])
@@ -609,6 +608,104 @@ def test_validate_sees_a_write_into_a_freed_lfh_slot(raw):
     assert p.HeapValidate(h) is False
     p.write(xs[30], link)
     assert p.HeapValidate(h)
+
+
+# Garbage over a freed LFH slot's link (its first 8 user bytes): each is caught by the link's
+# check value (kept in the slot's header) before the link is followed.
+LINK_GARBAGE = {
+    "ones": (0, b"\xff" * 8),
+    "zeros": (0, b"\0" * 8),
+    "small": (0, b"\x01"),
+    "high-half": (4, b"\x01\x00"),
+    "pattern": (0, b"\xa5" * 8),
+}
+
+
+@pytest.mark.parametrize("kind", sorted(LINK_GARBAGE))
+def test_alloc_after_a_write_into_a_freed_lfh_slot_is_refused(kind):
+    """A freed LFH slot at the head of the thread's cache whose link was overwritten: the next
+    allocation of its size fails with STATUS_HEAP_CORRUPTION instead of following the link
+    (the slots behind it are lost); the heap goes on serving that size, and HeapValidate
+    passes again once the bad link is gone. With termination on corruption the allocation
+    raises HeapException(0xC0000374)."""
+    offset, garbage = LINK_GARBAGE[kind]
+    rc, out = run_child(f"""
+        for fatal in (False, True):
+            h = p.HeapCreate(0, 0, 0)
+            if fatal:
+                p.HeapSetInformation(h, pa.HeapEnableTerminationOnCorruption)
+            xs = [p.HeapAlloc(h, 0, 48) for _ in range(40)]
+            p.HeapFree(h, 0, xs[30])
+            p.write(xs[30] + {offset}, {garbage!r})
+            try:
+                p.HeapAlloc(h, 0, 48)
+                print("served")
+            except pa.HeapException as e:
+                print("exception", hex(e.code), e.operation)
+            except pa.WinError as e:
+                print("refused")
+            ys = [p.HeapAlloc(h, 0, 48) for _ in range(300)]
+            print(p.HeapValidate(h), len(set(ys)) == 300)
+            for y in ys + xs[:30] + xs[31:]:
+                p.HeapFree(h, 0, y)
+            print(p.HeapValidate(h))
+        """)
+    assert rc == 0, out
+    lines = out.splitlines()
+    assert lines[0] == "refused" and lines[1:3] == ["True True", "True"], out
+    assert lines[3] == "exception 0xc0000374 HeapAlloc" and lines[4:6] == ["True True", "True"], out
+
+
+def test_corrupted_link_deep_in_the_cache_is_caught_by_the_flush():
+    """A bin that overflows hands its newest slots on, walking their links: a link overwritten
+    in a slot freed earlier is caught there (HeapFree reports STATUS_HEAP_CORRUPTION, the block
+    itself is freed), not followed; the heap goes on serving."""
+    rc, out = run_child("""
+        h = p.HeapCreate(0, 0, 0)
+        xs = [p.HeapAlloc(h, 0, 48) for _ in range(400)]
+        ys = xs[100:]
+        for y in ys[:100]:
+            p.HeapFree(h, 0, y)
+        p.write(ys[80], b"\\xff" * 8)
+        failed = 0
+        for y in ys[100:200]:
+            try:
+                p.HeapFree(h, 0, y)
+            except pa.WinError:
+                failed += 1
+        print(failed >= 1)
+        zs = [p.HeapAlloc(h, 0, 48) for _ in range(300)]
+        print(len(set(zs)) == 300)
+        for z in zs:
+            p.HeapFree(h, 0, z)
+        print(p.HeapValidate(h))
+        """)
+    assert (rc, out) == (0, "True\nTrue\nTrue\n")
+
+
+def test_corrupted_link_on_a_remote_list_is_caught():
+    """Slots a full bin hands on wait on the bucket's remote list, still linked through their
+    first word: a link overwritten there is caught when a thread takes the list (the allocation
+    that takes it fails with STATUS_HEAP_CORRUPTION), not followed."""
+    rc, out = run_child("""
+        h = p.HeapCreate(0, 0, 0)
+        xs = [p.HeapAlloc(h, 0, 48) for _ in range(400)]
+        ys = xs[100:]
+        for y in ys[:129]:  # the 129th overflows the bin (128): its newest 65 go remote
+            p.HeapFree(h, 0, y)
+        p.write(ys[100], b"\\xa5" * 8)
+        failed, zs = 0, []
+        for _ in range(200):
+            try:
+                zs.append(p.HeapAlloc(h, 0, 48))
+            except pa.WinError:
+                failed += 1
+        print(failed, len(set(zs)) == len(zs))
+        for z in zs:
+            p.HeapFree(h, 0, z)
+        print(p.HeapValidate(h))
+        """)
+    assert (rc, out) == (0, "1 True\nTrue\n")
 
 
 def test_corrupt_large_block_link_does_not_crash_validate():

@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "ctest.h"
+#include "heap_internal.h" /* the LFH's bucket table and link check */
 #include "pyalloc.h"
 #include "pyalloc/windows.h"
 
@@ -1286,6 +1287,111 @@ TEST(trace_records_heap_operations)
     void *y = pa_heap_alloc(p, h2, 0, 10);
     CHECK(pa_heap_free(p, h2, 0, y));
     CHECK_EQ(pa_trace_next_seq(p), before);
+    proc_end(p);
+}
+
+/* ---- LFH internals ---- */
+
+TEST(lfh_bucket_table_matches_the_formula)
+{
+    for (size_t n = 0; n <= PA_LFH_MAX_REQUEST; n++) {
+        unsigned b = _pa_lfh_bucket(n);
+        if (b != _pa_lfh_bucket_calc(n)) {
+            CHECK_EQ(n, (size_t)-1); /* reports the first n that differs */
+            break;
+        }
+        CHECK(b < PA_LFH_BUCKETS && n <= _pa_lfh_bucket_data_size(b));
+        if (b && n <= _pa_lfh_bucket_data_size(b - 1)) CHECK_EQ(n, (size_t)-2);
+    }
+}
+
+TEST(trace_started_and_stopped_while_the_fast_paths_run)
+{
+    pa_process_t *p = proc_new();
+    HANDLE h = pa_heap_create(p, 0, 0, 0);
+    void *x[64];
+    for (int i = 0; i < 64; i++) x[i] = pa_heap_alloc(p, h, 0, 40);
+    for (int i = 32; i < 64; i++) CHECK(pa_heap_free(p, h, 0, x[i])); /* fast frees */
+    CHECK_EQ(pa_trace_start(p, 1024), STATUS_SUCCESS);
+    uint64_t since = pa_trace_next_seq(p);
+    void *y = pa_heap_alloc(p, h, 0, 40);
+    CHECK(pa_heap_free(p, h, 0, y));
+    CHECK(pa_heap_free(p, h, 0, x[0]));
+    static pa_trace_event_t ev[64];
+    uint64_t next = 0, lost = 0;
+    int n = (int)pa_trace_read(p, since, ev, 64, &next, &lost);
+    int a = find_event(ev, n, 0, PA_OP_HEAP_ALLOC);
+    CHECK(a >= 0);
+    if (a >= 0) CHECK_EQ(ev[a].address, (uintptr_t)y);
+    int f = find_event(ev, n, 0, PA_OP_HEAP_FREE);
+    CHECK(f > a);
+    if (f > a) CHECK_EQ(ev[f].address, (uintptr_t)y);
+    CHECK(find_event(ev, n, f + 1, PA_OP_HEAP_FREE) > f);
+    pa_trace_stop(p);
+    uint64_t before = pa_trace_next_seq(p);
+    y = pa_heap_alloc(p, h, 0, 40);
+    CHECK(pa_heap_free(p, h, 0, y));
+    CHECK_EQ(pa_trace_next_seq(p), before);
+    for (int i = 1; i < 32; i++) CHECK(pa_heap_free(p, h, 0, x[i]));
+    CHECK(pa_heap_validate(p, h, 0, NULL));
+    proc_end(p);
+}
+
+TEST(lfh_stats_count_busy_slots_and_bytes_exactly)
+{
+    pa_process_t *p = proc_new();
+    HANDLE h = pa_heap_create(p, 0, 0, 0);
+    void *x[300];
+    size_t bytes = 0;
+    for (int i = 0; i < 300; i++) {
+        size_t n = 1 + (size_t)(i * 37) % 64; /* 4 buckets: each activates at its 17th */
+        x[i] = pa_heap_alloc(p, h, 0, n);
+        bytes += n;
+    }
+    pa_heap_stats_t s;
+    CHECK(pa_heap_stats(p, h, &s));
+    CHECK_EQ(s.busy_blocks, 300);
+    CHECK_EQ(s.busy_bytes, bytes);
+    uint64_t lfh = 0;
+    for (int b = 0; b < PA_LFH_BUCKETS; b++) lfh += s.bucket_busy[b];
+    CHECK_EQ(lfh, 300 - 4 * 17);
+    /* An in-place LFH shrink (same 16-byte rounding) counts the new size. */
+    void *z = pa_heap_alloc(p, h, 0, 40);
+    CHECK(pa_heap_realloc(p, h, HEAP_REALLOC_IN_PLACE_ONLY, z, 33) == z);
+    CHECK(pa_heap_stats(p, h, &s));
+    CHECK_EQ(s.busy_bytes, bytes + 33);
+    CHECK(pa_heap_free(p, h, 0, z));
+    for (int i = 0; i < 150; i++) CHECK(pa_heap_free(p, h, 0, x[i]));
+    CHECK(pa_heap_stats(p, h, &s));
+    CHECK_EQ(s.busy_blocks, 150);
+    for (int i = 150; i < 300; i++) CHECK(pa_heap_free(p, h, 0, x[i]));
+    CHECK(pa_heap_stats(p, h, &s));
+    CHECK_EQ(s.busy_blocks, 0);
+    CHECK_EQ(s.busy_bytes, 0);
+    lfh = 0;
+    for (int b = 0; b < PA_LFH_BUCKETS; b++) lfh += s.bucket_busy[b];
+    CHECK_EQ(lfh, 0);
+    proc_end(p);
+}
+
+TEST(lfh_corrupted_cache_link_fails_the_allocation)
+{
+    pa_process_t *p = proc_new();
+    HANDLE h = pa_heap_create(p, 0, 0, 0);
+    void *x[40];
+    for (int i = 0; i < 40; i++) x[i] = pa_heap_alloc(p, h, 0, 48);
+    CHECK(pa_heap_free(p, h, 0, x[39]));
+    memset(x[39], 0xff, 8); /* a use after free over the slot's link */
+    CHECK(pa_heap_validate(p, h, 0, NULL) == FALSE);
+    CHECK(pa_heap_alloc(p, h, 0, 48) == NULL);
+    CHECK_EQ(pa_heap_last_status(), STATUS_HEAP_CORRUPTION);
+    /* The bad link is gone (with the slots behind it): the heap serves and validates. */
+    CHECK(pa_heap_validate(p, h, 0, NULL));
+    void *y[200];
+    for (int i = 0; i < 200; i++) CHECK((y[i] = pa_heap_alloc(p, h, 0, 48)) != NULL);
+    for (int i = 0; i < 200; i++) CHECK(pa_heap_free(p, h, 0, y[i]));
+    for (int i = 0; i < 39; i++) CHECK(pa_heap_free(p, h, 0, x[i]));
+    CHECK(pa_heap_validate(p, h, 0, NULL));
     proc_end(p);
 }
 
