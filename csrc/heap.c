@@ -1120,7 +1120,7 @@ static int lfh_eligible(const pa_heap_t *h)
 
 /* Lookaside class of a request n in (PA_LA_MIN, PA_LA_MAX], and the largest request of a
  * class. */
-static unsigned la_class(size_t n)
+static inline unsigned la_class(size_t n)
 {
     if (n <= ((size_t)20 << 10)) return 0;
     if (n <= ((size_t)32 << 10)) return (unsigned)((n - 1 - ((size_t)16 << 10)) >> 12);
@@ -1133,7 +1133,7 @@ static size_t la_class_bytes(unsigned c)
 }
 
 /* The class of a block of `cap` user bytes: the largest whose requests it holds. */
-static unsigned la_class_of_cap(size_t cap)
+static inline unsigned la_class_of_cap(size_t cap)
 {
     unsigned c = la_class(cap);
     if (c >= PA_LA_CLASSES) return PA_LA_CLASSES - 1;
@@ -1303,7 +1303,7 @@ static int mc_put(pa_heap_t *h, pa_lfh_tcache_t *tc, void *mem)
     if (tc->mbin[c].count >= PA_MC_DEPTH || tc->mbytes + cap > PA_MC_BYTES) return 0;
     tc->mbusy_bytes -= (int64_t)(cap - b->extra);
     tc->mbusy_blocks--;
-    blk_set_word2(h, b, b->extra, PA_BLK_BUSY | PA_BLK_CACHED);
+    __atomic_store_n(&b->flags, PA_BLK_BUSY | PA_BLK_CACHED, __ATOMIC_RELEASE); /* the tag stays */
     mc_set_link(h, b, tc->mbin[c].head);
     tc->mbin[c].head = b;
     tc->mbin[c].count++;
