@@ -2748,3 +2748,40 @@ retry:
     pthread_mutex_unlock(&registry_lock);
     return st;
 }
+
+/* The heap's private control data (heap.md's layout covers only the header's first 0x20 bytes
+ * and flags/force_flags at 0x70): the rest of the header, each back-end segment's descriptor,
+ * and each LFH segment's header chunk (its map and, in the first, the LFH directory with the
+ * thread caches). These are trusted by the heap's own code; block headers, free blocks, large
+ * and page-heap descriptors are checked before use, so they are not listed here. */
+uintptr_t pa_heap_private_overlap(pa_process_t *p, const void *address, size_t size)
+{
+    uintptr_t a = (uintptr_t)address, end = a + size, hit = 0;
+    if (!p || !size || end < a) return 0;
+#define PRIVATE(lo, hi)                                                                          \
+    do {                                                                                         \
+        uintptr_t lo_ = (lo), hi_ = (hi);                                                        \
+        if (lo_ < end && a < hi_) {                                                              \
+            uintptr_t f_ = a > lo_ ? a : lo_;                                                     \
+            if (!hit || f_ < hit) hit = f_;                                                      \
+        }                                                                                        \
+    } while (0)
+    pthread_mutex_lock(&registry_lock);
+    proc_rec_t *r = rec_find_locked(p, 0);
+    for (pa_heap_t *h = r ? r->first : NULL; h; h = h->next_heap) {
+        uintptr_t b = (uintptr_t)h;
+        PRIVATE(b + 0x20, b + offsetof(pa_heap_t, flags));
+        PRIVATE(b + offsetof(pa_heap_t, force_flags) + 4, b + HEAP_HDR_SIZE);
+        /* Segments change under the heap lock, which is not taken here (see find_block): each
+         * word is read whole, and a segment that comes or goes meanwhile is missed or kept. */
+        unsigned n = __atomic_load_n(&h->nsegs, __ATOMIC_ACQUIRE);
+        for (unsigned i = 1; i < n && i < PA_HEAP_MAX_SEGMENTS; i++) {
+            uint64_t w = __atomic_load_n(&h->segmap[i], __ATOMIC_ACQUIRE);
+            uintptr_t base = segmap_base(w);
+            if (base) PRIVATE(base, base + ((w & PA_SEGMAP_LFH) ? PA_LFH_CHUNK : SEG_HDR_SIZE));
+        }
+    }
+    pthread_mutex_unlock(&registry_lock);
+#undef PRIVATE
+    return hit;
+}

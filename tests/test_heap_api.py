@@ -326,6 +326,43 @@ def test_virtual_functions_refuse_heap_memory(p):
 # ---- heap_guard=False: corruption is detected, never a crash -------------------------------------
 
 
+def test_private_control_data_stays_off_limits_without_heap_guard(raw):
+    """heap_guard=False opens blocks, their headers and the Windows-layout header fields
+    (signature at 0x10, flags at 0x70) to Python's writes; the heap's private control data,
+    which its own code trusts (the rest of the header, segment descriptors, an LFH segment's
+    header chunk), still raises AccessViolation at its first byte, for write() and view()."""
+    p = raw
+    h, xs = lfh_heap(p)
+    base = int(h)
+    for off in (0x10, 0x70):  # Windows' fields: writable (and restored)
+        old = p.read(base + off, 4)
+        p.write(base + off, old)
+    for off in (0x20, 0x58, 0x100, 0x900):
+        with pytest.raises(pa.AccessViolation) as info:
+            p.write(base + off - 4, b"\xff" * 8)
+        assert info.value.address == max(base + off - 4, base + 0x20)
+    with pytest.raises(pa.AccessViolation):
+        p.view(base + 0x40, 8)
+    lfh_seg = p.VirtualQuery(xs[-1]).AllocationBase
+    assert lfh_seg != base
+    with pytest.raises(pa.AccessViolation):
+        p.write(lfh_seg + 0x200, b"\0" * 8)
+    # A second back-end segment's descriptor, next to a block whose header stays writable.
+    big = [p.HeapAlloc(h, 0, 200_000) for _ in range(12)]
+    outside = [b for b in big if p.VirtualQuery(b).AllocationBase not in (base, lfh_seg)]
+    assert outside
+    seg = p.VirtualQuery(outside[-1]).AllocationBase
+    with pytest.raises(pa.AccessViolation) as info:
+        p.write(seg, b"\0" * 4)
+    assert info.value.address == seg
+    header = p.read(outside[-1] - 16, 16)
+    p.write(outside[-1] - 16, header)
+    assert p.HeapValidate(h)
+    for x in big + xs:
+        assert p.HeapFree(h, 0, x)
+    assert p.HeapValidate(h)
+
+
 def test_corrupt_block_header_is_detected_and_restorable(raw):
     p = raw
     h = p.HeapCreate(0, 0, 0)

@@ -382,6 +382,11 @@ BOOL pa_heap_stats(pa_process_t *p, HANDLE heap, pa_heap_stats_t *out);
  * STATUS_ACCESS_VIOLATION. size 0 asks about the byte at address. */
 NTSTATUS pa_heap_find_block(pa_process_t *p, const void *address, size_t size, HANDLE *heap_out,
                             void **block_out, size_t *block_size);
+/* For Process(heap_guard=False): the first address of [address, address + size) that lies in
+ * some heap's private control data (the header after its Windows-layout fields, segment
+ * descriptors, LFH segment header chunks), which the heap trusts; 0 when none does. Block
+ * headers and free blocks are not private: the heap checks them before use. */
+uintptr_t pa_heap_private_overlap(pa_process_t *p, const void *address, size_t size);
 /* fork() support for every heap of every process (see pa_mm_fork_prepare). */
 void pa_heap_fork_prepare(void);
 void pa_heap_fork_parent(void);

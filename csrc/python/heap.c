@@ -364,9 +364,17 @@ static int check_not_exported(PyObject *self, uintptr_t address)
 
 int pa_heap_check_access(ProcessObject *self, uintptr_t address, size_t size, const char *op)
 {
-    if (!self->heap_guard || !size ||
-        !pa_mm_range_has_owner(self->p, (void *)address, size, PA_OWNER_HEAP))
-        return 0;
+    if (!size || !pa_mm_range_has_owner(self->p, (void *)address, size, PA_OWNER_HEAP)) return 0;
+    if (!self->heap_guard) {
+        /* Blocks and their headers may be corrupted for a demonstration, and the heap must
+         * notice; the heap's own control data may not (the heap trusts it: a write there
+         * could crash the interpreter). Writes and views (writable) are checked; read()
+         * is not. */
+        uintptr_t at = pa_heap_private_overlap(self->p, (void *)address, size);
+        if (!at) return 0;
+        pa_raise_access(pa_get_state(self->module), STATUS_ACCESS_VIOLATION, at, op);
+        return -1;
+    }
     if (wait_heap_unlocked((PyObject *)self, NULL)) return -1;
     if (pa_heap_find_block(self->p, (void *)address, size, NULL, NULL, NULL) == STATUS_SUCCESS)
         return 0;

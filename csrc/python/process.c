@@ -650,7 +650,8 @@ static PyType_Slot Process_slots[] = {
                 "default; address_space=2**31 gives a 32-bit-sized one) reserved from the host "
                 "at creation, and an optional commit limit in bytes. With heap_guard (the "
                 "default) write() and view() reach only the bytes of busy heap blocks in heap "
-                "memory; heap_guard=False lets them corrupt heap metadata, for demonstrations. "
+                "memory; heap_guard=False lets them corrupt blocks and block headers, for "
+                "demonstrations (the heap's own control data stays off limits). "
                 "crt_debug=True gives the process the debug CRT (_malloc_dbg blocks, reports, "
                 "leak dumps), False the release one; None follows PYALLOC_CRT_DEBUG."},
     {Py_tp_new, Process_new},
