@@ -737,33 +737,58 @@ static NTSTATUS reserve_locked(pa_process_t *p, uintptr_t *base, size_t size, DW
     return STATUS_SUCCESS;
 }
 
-/* MEM_RESET and MEM_RESET_UNDO on [start, end), which must lie in one allocation. */
+/* Does the page at `page`, readable by the host, hold only zeros? */
+static int page_is_zero(uintptr_t page)
+{
+    const volatile uint64_t *w = (const volatile uint64_t *)page;
+    uint64_t any = 0;
+    for (size_t i = 0; i < PA_PAGE_SIZE / sizeof *w && !any; i += 8)
+        any = w[i] | w[i + 1] | w[i + 2] | w[i + 3] | w[i + 4] | w[i + 5] | w[i + 6] | w[i + 7];
+    return !any;
+}
+
+/* MEM_RESET and MEM_RESET_UNDO on [start, end), which must lie in one allocation.
+ *
+ * MEM_RESET lets the host drop the pages (MADV_FREE): a dropped page reads as zeros, and a
+ * later read maps the host's zero page, so residency alone cannot tell an undo whether data
+ * was lost. So MEM_RESET notes the pages that cannot lose anything (PS_RESET_ZERO): those the
+ * host never populated (pagemap: neither present nor swapped) and resident readable ones that
+ * hold only zeros. MEM_RESET_UNDO writes to each other reset page (which ends the host's lazy
+ * free, so nothing can be dropped after the look) and reports a loss for one that now holds
+ * only zeros. (A page that held zeros but was not readable, or that the program zeroed in
+ * between, also counts as lost: the call then fails although nothing was dropped, which
+ * costs a caller the re-creation of its data, never a wrong success.) */
 static NTSTATUS reset_locked(pa_process_t *p, uintptr_t start, uintptr_t end, int undo)
 {
     pa_pstate_t *s = _pa_pstate(p, start);
     size_t n = (end - start) >> PA_PAGE_SHIFT;
     if (!undo) {
-        for (size_t i = 0; i < n; i++)
-            if (s[i] & PS_COMMITTED) s[i] |= PS_RESET;
+        unsigned char fl[64];
+        for (size_t i = 0; i < n; i++) {
+            if (!(s[i] & PS_COMMITTED)) continue;
+            uintptr_t page = start + (i << PA_PAGE_SHIFT);
+            if (i % 64 == 0 && _pa_os_page_flags((void *)page, n - i < 64 ? n - i : 64, fl))
+                memset(fl, PA_OS_PAGE_PRESENT, sizeof fl); /* unknown: look at every page */
+            unsigned f = fl[i % 64];
+            int zero = !f || ((f & PA_OS_PAGE_PRESENT) && (host_prot(s[i]) & PA_OS_READ) &&
+                              page_is_zero(page));
+            s[i] = (pa_pstate_t)((s[i] & ~PS_RESET_ZERO) | PS_RESET | (zero ? PS_RESET_ZERO : 0));
+        }
         _pa_os_reset((void *)start, end - start);
         return STATUS_SUCCESS;
     }
-    /* Undo: the data survived iff every reset page is still resident; a write to each page
-     * then cancels the host's lazy free. */
     NTSTATUS st = STATUS_SUCCESS;
     for (size_t i = 0; i < n; i++) {
         if (!(s[i] & PS_RESET)) continue;
+        int was_zero = (s[i] & PS_RESET_ZERO) != 0;
+        s[i] &= (pa_pstate_t)~(PS_RESET | PS_RESET_ZERO);
+        if (was_zero) continue; /* nothing to lose; a page written since is not lazily freed */
         uintptr_t page = start + (i << PA_PAGE_SHIFT);
-        unsigned char present = 0;
-        s[i] &= (pa_pstate_t)~PS_RESET;
-        if (_pa_os_resident((void *)page, PA_PAGE_SIZE, &present) || !present) {
-            st = (NTSTATUS)0xC0000001; /* STATUS_UNSUCCESSFUL: some data is now zero */
-            continue;
-        }
         int prot = host_prot(s[i]);
         if (!(prot & PA_OS_WRITE)) _pa_os_protect((void *)page, PA_PAGE_SIZE, PA_OS_READ | PA_OS_WRITE);
         volatile unsigned char *b = (volatile unsigned char *)page;
-        *b = *b;
+        *b = *b; /* from here on the host keeps the page */
+        if (page_is_zero(page)) st = (NTSTATUS)0xC0000001; /* STATUS_UNSUCCESSFUL: data lost */
         if (!(prot & PA_OS_WRITE)) _pa_os_protect((void *)page, PA_PAGE_SIZE, prot);
     }
     return st;

@@ -379,15 +379,36 @@ def test_mem_reset_undo_never_claims_lost_data(proc, between):
         assert content != data
 
 
-@pytest.mark.xfail(strict=True, raises=pa.WinError,
-                   reason="MEM_RESET_UNDO fails (31) for committed pages the host never "
-                          "populated, though their data (zeros) is intact")
 def test_mem_reset_undo_of_untouched_pages_succeeds(proc):
     """MS:VirtualAlloc (fact 37): failure means some data was replaced by zeros; pages never
     written hold zeros, and nothing replaced them."""
     p = proc.VirtualAlloc(None, 0x2000, RC, RW)
     proc.VirtualAlloc(p, 0x2000, pa.MEM_RESET, RW)
     assert proc.VirtualAlloc(p, 0x2000, pa.MEM_RESET_UNDO, RW) == p
+
+
+_libc = ctypes.CDLL(None, use_errno=True)
+_libc.madvise.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
+MADV_PAGEOUT = 21  # Linux 5.4: reclaim the range now (drops MEM_RESET's lazily freed pages)
+
+
+def test_mem_reset_undo_after_the_host_dropped_a_page_that_was_read(proc):
+    """Fact 37: once the host has dropped a reset page, MEM_RESET_UNDO fails (31), even when
+    the program read the page in between (the read maps the host's zero page, so the page is
+    resident again but its data is gone). Found by the hypothesis model."""
+    p = proc.VirtualAlloc(None, 0x2000, RC, RW)
+    proc.write(p, b"\xc5" * 0x2000)
+    proc.VirtualAlloc(p, 0x2000, pa.MEM_RESET, RW)
+    assert _libc.madvise(p, 0x2000, MADV_PAGEOUT) == 0
+    assert proc.read(p, 16) == bytes(16)  # dropped, and now mapped again (zero page)
+    with winerror(31, proc):
+        proc.VirtualAlloc(p, 0x2000, pa.MEM_RESET_UNDO, RW)
+    assert proc.read(p, 0x2000) == bytes(0x2000)
+    # Kept data: an undo right after the reset succeeds and the bytes are there.
+    proc.write(p, b"\x5c" * 0x2000)
+    proc.VirtualAlloc(p, 0x2000, pa.MEM_RESET, RW)
+    assert proc.VirtualAlloc(p, 0x2000, pa.MEM_RESET_UNDO, RW) == p
+    assert proc.read(p, 0x2000) == b"\x5c" * 0x2000
 
 
 # ---- commit limit --------------------------------------------------------------------------------

@@ -1,5 +1,5 @@
 /* os/linux.c: the host side of the memory manager on Linux (and other POSIX hosts with
- * MAP_NORESERVE). The only file that calls mmap, mprotect, madvise, munmap, mincore and
+ * MAP_NORESERVE). The only file that calls mmap, mprotect, madvise, munmap and
  * sigaction; see os.h for the contract.
  */
 #ifndef _GNU_SOURCE
@@ -8,6 +8,7 @@
 #include "os.h"
 
 #include <errno.h>
+#include <stdint.h>
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <pthread.h>
@@ -74,11 +75,26 @@ int _pa_os_zero(void *addr, size_t size)
     return madvise(addr, size, MADV_DONTNEED) ? errno : 0;
 }
 
-int _pa_os_resident(void *addr, size_t size, unsigned char *present)
+int _pa_os_page_flags(void *addr, size_t n, unsigned char *flags)
 {
-    if (mincore(addr, size, present)) return errno;
-    size_t n = (size + 4095) / 4096;
-    for (size_t i = 0; i < n; i++) present[i] &= 1;
+    static int fd = -1;
+    if (fd < 0) {
+        int f = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
+        if (f < 0) return errno;
+        int expected = -1;
+        if (!__atomic_compare_exchange_n(&fd, &expected, f, 0, __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE)) close(f);
+    }
+    uint64_t buf[64];
+    size_t page = (uintptr_t)addr / 4096;
+    for (size_t done = 0; done < n;) {
+        size_t k = n - done < 64 ? n - done : 64;
+        ssize_t r = pread(fd, buf, k * sizeof *buf, (off_t)((page + done) * sizeof *buf));
+        if (r != (ssize_t)(k * sizeof *buf)) return r < 0 ? errno : EIO;
+        for (size_t i = 0; i < k; i++)
+            flags[done + i] = (unsigned char)(((buf[i] >> 63) & 1 ? PA_OS_PAGE_PRESENT : 0) |
+                                              ((buf[i] >> 62) & 1 ? PA_OS_PAGE_SWAPPED : 0));
+        done += k;
+    }
     return 0;
 }
 

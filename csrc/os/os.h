@@ -32,8 +32,12 @@ int _pa_os_reset(void *addr, size_t size);
 /* Replaces the contents of whole pages of private anonymous memory by zeros, keeping them
  * accessible (madvise MADV_DONTNEED: the host frees them; they fault in as zero pages). */
 int _pa_os_zero(void *addr, size_t size);
-/* Fills present[i] with 1 for each page of the range that is resident (mincore). */
-int _pa_os_resident(void *addr, size_t size, unsigned char *present);
+/* Per page of [addr, addr + n pages): PA_OS_PAGE_PRESENT if the host has it in memory,
+ * PA_OS_PAGE_SWAPPED if it is swapped out, 0 if it was never populated or was dropped (reads
+ * as zeros). From /proc/self/pagemap; nonzero (errno) when that cannot be read. */
+#define PA_OS_PAGE_PRESENT 1u
+#define PA_OS_PAGE_SWAPPED 2u
+int _pa_os_page_flags(void *addr, size_t n, unsigned char *flags);
 /* Zeroed, readable and writable memory for the core's own bookkeeping (never malloc: the
  * core must run under a program whose malloc is ours). */
 void *_pa_os_alloc(size_t size);
