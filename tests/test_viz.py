@@ -156,7 +156,11 @@ def test_address_space_of_a_few_allocations_matches_virtualquery(demo):
     assert by_start[b + 3 * PAGE].category == "Guard"
     assert by_start[b + 4 * PAGE].category == "Reserved"
     assert by_start[b + 5 * PAGE].category == "Private Data"  # committed PAGE_NOACCESS
-    assert {"Free", "Unusable", "Reserved", "Private Data", "Guard"} == {d.category for d in drawn}
+    # (Free space around the allocations is drawn too, depending on where the process's range
+    # falls in the rows; one CI run drew none, so it is not required here.)
+    cats = {d.category for d in drawn}
+    assert {"Unusable", "Reserved", "Private Data", "Guard"} <= cats <= {
+        "Free", "Unusable", "Reserved", "Private Data", "Guard"}
     to_png(fig)
 
 
