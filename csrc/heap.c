@@ -1300,6 +1300,11 @@ static int mc_put(pa_heap_t *h, pa_lfh_tcache_t *tc, void *mem)
     size_t cap = (size_t)b->size * U - U;
     if (cap < la_class_bytes(0) || cap > PA_LA_MAX + PA_LA_MAX / 4) return 0;
     unsigned c = la_class_of_cap(cap);
+    /* Only blocks carved at their class's size (what HeapAlloc makes of these requests): one
+     * that a HeapReAlloc grew or shrank in place goes back to the back end, where it can
+     * merge; kept in a bin it would pin a hole of its own size (bench_preload's realloc
+     * workload: +3.8 MB of peak RSS over 32.5). */
+    if (cap - la_class_bytes(c) >= 4 * U) return 0;
     if (tc->mbin[c].count >= PA_MC_DEPTH || tc->mbytes + cap > PA_MC_BYTES) return 0;
     tc->mbusy_bytes -= (int64_t)(cap - b->extra);
     tc->mbusy_blocks--;
@@ -2143,7 +2148,10 @@ static LPVOID realloc_found_locked(pa_heap_t *h, pa_lfh_tcache_t *tc, found_t *f
         return user;
     }
     if (flags & HEAP_REALLOC_IN_PLACE_ONLY) return _pa_heap_fail(STATUS_NO_MEMORY), NULL;
-    void *nu = alloc_locked(h, flags & ~(DWORD)HEAP_ZERO_MEMORY, n);
+    /* The thread's lookaside bins first: a program that grows buffers with realloc and frees
+     * them when done would otherwise fill its bins with blocks that only HeapAlloc reuses. */
+    void *nu = tc && n > PA_LA_MIN && n <= PA_LA_MAX ? mc_take(h, tc, flags & ~(DWORD)HEAP_ZERO_MEMORY, n) : NULL;
+    if (!nu && !corrupt_seen) nu = alloc_locked(h, flags & ~(DWORD)HEAP_ZERO_MEMORY, n);
     if (!nu) return corrupt_seen ? NULL : (_pa_heap_fail(STATUS_NO_MEMORY), NULL);
     memcpy(nu, user, old < n ? old : n);
     if (n > old && (flags & HEAP_ZERO_MEMORY)) memset((char *)nu + old, 0, n - old);
