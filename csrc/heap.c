@@ -96,6 +96,7 @@ typedef struct tls_ent_s {
     pa_lfh_tcache_t *tc;
     uint64_t epoch;
     uint64_t id;
+    int no_cache; /* every thread cache of the heap was taken when this entry asked */
 } tls_ent_t;
 
 #define TLS_ENTS 4
@@ -171,6 +172,20 @@ static void tls_set_fast(tls_ent_t *e)
     e->fast = e->tc && !atomic_load_explicit(&e->p->trace.enabled, memory_order_acquire) ? e->epoch : 0;
 }
 
+/* Gives entry e (of the calling thread, for a heap with an LFH) a thread cache if one is
+ * free, and arranges for it to go back when the thread ends. */
+static void tls_claim_cache(tls_ent_t *e)
+{
+    e->tc = _pa_lfh_tcache_claim(e->heap);
+    if (!e->tc) {
+        e->no_cache = 1; /* all taken: this entry stops asking */
+        return;
+    }
+    pthread_once(&tls_key_once, tls_key_init);
+    pthread_setspecific(tls_key, (void *)1);
+    tls_set_fast(e);
+}
+
 static inline tls_ent_t *tls_lookup(pa_process_t *p, HANDLE handle)
 {
     uint64_t ep = atomic_load_explicit(&heap_epoch, memory_order_acquire);
@@ -216,13 +231,8 @@ static tls_ent_t *tls_validate(pa_process_t *p, HANDLE handle)
     e->p = p;
     e->id = h->id;
     e->epoch = ep;
-    if (!e->tc && h->lfh) {
-        e->tc = _pa_lfh_tcache_claim(h);
-        if (e->tc) {
-            pthread_once(&tls_key_once, tls_key_init);
-            pthread_setspecific(tls_key, (void *)1);
-        }
-    }
+    e->no_cache = 0;
+    if (!e->tc && h->lfh) tls_claim_cache(e);
     tls_set_fast(e);
     pthread_mutex_unlock(&registry_lock);
     return tls_to_front(e);
@@ -1290,6 +1300,75 @@ static inline pa_block_t *mc_get_link(const pa_heap_t *h, const pa_block_t *b, i
     return (pa_block_t *)(uintptr_t)x;
 }
 
+/* A full bin c goes whole onto the heap's remote list of its class, for a thread that
+ * allocates what this one frees; 0 when the remote lists hold their maximum already (or a
+ * link of the bin is bad), and the bin stays. */
+static pa_block_t *mc_next(pa_heap_t *h, pa_block_t *b, int *bad);
+
+static int mc_hand_on(pa_heap_t *h, pa_lfh_tcache_t *tc, unsigned c)
+{
+    pa_block_t *head = tc->mbin[c].head, *tail = head, *x;
+    if (!head) return tc->mbytes + PA_LA_MAX + PA_LA_MAX / 4 <= PA_MC_BYTES;
+    int bad = 0;
+    size_t bytes = (size_t)head->size * U - U;
+    while ((x = mc_next(h, tail, &bad))) {
+        tail = x;
+        bytes += (size_t)x->size * U - U;
+    }
+    if (bad) return 0;
+    if (atomic_fetch_add_explicit(&h->mc_remote_bytes, (int64_t)bytes, memory_order_relaxed) + (int64_t)bytes >
+        PA_MC_REMOTE_BYTES) {
+        atomic_fetch_sub_explicit(&h->mc_remote_bytes, (int64_t)bytes, memory_order_relaxed);
+        return 0;
+    }
+    pa_block_t *old = atomic_load_explicit(&h->mc_remote[c], memory_order_relaxed);
+    do mc_set_link(h, tail, old);
+    while (!atomic_compare_exchange_weak_explicit(&h->mc_remote[c], &old, head, memory_order_release,
+                                                  memory_order_relaxed));
+    tc->mbin[c].head = NULL;
+    tc->mbin[c].count = 0;
+    tc->mbytes -= bytes;
+    return 1;
+}
+
+static void mc_free_chain_locked(pa_heap_t *h, pa_block_t *b);
+
+/* Frees bin c to the back end (takes the heap lock). */
+static void mc_flush_bin(pa_heap_t *h, pa_lfh_tcache_t *tc, unsigned c)
+{
+    pa_block_t *head = tc->mbin[c].head;
+    size_t bytes = 0;
+    int bad = 0;
+    for (pa_block_t *x = head; x && !bad; x = mc_next(h, x, &bad)) bytes += (size_t)x->size * U - U;
+    tc->mbin[c].head = NULL;
+    tc->mbin[c].count = 0;
+    tc->mbytes = tc->mbytes > bytes ? tc->mbytes - bytes : 0;
+    pthread_mutex_lock(&h->lock);
+    mc_free_chain_locked(h, head);
+    pthread_mutex_unlock(&h->lock);
+}
+
+/* Moves the remote list of class c into the thread's empty bin c. */
+static void mc_take_remote(pa_heap_t *h, pa_lfh_tcache_t *tc, unsigned c)
+{
+    if (!atomic_load_explicit(&h->mc_remote[c], memory_order_relaxed)) return;
+    pa_block_t *head = atomic_exchange_explicit(&h->mc_remote[c], NULL, memory_order_acquire);
+    if (!head) return;
+    int bad = 0;
+    uint32_t count = 1;
+    size_t bytes = (size_t)head->size * U - U;
+    for (pa_block_t *x = head; (x = mc_next(h, x, &bad));) {
+        count++;
+        bytes += (size_t)x->size * U - U;
+    }
+    /* (A bad link ends the list where it is: the blocks after it leak, and mc_take reports
+     * the corruption when it reaches it.) */
+    atomic_fetch_sub_explicit(&h->mc_remote_bytes, (int64_t)bytes, memory_order_relaxed);
+    tc->mbin[c].head = head;
+    tc->mbin[c].count = count;
+    tc->mbytes += bytes;
+}
+
 /* HeapFree without the lock: puts mem on the thread's bin if it is a busy back-end block of a
  * lookaside class and the bin has room. 0: not done (the caller takes the locked path, which
  * checks everything and reports what is wrong). */
@@ -1305,7 +1384,13 @@ static int mc_put(pa_heap_t *h, pa_lfh_tcache_t *tc, void *mem)
      * merge; kept in a bin it would pin a hole of its own size (bench_preload's realloc
      * workload: +3.8 MB of peak RSS over 32.5). */
     if (cap - la_class_bytes(c) >= 4 * U) return 0;
-    if (tc->mbin[c].count >= PA_MC_DEPTH || tc->mbytes + cap > PA_MC_BYTES) return 0;
+    if ((tc->mbin[c].count >= PA_MC_DEPTH || tc->mbytes + cap > PA_MC_BYTES) && !mc_hand_on(h, tc, c)) {
+        /* The remote lists are full too: the whole bin goes back to the back end under one
+         * lock (not one lock per free), and this block starts it again. */
+        if (!tc->mbin[c].head) return 0;
+        mc_flush_bin(h, tc, c);
+        if (tc->mbytes + cap > PA_MC_BYTES) return 0;
+    }
     tc->mbusy_bytes -= (int64_t)(cap - b->extra);
     tc->mbusy_blocks--;
     __atomic_store_n(&b->flags, PA_BLK_BUSY | PA_BLK_CACHED, __ATOMIC_RELEASE); /* the tag stays */
@@ -1354,8 +1439,14 @@ static void *mc_take(pa_heap_t *h, pa_lfh_tcache_t *tc, DWORD flags, size_t n)
     unsigned c = la_class(n);
     pa_block_t *b = tc->mbin[c].head;
     if (!b) {
-        /* The next class up: at most a quarter more than asked for, and a miss less. */
-        if (c + 1 >= PA_LA_CLASSES || !(b = tc->mbin[++c].head)) return NULL;
+        /* The next class up (at most a quarter more than asked for), then what other threads
+         * handed on. */
+        if (c + 1 < PA_LA_CLASSES && (b = tc->mbin[c + 1].head)) {
+            c++;
+        } else {
+            mc_take_remote(h, tc, c);
+            if (!(b = tc->mbin[c].head)) return NULL;
+        }
     }
     int bad = 0;
     pa_block_t v = blk_snapshot(b);
@@ -1375,6 +1466,30 @@ static void *mc_take(pa_heap_t *h, pa_lfh_tcache_t *tc, DWORD flags, size_t n)
     tc->mbusy_blocks++;
     if (flags & HEAP_ZERO_MEMORY) memset(b + 1, 0, n);
     return b + 1;
+}
+
+/* After a miss of bin c that took the lock anyway: a few more blocks of the class for the
+ * bin, so that a thread that allocates what another frees takes the lock once per
+ * MC_REFILL + 1 allocations, not on each. Heap lock held. */
+#define MC_REFILL 3
+
+static void *alloc_locked(pa_heap_t *h, DWORD flags, size_t n);
+
+static void mc_refill_locked(pa_heap_t *h, pa_lfh_tcache_t *tc, unsigned c)
+{
+    size_t want = la_class_bytes(c);
+    for (int k = 0; k < MC_REFILL && tc->mbin[c].count < PA_MC_DEPTH && tc->mbytes + want <= PA_MC_BYTES; k++) {
+        void *user = alloc_locked(h, 0, want);
+        if (!user) break;
+        pa_block_t *b = (pa_block_t *)user - 1;
+        h->ctr.busy_bytes -= want;
+        h->ctr.busy_blocks--;
+        __atomic_store_n(&b->flags, PA_BLK_BUSY | PA_BLK_CACHED, __ATOMIC_RELEASE);
+        mc_set_link(h, b, tc->mbin[c].head);
+        tc->mbin[c].head = b;
+        tc->mbin[c].count++;
+        tc->mbytes += (size_t)b->size * U - U;
+    }
 }
 
 /* Gives the blocks of a chain (checked link by link; a bad link ends it) back to the back
@@ -1414,11 +1529,21 @@ static void mc_flush_locked(pa_heap_t *h, pa_lfh_tcache_t *tc)
     tc->mbytes = 0;
 }
 
-/* Frees the blocks that threads left behind on h->mc_orphans. Heap lock held. */
+/* Frees the blocks that threads left behind on h->mc_orphans and handed on to the remote
+ * lists. Heap lock held. */
 static void mc_drain_orphans_locked(pa_heap_t *h)
 {
     if (atomic_load_explicit(&h->mc_orphans, memory_order_relaxed))
         mc_free_chain_locked(h, atomic_exchange_explicit(&h->mc_orphans, NULL, memory_order_acquire));
+    for (unsigned c = 0; c < PA_LA_CLASSES; c++) {
+        if (!atomic_load_explicit(&h->mc_remote[c], memory_order_relaxed)) continue;
+        pa_block_t *x = atomic_exchange_explicit(&h->mc_remote[c], NULL, memory_order_acquire);
+        int64_t bytes = 0;
+        int bad = 0;
+        for (pa_block_t *y = x; y && !bad; y = mc_next(h, y, &bad)) bytes += (int64_t)((size_t)y->size * U - U);
+        atomic_fetch_sub_explicit(&h->mc_remote_bytes, bytes, memory_order_relaxed);
+        mc_free_chain_locked(h, x);
+    }
 }
 
 /* A thread gives its cache back (no heap lock: see tls_drop_locked): its binned blocks go on
@@ -1458,6 +1583,13 @@ static int mc_validate(pa_heap_t *h, pa_lfh_tcache_t *tc)
     return 1;
 }
 
+/* Are there blocks on the orphan or remote lists that a locked call could free? */
+static int mc_has_spare(pa_heap_t *h)
+{
+    return atomic_load_explicit(&h->mc_orphans, memory_order_relaxed) ||
+           atomic_load_explicit(&h->mc_remote_bytes, memory_order_relaxed) > 0;
+}
+
 static void *alloc_locked(pa_heap_t *h, DWORD flags, size_t n)
 {
     if (n > PA_HEAP_MAX_REQUEST) return NULL;
@@ -1471,7 +1603,7 @@ static void *alloc_locked(pa_heap_t *h, DWORD flags, size_t n)
         units = units_for(h, la_class_bytes(la_class(n)));
     }
     pa_block_t *b = fl_take(h, units);
-    if (!b && atomic_load_explicit(&h->mc_orphans, memory_order_relaxed)) {
+    if (!b && mc_has_spare(h)) {
         mc_drain_orphans_locked(h);
         b = fl_take(h, units);
     }
@@ -1843,19 +1975,14 @@ static LPVOID alloc_untraced(pa_process_t *p, HANDLE heap, DWORD flags, SIZE_T n
     if (n <= PA_LFH_MAX_REQUEST) {
         unsigned b = _pa_lfh_bucket(n);
         if (h->lfh_on[b]) {
-            if (!e->tc && _pa_lfh_ensure(h)) {
-                e->tc = _pa_lfh_tcache_claim(h);
-                if (e->tc) {
-                    pthread_once(&tls_key_once, tls_key_init);
-                    pthread_setspecific(tls_key, (void *)1);
-                    tls_set_fast(e);
-                }
-            }
+            if (!e->tc && _pa_lfh_ensure(h)) tls_claim_cache(e);
             void *r = _pa_lfh_alloc(h, e->tc, b, n, flags);
             if (r == PA_LFH_CORRUPT) return corrupt_fail(), NULL;
             if (r) return r;
         }
-    } else if (n <= PA_LA_MAX && e->tc && !atomic_load_explicit(&h->user_locks, memory_order_acquire)) {
+    }
+    int bins = n > PA_LA_MIN && n <= PA_LA_MAX && e->tc && !atomic_load_explicit(&h->user_locks, memory_order_acquire);
+    if (bins) {
         corrupt_seen = 0;
         void *r = mc_take(h, e->tc, flags, n);
         if (r || corrupt_seen) return r;
@@ -1864,6 +1991,7 @@ static LPVOID alloc_untraced(pa_process_t *p, HANDLE heap, DWORD flags, SIZE_T n
     validate_all_or_note(h);
     corrupt_seen = 0;
     void *r = alloc_locked(h, flags, n);
+    if (r && bins) mc_refill_locked(h, e->tc, la_class(n));
     _pa_heap_leave(h, locked);
     if (!r && !corrupt_seen) _pa_heap_fail(STATUS_NO_MEMORY);
     return r;
@@ -1931,6 +2059,9 @@ static BOOL free_untraced(pa_process_t *p, HANDLE heap, DWORD flags, LPVOID mem)
     if (!e) return FALSE;
     if (!mem) return TRUE;
     pa_heap_t *h = e->heap;
+    /* A thread that only frees (what another allocates) gets a cache too, once the heap has
+     * an LFH: its frees then go to its bins, and on to the remote lists, without the lock. */
+    if (!e->tc && !e->no_cache && __atomic_load_n(&h->lfh, __ATOMIC_ACQUIRE)) tls_claim_cache(e);
     if (e->tc) {
         /* An LFH block needs no lock (the lookup reads only validated memory). */
         pa_block_t *hdr;

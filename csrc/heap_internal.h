@@ -81,6 +81,7 @@
 #define PA_LA_DEPTH 4
 #define PA_MC_DEPTH 16             /* per thread and class (thread lookaside bins) */
 #define PA_MC_BYTES ((size_t)2 << 20) /* bytes a thread's bins of one heap may hold */
+#define PA_MC_REMOTE_BYTES ((int64_t)64 << 20) /* bytes the remote lists of a heap may hold */
 #define PA_SEGMAP_LFH 0x80000000u
 #define PA_MC_ORDER 24                /* back-end segments a lock-free lookup searches */
 #define PA_LA_MIN ((size_t)16368)  /* requests above this (the LFH's limit) ... */
@@ -328,6 +329,12 @@ struct pa_heap_s {
      * the lock, taken under it), and the busy counts those threads took with them. */
     _Atomic(pa_block_t *) mc_orphans;
     _Atomic int64_t mc_busy_bytes, mc_busy_blocks;
+    /* Per lookaside class, binned blocks that a thread whose bin was full handed on (a thread
+     * that frees what another allocates): pushed with one compare-and-swap, taken whole with
+     * one exchange by a thread whose bin is empty (push-only/take-all: no ABA). At most
+     * PA_MC_REMOTE_BYTES in all (mc_remote_bytes). */
+    _Atomic(pa_block_t *) mc_remote[PA_LA_CLASSES];
+    _Atomic int64_t mc_remote_bytes;
     /* The back-end segments with the most committed bytes, most first, in segmap's format
      * but with committed bytes >> 12 in the low word (0 words at the end): where lock-free
      * lookups search, without reading a segment's descriptor. */

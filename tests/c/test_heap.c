@@ -650,6 +650,7 @@ TEST(misuse_lfh_double_free)
 struct xt {
     pa_process_t *p;
     HANDLE h;
+    size_t lo, span; /* sizes lo + (i * 37) % span */
     void *volatile ring[1024];
     volatile unsigned head, tail;
 };
@@ -658,7 +659,7 @@ static void *xt_producer(void *v)
 {
     struct xt *q = v;
     for (unsigned i = 0; i < XT_N; i++) {
-        size_t n = 8 + (i * 37) % 500;
+        size_t n = q->lo + (i * 37) % q->span;
         char *x = pa_heap_alloc(q->p, q->h, 0, n);
         if (!x) abort();
         x[0] = (char)i;
@@ -676,7 +677,7 @@ static void *xt_consumer(void *v)
     for (unsigned i = 0; i < XT_N; i++) {
         while (__atomic_load_n(&q->head, __ATOMIC_ACQUIRE) == q->tail) sched_yield();
         char *x = q->ring[q->tail % 1024];
-        size_t n = 8 + (i * 37) % 500;
+        size_t n = q->lo + (i * 37) % q->span;
         if (pa_heap_size(q->p, q->h, 0, x) != n || x[0] != (char)i || x[n - 1] != (char)i) abort();
         if (!pa_heap_free(q->p, q->h, 0, x)) abort();
         __atomic_store_n(&q->tail, q->tail + 1, __ATOMIC_RELEASE);
@@ -691,6 +692,8 @@ TEST(threads_allocate_in_one_free_in_other)
     memset(&q, 0, sizeof q);
     q.p = p;
     q.h = pa_heap_create(p, 0, 0, 0);
+    q.lo = 8;
+    q.span = 500;
     pthread_t a, b;
     pthread_create(&a, NULL, xt_producer, &q);
     pthread_create(&b, NULL, xt_consumer, &q);
@@ -702,6 +705,35 @@ TEST(threads_allocate_in_one_free_in_other)
     CHECK_EQ(s.busy_blocks, 0);
     CHECK_EQ(s.busy_bytes, 0);
     CHECK(s.lfh_active > 0);
+    proc_end(p);
+}
+
+TEST(threads_allocate_medium_blocks_in_one_free_in_other)
+{
+    /* 8 B - 64 KiB: the consumer's bins hand full bins on to the remote lists (or back to the
+     * back end), the producer's bins refill from them; every byte and size is checked on the
+     * way, and nothing is left or lost at the end. */
+    pa_process_t *p = proc_new();
+    static struct xt q;
+    memset(&q, 0, sizeof q);
+    q.p = p;
+    q.h = pa_heap_create(p, 0, 0, 0);
+    q.lo = 8;
+    q.span = 65536;
+    pthread_t a, b;
+    pthread_create(&a, NULL, xt_producer, &q);
+    pthread_create(&b, NULL, xt_consumer, &q);
+    pthread_join(a, NULL);
+    pthread_join(b, NULL);
+    CHECK(pa_heap_validate(p, q.h, 0, NULL));
+    pa_heap_stats_t s;
+    CHECK(pa_heap_stats(p, q.h, &s));
+    CHECK_EQ(s.busy_blocks, 0);
+    CHECK_EQ(s.busy_bytes, 0);
+    CHECK(pa_heap_compact(p, q.h, 0) > 0);
+    CHECK(pa_heap_validate(p, q.h, 0, NULL));
+    CHECK(pa_heap_stats(p, q.h, &s));
+    CHECK(s.committed < ((size_t)160 << 20)); /* 1024 blocks in flight: about 32 MiB */
     proc_end(p);
 }
 
