@@ -1305,6 +1305,48 @@ TEST(lfh_bucket_table_matches_the_formula)
     }
 }
 
+/* Empty LFH subsegments stay committed within the heap's budget (max(PA_LFH_RETAIN_MIN, a
+ * quarter of the bytes in use)): a structure freed next to a larger live one keeps its pages
+ * for the next one; HeapCompact releases them; once everything is freed at most
+ * PA_LFH_RETAIN_MIN (plus the subsegments the thread's bins keep partly used) stays. */
+TEST(lfh_empty_subsegments_kept_within_the_budget)
+{
+    pa_process_t *p = proc_new();
+    HANDLE h = pa_heap_create(p, 0, 0, 0);
+    enum { NA = 160000, NB = 24000 }; /* 48-byte slots: 7.3 MiB live, 1.1 MiB freed */
+    const size_t slack = 4 * PA_LFH_CHUNK;
+    void **a = malloc(NA * sizeof *a), **b = malloc(NB * sizeof *b);
+    CHECK(a && b);
+    for (int i = 0; i < 18; i++) CHECK(pa_heap_free(p, h, 0, pa_heap_alloc(p, h, 0, 32)));
+    pa_heap_stats_t s0, s1, s2, s3, s4;
+    CHECK(pa_heap_stats(p, h, &s0));
+    for (int i = 0; i < NA; i++) CHECK((a[i] = pa_heap_alloc(p, h, 0, 32)) != NULL);
+    for (int i = 0; i < NB; i++) CHECK((b[i] = pa_heap_alloc(p, h, 0, 32)) != NULL);
+    CHECK(pa_heap_stats(p, h, &s1));
+    for (int i = 0; i < NB; i++) CHECK(pa_heap_free(p, h, 0, b[i]));
+    CHECK(pa_heap_stats(p, h, &s2));
+    CHECK_EQ(s2.committed, s1.committed); /* all of B's subsegments kept */
+    CHECK(pa_heap_validate(p, h, 0, NULL));
+    for (int i = 0; i < NB; i++) CHECK((b[i] = pa_heap_alloc(p, h, 0, 32)) != NULL);
+    CHECK(pa_heap_stats(p, h, &s3));
+    CHECK_EQ(s3.committed, s1.committed); /* and reused */
+    for (int i = 0; i < NB; i++) CHECK(pa_heap_free(p, h, 0, b[i]));
+    CHECK(pa_heap_compact(p, h, 0) > 0);
+    CHECK(pa_heap_stats(p, h, &s3));
+    CHECK(s3.committed + (size_t)NB * 48 - slack <= s1.committed);
+    for (int i = 0; i < NA; i++) CHECK(pa_heap_free(p, h, 0, a[i]));
+    CHECK(pa_heap_stats(p, h, &s4));
+    CHECK(s4.committed <= s0.committed + PA_LFH_RETAIN_MIN + slack);
+    CHECK_EQ(s4.busy_blocks, 0);
+    CHECK(pa_heap_validate(p, h, 0, NULL));
+    CHECK(pa_heap_compact(p, h, 0) > 0);
+    CHECK(pa_heap_stats(p, h, &s4));
+    CHECK(s4.committed <= s0.committed + slack);
+    free(a);
+    free(b);
+    proc_end(p);
+}
+
 TEST(trace_started_and_stopped_while_the_fast_paths_run)
 {
     pa_process_t *p = proc_new();
