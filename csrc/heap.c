@@ -1827,6 +1827,17 @@ static void validate_all_or_note(pa_heap_t *h)
     }
 }
 
+/* Gives the thread a cache of h's LFH (which exists) if one is free. */
+static void tls_claim_tc(tls_ent_t *e, pa_heap_t *h)
+{
+    e->tc = _pa_lfh_tcache_claim(h);
+    if (e->tc) {
+        pthread_once(&tls_key_once, tls_key_init);
+        pthread_setspecific(tls_key, (void *)1);
+        tls_set_fast(e);
+    }
+}
+
 static LPVOID alloc_untraced(pa_process_t *p, HANDLE heap, DWORD flags, SIZE_T n)
 {
     tls_ent_t *e = tls_validate(p, heap);
@@ -1835,14 +1846,7 @@ static LPVOID alloc_untraced(pa_process_t *p, HANDLE heap, DWORD flags, SIZE_T n
     if (n <= PA_LFH_MAX_REQUEST) {
         unsigned b = _pa_lfh_bucket(n);
         if (h->lfh_on[b]) {
-            if (!e->tc && _pa_lfh_ensure(h)) {
-                e->tc = _pa_lfh_tcache_claim(h);
-                if (e->tc) {
-                    pthread_once(&tls_key_once, tls_key_init);
-                    pthread_setspecific(tls_key, (void *)1);
-                    tls_set_fast(e);
-                }
-            }
+            if (!e->tc && _pa_lfh_ensure(h)) tls_claim_tc(e, h);
             void *r = _pa_lfh_alloc(h, e->tc, b, n, flags);
             if (r == PA_LFH_CORRUPT) return corrupt_fail(), NULL;
             if (r) return r;
@@ -1923,6 +1927,9 @@ static BOOL free_untraced(pa_process_t *p, HANDLE heap, DWORD flags, LPVOID mem)
     if (!e) return FALSE;
     if (!mem) return TRUE;
     pa_heap_t *h = e->heap;
+    /* A thread whose entry predates the LFH and that only frees (a consumer) gets its cache
+     * here, or every free would take the heap lock. */
+    if (!e->tc && __atomic_load_n(&h->lfh, __ATOMIC_ACQUIRE)) tls_claim_tc(e, h);
     if (e->tc) {
         /* An LFH block needs no lock (the lookup reads only validated memory). */
         pa_block_t *hdr;

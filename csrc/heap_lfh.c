@@ -465,7 +465,8 @@ pa_lfh_tcache_t *_pa_lfh_tcache_claim(pa_heap_t *h)
     for (unsigned i = 0; i < PA_LFH_TCACHES; i++) {
         pa_lfh_tcache_t *tc = &L->tcache[i];
         uintptr_t expected = 0;
-        if (!__atomic_compare_exchange_n(&tc->owner, &expected, self, 0, __ATOMIC_ACQ_REL,
+        if (__atomic_load_n(&tc->owner, __ATOMIC_RELAXED) ||
+            !__atomic_compare_exchange_n(&tc->owner, &expected, self, 0, __ATOMIC_ACQ_REL,
                                          __ATOMIC_RELAXED))
             continue;
         memset(tc->bin, 0, sizeof tc->bin);

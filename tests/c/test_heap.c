@@ -1127,6 +1127,48 @@ TEST(fact54_heaplock_excludes_binned_medium_calls)
     proc_end(p);
 }
 
+/* Fact 56 for a thread that used the heap before its LFH existed and then only frees (the
+ * consumer of a producer thread): its LFH frees proceed while another thread holds HeapLock
+ * (the free gives it an LFH cache; without one every free took the heap lock). */
+struct consumer_arg {
+    pa_process_t *p;
+    HANDLE h;
+    void *volatile x;
+    volatile int done;
+};
+
+static void *early_consumer(void *v)
+{
+    struct consumer_arg *a = v;
+    CHECK(pa_heap_free(a->p, a->h, 0, pa_heap_alloc(a->p, a->h, 0, 3000))); /* no LFH yet */
+    while (!a->x) usleep(1000);
+    CHECK(pa_heap_free(a->p, a->h, 0, a->x));
+    a->done = 1;
+    return NULL;
+}
+
+TEST(fact56_lfh_free_proceeds_under_heaplock_in_a_thread_older_than_the_lfh)
+{
+    pa_process_t *p = proc_new();
+    HANDLE h = pa_heap_create(p, 0, 0, 0);
+    struct consumer_arg a = {p, h, NULL, 0};
+    pthread_t t;
+    pthread_create(&t, NULL, early_consumer, &a);
+    usleep(50000); /* (its first call is made before the LFH starts, or the test proves less) */
+    lfh_on(p, h);
+    void *x = pa_heap_alloc(p, h, 0, 100);
+    CHECK(x != NULL);
+    CHECK(pa_heap_lock(p, h));
+    a.x = x;
+    for (int i = 0; i < 2000 && !a.done; i++) usleep(1000);
+    CHECK(a.done);
+    CHECK(pa_heap_unlock(p, h));
+    pthread_join(t, NULL);
+    CHECK(pa_heap_validate(p, h, 0, NULL));
+    CHECK(pa_heap_destroy(p, h));
+    proc_end(p);
+}
+
 static void *bins_worker(void *v)
 {
     struct bins_arg *a = v;
