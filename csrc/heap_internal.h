@@ -94,6 +94,11 @@
 #define PA_LFH_TCACHES 16                 /* threads with a private cache per heap */
 #define PA_LFH_RETAIN_MIN ((size_t)1 << 20) /* empty subsegments kept committed, see pa_lfh_t */
 #define PA_LFH_RETAIN_SHIFT 2
+/* A thread's bin of a bucket holds up to PA_LFH_BIN_BYTES of slots (at least PA_LFH_BIN_MIN,
+ * at most 128 slots), and the bucket's remote list as many: what a thread that frees what
+ * another allocates (prodcons) keeps out of use is about twice that per bucket. */
+#define PA_LFH_BIN_BYTES ((size_t)8 << 10)
+#define PA_LFH_BIN_MIN 4
 
 /* pa_block_t.flags */
 #define PA_BLK_BUSY 0x01

@@ -473,8 +473,8 @@ pa_lfh_tcache_t *_pa_lfh_tcache_claim(pa_heap_t *h)
         tc->last_seg = tc->prev_seg = &_pa_lfh_no_seg;
         tc->heap = h;
         for (unsigned b = 0; b < PA_LFH_BUCKETS; b++) {
-            uint32_t lim = (uint32_t)(PA_LFH_CHUNK / L->bucket[b].slot_size);
-            tc->bin[b].limit = (uint16_t)(lim < 8 ? 8 : lim > 128 ? 128 : lim);
+            uint32_t lim = (uint32_t)(PA_LFH_BIN_BYTES / L->bucket[b].slot_size);
+            tc->bin[b].limit = (uint16_t)(lim < PA_LFH_BIN_MIN ? PA_LFH_BIN_MIN : lim > 128 ? 128 : lim);
             tc->bin[b].room = (int16_t)tc->bin[b].limit;
             tc->bin[b].slot16 = (uint16_t)(_pa_lfh_geom[b].slot_size / 16);
             tc->bin[b].span16 = (uint16_t)(_pa_lfh_geom[b].span / 16);
