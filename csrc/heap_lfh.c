@@ -357,6 +357,11 @@ static void give_slots(pa_heap_t *h, unsigned b, pa_block_t *list, int can_relea
         sub->used--;
         if (!sub->listed) list_add(bk, sub);
         if (sub->used == 0) {
+            /* Carved afresh from its first slot when reused: in address order, rather than
+             * by following a free list whose every link is a cache miss on a cold
+             * subsegment (the old headers say free: a stale pointer is still refused). */
+            sub->free = NULL;
+            sub->bump = 0;
             list_remove(bk, sub);
             empty_push(h->lfh, bk, sub);
         }

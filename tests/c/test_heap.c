@@ -644,6 +644,31 @@ TEST(misuse_lfh_double_free)
     proc_end(p);
 }
 
+/* A subsegment whose slots are all freed is carved afresh from its first slot when reused;
+ * a stale pointer into it is still refused, and the reused slots work. */
+TEST(misuse_lfh_double_free_into_an_emptied_subsegment)
+{
+    pa_process_t *p = proc_new();
+    HANDLE h = pa_heap_create(p, 0, 0, 0);
+    enum { N = 4000 }; /* 48-byte slots: 1364 per subsegment, so some empty entirely */
+    static void *x[N], *y[N];
+    for (int i = 0; i < N; i++) CHECK((x[i] = pa_heap_alloc(p, h, 0, 32)) != NULL);
+    for (int i = 0; i < N; i++) CHECK(pa_heap_free(p, h, 0, x[i]));
+    for (int i = 0; i < N; i += 97) CHECK_FAILS(pa_heap_free(p, h, 0, x[i]), ERROR_INVALID_PARAMETER);
+    CHECK(pa_heap_validate(p, h, 0, NULL));
+    for (int i = 0; i < N; i++) {
+        CHECK((y[i] = pa_heap_alloc(p, h, 0, 32)) != NULL);
+        memset(y[i], 0xA5, 32);
+    }
+    CHECK(pa_heap_validate(p, h, 0, NULL));
+    pa_heap_stats_t s;
+    CHECK(pa_heap_stats(p, h, &s));
+    CHECK_EQ(s.busy_blocks, N);
+    for (int i = 0; i < N; i++) CHECK(pa_heap_free(p, h, 0, y[i]));
+    CHECK(pa_heap_validate(p, h, 0, NULL));
+    proc_end(p);
+}
+
 /* ---- threads ---- */
 
 #define XT_N 200000
