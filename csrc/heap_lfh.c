@@ -384,8 +384,8 @@ static void give_slots(pa_heap_t *h, unsigned b, pa_block_t *list, int can_relea
 }
 
 /* Pushes the chain head..tail of n free slots onto bucket b's remote list; 0 (nothing done)
- * when that would put more than max slots on it (about a bin's limit, so that a bin that takes
- * the list is at most 2 slots over its limit: it flushes on its next free). Lock-free. */
+ * when that would put more than max slots on it (a bin's limit, so that a bin that takes the
+ * list does not overflow at once). Lock-free. */
 static int remote_push(pa_lfh_bucket_t *bk, pa_block_t *head, pa_block_t *tail, uint32_t n,
                        uint32_t max)
 {
@@ -509,8 +509,7 @@ static int flush_some(pa_heap_t *h, pa_lfh_tcache_t *tc, unsigned b, uint32_t co
     if (!ok) rest = NULL;
     tc->bin[b].head = rest;
     _pa_lfh_bin_set_count(tc, b, rest ? _pa_lfh_bin_count(tc, b) - moved : 0);
-    /* (Room for two flushes of limit / 2 + 1: one more flush goes lock-free.) */
-    if (!(remote && remote_push(&h->lfh->bucket[b], head, tail, moved, tc->bin[b].limit + 2u))) {
+    if (!(remote && remote_push(&h->lfh->bucket[b], head, tail, moved, tc->bin[b].limit))) {
         _pa_lfh_link(tail, NULL);
         give_slots(h, b, head, can_release);
     }
