@@ -96,9 +96,12 @@
 #define PA_LFH_RETAIN_SHIFT 2
 /* A thread's bin of a bucket holds up to PA_LFH_BIN_BYTES of slots (at least PA_LFH_BIN_MIN,
  * at most 128 slots), and the bucket's remote list as many: what a thread that frees what
- * another allocates (prodcons) keeps out of use is about twice that per bucket. */
+ * another allocates (prodcons) keeps out of use is about twice that per bucket. A bin whose
+ * thread takes back the remote list it pushed last (it allocates what it frees) doubles its
+ * limit, up to PA_LFH_BIN_GROW_BYTES (at least 8 slots): fewer flushes and refills. */
 #define PA_LFH_BIN_BYTES ((size_t)8 << 10)
 #define PA_LFH_BIN_MIN 4
+#define PA_LFH_BIN_GROW_BYTES ((size_t)64 << 10)
 
 /* pa_block_t.flags */
 #define PA_BLK_BUSY 0x01
@@ -216,7 +219,9 @@ typedef struct pa_lfh_bucket_s {
                               the heap's retention budget (pa_lfh_t.retained) */
     _Atomic(pa_block_t *) remote;
     atomic_int nremote;
-    uint32_t pad[5];
+    uint32_t pad0;
+    _Atomic uintptr_t pusher; /* the cache that pushed onto remote last (see PA_LFH_BIN_BYTES) */
+    uint32_t pad[2];
 } pa_lfh_bucket_t;
 
 /* A thread's private cache for one heap: up to `limit` free slots per bucket. Only its thread

@@ -509,7 +509,9 @@ static int flush_some(pa_heap_t *h, pa_lfh_tcache_t *tc, unsigned b, uint32_t co
     if (!ok) rest = NULL;
     tc->bin[b].head = rest;
     _pa_lfh_bin_set_count(tc, b, rest ? _pa_lfh_bin_count(tc, b) - moved : 0);
-    if (!(remote && remote_push(&h->lfh->bucket[b], head, tail, moved, tc->bin[b].limit))) {
+    if (remote && remote_push(&h->lfh->bucket[b], head, tail, moved, tc->bin[b].limit)) {
+        atomic_store_explicit(&h->lfh->bucket[b].pusher, (uintptr_t)tc, memory_order_relaxed);
+    } else {
         _pa_lfh_link(tail, NULL);
         give_slots(h, b, head, can_release);
     }
@@ -538,6 +540,16 @@ void _pa_lfh_tcache_release(pa_heap_t *h, pa_lfh_tcache_t *tc)
 /* ------------------------------------------------------------------------------------------ */
 /* Allocation and free                                                                         */
 
+/* Doubles the limit of bin b (its thread took back what it flushed), up to
+ * PA_LFH_BIN_GROW_BYTES. The caller sets the bin's count afterwards. */
+static void grow_bin(pa_lfh_tcache_t *tc, unsigned b)
+{
+    uint32_t max = (uint32_t)(PA_LFH_BIN_GROW_BYTES / _pa_lfh_geom[b].slot_size);
+    max = max < 8 ? 8 : max > 128 ? 128 : max;
+    uint32_t lim = (uint32_t)tc->bin[b].limit * 2;
+    if (lim > tc->bin[b].limit && tc->bin[b].limit < max) tc->bin[b].limit = (uint16_t)(lim < max ? lim : max);
+}
+
 void *_pa_lfh_alloc(pa_heap_t *h, pa_lfh_tcache_t *tc, unsigned b, size_t n, DWORD flags)
 {
     if (!_pa_lfh_ensure(h)) return NULL;
@@ -548,6 +560,8 @@ void *_pa_lfh_alloc(pa_heap_t *h, pa_lfh_tcache_t *tc, unsigned b, size_t n, DWO
         uint32_t got;
         int corrupt = 0;
         if ((list = remote_take(&h->lfh->bucket[b], &got, &corrupt))) {
+            if (atomic_load_explicit(&h->lfh->bucket[b].pusher, memory_order_relaxed) == (uintptr_t)tc)
+                grow_bin(tc, b);
             tc->bin[b].head = list;
             _pa_lfh_bin_set_count(tc, b, got);
             return corrupt ? PA_LFH_CORRUPT : _pa_lfh_alloc_fast(tc, b, n, flags);
