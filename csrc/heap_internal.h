@@ -93,6 +93,16 @@
 #define PA_LFH_ACTIVATE 17                /* back-end allocations of a class before it switches */
 #define PA_LFH_CHUNK ((size_t)0x10000)
 #define PA_LFH_TCACHES 16                 /* threads with a private cache per heap */
+#define PA_LFH_RETAIN_MIN ((size_t)1 << 20) /* empty subsegments kept committed, see pa_lfh_t */
+#define PA_LFH_RETAIN_SHIFT 2
+/* A thread's bin of a bucket holds up to PA_LFH_BIN_BYTES of slots (at least PA_LFH_BIN_MIN,
+ * at most 128 slots), and the bucket's remote list as many: what a thread that frees what
+ * another allocates (prodcons) keeps out of use is about twice that per bucket. A bin whose
+ * thread takes back the remote list it pushed last (it allocates what it frees) doubles its
+ * limit, up to PA_LFH_BIN_GROW_BYTES (at least 8 slots): fewer flushes and refills. */
+#define PA_LFH_BIN_BYTES ((size_t)8 << 10)
+#define PA_LFH_BIN_MIN 4
+#define PA_LFH_BIN_GROW_BYTES ((size_t)64 << 10)
 
 /* pa_block_t.flags */
 #define PA_BLK_BUSY 0x01
@@ -151,7 +161,7 @@ typedef struct pa_lfh_seg_s {
 typedef struct pa_lfh_sub_s {  /* 64 bytes: slot 0 follows */
     uint16_t magic;
     uint8_t bucket;
-    uint8_t listed;        /* on the bucket's partial list */
+    uint8_t listed;        /* 1: on the bucket's partial list, 2: on its empty list */
     uint16_t nchunks;
     uint16_t pad;
     uint32_t slot_size;    /* bytes, header included */
@@ -206,10 +216,13 @@ typedef struct pa_lfh_bucket_s {
     uint32_t data_size;    /* the largest request the bucket serves */
     uint32_t nchunks;      /* chunks per subsegment */
     pa_lfh_sub_t *partial; /* subsegments with free or never-used slots */
-    pa_lfh_sub_t *empty;   /* one fully free subsegment kept committed */
+    pa_lfh_sub_t *empty;   /* fully free subsegments kept committed (linked by next), within
+                              the heap's retention budget (pa_lfh_t.retained) */
     _Atomic(pa_block_t *) remote;
     atomic_int nremote;
-    uint32_t pad[5];
+    uint32_t pad0;
+    _Atomic uintptr_t pusher; /* the cache that pushed onto remote last (see PA_LFH_BIN_BYTES) */
+    uint32_t pad[2];
 } pa_lfh_bucket_t;
 
 /* A thread's private cache for one heap: up to `limit` free slots per bucket. Only its thread
@@ -248,6 +261,13 @@ typedef struct pa_lfh_s {
     pa_lfh_bucket_t bucket[PA_LFH_BUCKETS];
     pa_lfh_seg_t *segs[PA_HEAP_MAX_SEGMENTS];
     atomic_uint nsegs;
+    /* Committed bytes of all subsegments (changed under the heap lock), and of those on the
+     * buckets' empty lists (changed under their bucket locks). Empty subsegments stay
+     * committed while retained <= max(PA_LFH_RETAIN_MIN, (committed - retained) >>
+     * PA_LFH_RETAIN_SHIFT): a program that frees a structure and builds it again (trees)
+     * reuses the pages without a decommit and a page fault per page. HeapCompact releases
+     * them all. */
+    _Atomic size_t sub_committed, retained;
     pa_lfh_tcache_t tcache[PA_LFH_TCACHES];
 } pa_lfh_t;
 

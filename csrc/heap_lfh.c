@@ -193,6 +193,7 @@ static pa_lfh_sub_t *new_sub(pa_heap_t *h, unsigned b)
     DWORD prot = (h->flags & HEAP_CREATE_ENABLE_EXECUTE) ? PAGE_EXECUTE_READWRITE : PAGE_READWRITE;
     if (!pa_virtual_alloc(h->process, (void *)base, bytes, MEM_COMMIT, prot, PA_OWNER_HEAP)) goto out;
     h->ctr.committed += bytes;
+    atomic_fetch_add_explicit(&L->sub_committed, bytes, memory_order_relaxed);
     sub = (pa_lfh_sub_t *)base;
     memset(sub, 0, sizeof *sub);
     sub->magic = PA_LFH_SUB_MAGIC;
@@ -217,6 +218,7 @@ static void release_sub_locked(pa_heap_t *h, pa_lfh_sub_t *sub)
     size_t c = ((uintptr_t)sub - s->base) / PA_LFH_CHUNK, n = sub->nchunks;
     for (size_t i = 0; i < n; i++) s->map[c + i] = 0;
     s->free_chunks += (uint32_t)n;
+    atomic_fetch_sub_explicit(&h->lfh->sub_committed, n * PA_LFH_CHUNK, memory_order_relaxed);
     DWORD saved = pa_get_last_error();
     if (pa_virtual_free(h->process, sub, n * PA_LFH_CHUNK, MEM_DECOMMIT, PA_OWNER_HEAP))
         h->ctr.committed -= n * PA_LFH_CHUNK;
@@ -249,6 +251,36 @@ static inline pa_lfh_sub_t *sub_of(const pa_block_t *slot, uint32_t slot_size)
     return (pa_lfh_sub_t *)((uintptr_t)slot - (size_t)slot->size * slot_size - PA_LFH_SUB_HDR);
 }
 
+/* The empty list of a bucket (bucket lock held), and the heap's count of retained bytes. */
+static void empty_push(pa_lfh_t *L, pa_lfh_bucket_t *bk, pa_lfh_sub_t *sub)
+{
+    sub->next = bk->empty;
+    sub->prev = NULL;
+    bk->empty = sub;
+    sub->listed = 2;
+    atomic_fetch_add_explicit(&L->retained, (size_t)sub->nchunks * PA_LFH_CHUNK, memory_order_relaxed);
+}
+
+static pa_lfh_sub_t *empty_pop(pa_lfh_t *L, pa_lfh_bucket_t *bk)
+{
+    pa_lfh_sub_t *sub = bk->empty;
+    bk->empty = sub->next;
+    sub->next = NULL;
+    sub->listed = 0;
+    atomic_fetch_sub_explicit(&L->retained, (size_t)sub->nchunks * PA_LFH_CHUNK, memory_order_relaxed);
+    return sub;
+}
+
+/* Are more empty bytes retained than the budget (see pa_lfh_t)? */
+static int over_budget(pa_lfh_t *L)
+{
+    size_t r = atomic_load_explicit(&L->retained, memory_order_relaxed);
+    size_t c = atomic_load_explicit(&L->sub_committed, memory_order_relaxed);
+    size_t used = c > r ? c - r : 0;
+    size_t budget = used >> PA_LFH_RETAIN_SHIFT;
+    return r > (budget > PA_LFH_RETAIN_MIN ? budget : PA_LFH_RETAIN_MIN);
+}
+
 /* Takes up to `want` slots of bucket b into a list linked through the first user word.
  * Returns how many. Takes the bucket lock (and the heap lock to carve a subsegment). */
 static unsigned take_slots(pa_heap_t *h, unsigned b, unsigned want, pa_block_t **out)
@@ -260,8 +292,7 @@ static unsigned take_slots(pa_heap_t *h, unsigned b, unsigned want, pa_block_t *
     while (got < want) {
         pa_lfh_sub_t *sub = bk->partial;
         if (!sub && bk->empty) {
-            sub = bk->empty;
-            bk->empty = NULL;
+            sub = empty_pop(h->lfh, bk);
             list_add(bk, sub);
         }
         if (!sub) {
@@ -309,8 +340,9 @@ static unsigned take_slots(pa_heap_t *h, unsigned b, unsigned want, pa_block_t *
 }
 
 /* Returns a list of n free slots of bucket b (flags already cleared) to their subsegments.
- * A subsegment that becomes free is kept as the bucket's spare, or released when
- * can_release (which takes the heap lock after dropping the bucket lock). */
+ * A subsegment that becomes free goes onto the bucket's empty list; when can_release, the
+ * list then gives subsegments back while the heap retains more than its budget (taking the
+ * heap lock after dropping the bucket lock). */
 static void give_slots(pa_heap_t *h, unsigned b, pa_block_t *list, int can_release)
 {
     pa_lfh_bucket_t *bk = &h->lfh->bucket[b];
@@ -323,17 +355,21 @@ static void give_slots(pa_heap_t *h, unsigned b, pa_block_t *list, int can_relea
         *(pa_block_t **)(s + 1) = sub->free;
         sub->free = s;
         sub->used--;
-        if (!sub->listed && sub != bk->empty) list_add(bk, sub);
+        if (!sub->listed) list_add(bk, sub);
         if (sub->used == 0) {
-            if (!bk->empty) {
-                list_remove(bk, sub);
-                bk->empty = sub;
-            } else if (can_release) {
-                list_remove(bk, sub);
-                sub->next = dead;
-                dead = sub;
-            }
+            /* Carved afresh from its first slot when reused: in address order, rather than
+             * by following a free list whose every link is a cache miss on a cold
+             * subsegment (the old headers say free: a stale pointer is still refused). */
+            sub->free = NULL;
+            sub->bump = 0;
+            list_remove(bk, sub);
+            empty_push(h->lfh, bk, sub);
         }
+    }
+    while (can_release && bk->empty && over_budget(h->lfh)) {
+        pa_lfh_sub_t *sub = empty_pop(h->lfh, bk);
+        sub->next = dead;
+        dead = sub;
     }
     spin_unlock(&bk->lock);
     if (dead) {
@@ -434,15 +470,16 @@ pa_lfh_tcache_t *_pa_lfh_tcache_claim(pa_heap_t *h)
     for (unsigned i = 0; i < PA_LFH_TCACHES; i++) {
         pa_lfh_tcache_t *tc = &L->tcache[i];
         uintptr_t expected = 0;
-        if (!__atomic_compare_exchange_n(&tc->owner, &expected, self, 0, __ATOMIC_ACQ_REL,
+        if (__atomic_load_n(&tc->owner, __ATOMIC_RELAXED) ||
+            !__atomic_compare_exchange_n(&tc->owner, &expected, self, 0, __ATOMIC_ACQ_REL,
                                          __ATOMIC_RELAXED))
             continue;
         memset(tc->bin, 0, sizeof tc->bin);
         tc->last_seg = tc->prev_seg = &_pa_lfh_no_seg;
         tc->heap = h;
         for (unsigned b = 0; b < PA_LFH_BUCKETS; b++) {
-            uint32_t lim = (uint32_t)(PA_LFH_CHUNK / L->bucket[b].slot_size);
-            tc->bin[b].limit = (uint16_t)(lim < 8 ? 8 : lim > 128 ? 128 : lim);
+            uint32_t lim = (uint32_t)(PA_LFH_BIN_BYTES / L->bucket[b].slot_size);
+            tc->bin[b].limit = (uint16_t)(lim < PA_LFH_BIN_MIN ? PA_LFH_BIN_MIN : lim > 128 ? 128 : lim);
             tc->bin[b].room = (int16_t)tc->bin[b].limit;
             tc->bin[b].slot16 = (uint16_t)(_pa_lfh_geom[b].slot_size / 16);
             tc->bin[b].span16 = (uint16_t)(_pa_lfh_geom[b].span / 16);
@@ -472,7 +509,9 @@ static int flush_some(pa_heap_t *h, pa_lfh_tcache_t *tc, unsigned b, uint32_t co
     if (!ok) rest = NULL;
     tc->bin[b].head = rest;
     _pa_lfh_bin_set_count(tc, b, rest ? _pa_lfh_bin_count(tc, b) - moved : 0);
-    if (!(remote && remote_push(&h->lfh->bucket[b], head, tail, moved, tc->bin[b].limit))) {
+    if (remote && remote_push(&h->lfh->bucket[b], head, tail, moved, tc->bin[b].limit)) {
+        atomic_store_explicit(&h->lfh->bucket[b].pusher, (uintptr_t)tc, memory_order_relaxed);
+    } else {
         _pa_lfh_link(tail, NULL);
         give_slots(h, b, head, can_release);
     }
@@ -501,6 +540,16 @@ void _pa_lfh_tcache_release(pa_heap_t *h, pa_lfh_tcache_t *tc)
 /* ------------------------------------------------------------------------------------------ */
 /* Allocation and free                                                                         */
 
+/* Doubles the limit of bin b (its thread took back what it flushed), up to
+ * PA_LFH_BIN_GROW_BYTES. The caller sets the bin's count afterwards. */
+static void grow_bin(pa_lfh_tcache_t *tc, unsigned b)
+{
+    uint32_t max = (uint32_t)(PA_LFH_BIN_GROW_BYTES / _pa_lfh_geom[b].slot_size);
+    max = max < 8 ? 8 : max > 128 ? 128 : max;
+    uint32_t lim = (uint32_t)tc->bin[b].limit * 2;
+    if (lim > tc->bin[b].limit && tc->bin[b].limit < max) tc->bin[b].limit = (uint16_t)(lim < max ? lim : max);
+}
+
 void *_pa_lfh_alloc(pa_heap_t *h, pa_lfh_tcache_t *tc, unsigned b, size_t n, DWORD flags)
 {
     if (!_pa_lfh_ensure(h)) return NULL;
@@ -511,6 +560,8 @@ void *_pa_lfh_alloc(pa_heap_t *h, pa_lfh_tcache_t *tc, unsigned b, size_t n, DWO
         uint32_t got;
         int corrupt = 0;
         if ((list = remote_take(&h->lfh->bucket[b], &got, &corrupt))) {
+            if (atomic_load_explicit(&h->lfh->bucket[b].pusher, memory_order_relaxed) == (uintptr_t)tc)
+                grow_bin(tc, b);
             tc->bin[b].head = list;
             _pa_lfh_bin_set_count(tc, b, got);
             return corrupt ? PA_LFH_CORRUPT : _pa_lfh_alloc_fast(tc, b, n, flags);
@@ -553,10 +604,10 @@ void _pa_lfh_compact_locked(pa_heap_t *h)
         pa_lfh_sub_t *dead = NULL;
         remote_drain(h, b);
         spin_lock(&bk->lock);
-        if (bk->empty) {
-            bk->empty->next = dead;
-            dead = bk->empty;
-            bk->empty = NULL;
+        while (bk->empty) {
+            pa_lfh_sub_t *sub = empty_pop(L, bk);
+            sub->next = dead;
+            dead = sub;
         }
         for (pa_lfh_sub_t *sub = bk->partial, *next; sub; sub = next) {
             next = sub->next;

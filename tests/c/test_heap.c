@@ -644,6 +644,31 @@ TEST(misuse_lfh_double_free)
     proc_end(p);
 }
 
+/* A subsegment whose slots are all freed is carved afresh from its first slot when reused;
+ * a stale pointer into it is still refused, and the reused slots work. */
+TEST(misuse_lfh_double_free_into_an_emptied_subsegment)
+{
+    pa_process_t *p = proc_new();
+    HANDLE h = pa_heap_create(p, 0, 0, 0);
+    enum { N = 4000 }; /* 48-byte slots: 1364 per subsegment, so some empty entirely */
+    static void *x[N], *y[N];
+    for (int i = 0; i < N; i++) CHECK((x[i] = pa_heap_alloc(p, h, 0, 32)) != NULL);
+    for (int i = 0; i < N; i++) CHECK(pa_heap_free(p, h, 0, x[i]));
+    for (int i = 0; i < N; i += 97) CHECK_FAILS(pa_heap_free(p, h, 0, x[i]), ERROR_INVALID_PARAMETER);
+    CHECK(pa_heap_validate(p, h, 0, NULL));
+    for (int i = 0; i < N; i++) {
+        CHECK((y[i] = pa_heap_alloc(p, h, 0, 32)) != NULL);
+        memset(y[i], 0xA5, 32);
+    }
+    CHECK(pa_heap_validate(p, h, 0, NULL));
+    pa_heap_stats_t s;
+    CHECK(pa_heap_stats(p, h, &s));
+    CHECK_EQ(s.busy_blocks, N);
+    for (int i = 0; i < N; i++) CHECK(pa_heap_free(p, h, 0, y[i]));
+    CHECK(pa_heap_validate(p, h, 0, NULL));
+    proc_end(p);
+}
+
 /* ---- threads ---- */
 
 #define XT_N 200000
@@ -1159,6 +1184,48 @@ TEST(fact54_heaplock_excludes_binned_medium_calls)
     proc_end(p);
 }
 
+/* Fact 56 for a thread that used the heap before its LFH existed and then only frees (the
+ * consumer of a producer thread): its LFH frees proceed while another thread holds HeapLock
+ * (the free gives it an LFH cache; without one every free took the heap lock). */
+struct consumer_arg {
+    pa_process_t *p;
+    HANDLE h;
+    void *volatile x;
+    volatile int done;
+};
+
+static void *early_consumer(void *v)
+{
+    struct consumer_arg *a = v;
+    CHECK(pa_heap_free(a->p, a->h, 0, pa_heap_alloc(a->p, a->h, 0, 3000))); /* no LFH yet */
+    while (!a->x) usleep(1000);
+    CHECK(pa_heap_free(a->p, a->h, 0, a->x));
+    a->done = 1;
+    return NULL;
+}
+
+TEST(fact56_lfh_free_proceeds_under_heaplock_in_a_thread_older_than_the_lfh)
+{
+    pa_process_t *p = proc_new();
+    HANDLE h = pa_heap_create(p, 0, 0, 0);
+    struct consumer_arg a = {p, h, NULL, 0};
+    pthread_t t;
+    pthread_create(&t, NULL, early_consumer, &a);
+    usleep(50000); /* (its first call is made before the LFH starts, or the test proves less) */
+    lfh_on(p, h);
+    void *x = pa_heap_alloc(p, h, 0, 100);
+    CHECK(x != NULL);
+    CHECK(pa_heap_lock(p, h));
+    a.x = x;
+    for (int i = 0; i < 2000 && !a.done; i++) usleep(1000);
+    CHECK(a.done);
+    CHECK(pa_heap_unlock(p, h));
+    pthread_join(t, NULL);
+    CHECK(pa_heap_validate(p, h, 0, NULL));
+    CHECK(pa_heap_destroy(p, h));
+    proc_end(p);
+}
+
 static void *bins_worker(void *v)
 {
     struct bins_arg *a = v;
@@ -1335,6 +1402,48 @@ TEST(lfh_bucket_table_matches_the_formula)
         CHECK(b < PA_LFH_BUCKETS && n <= _pa_lfh_bucket_data_size(b));
         if (b && n <= _pa_lfh_bucket_data_size(b - 1)) CHECK_EQ(n, (size_t)-2);
     }
+}
+
+/* Empty LFH subsegments stay committed within the heap's budget (max(PA_LFH_RETAIN_MIN, a
+ * quarter of the bytes in use)): a structure freed next to a larger live one keeps its pages
+ * for the next one; HeapCompact releases them; once everything is freed at most
+ * PA_LFH_RETAIN_MIN (plus the subsegments the thread's bins keep partly used) stays. */
+TEST(lfh_empty_subsegments_kept_within_the_budget)
+{
+    pa_process_t *p = proc_new();
+    HANDLE h = pa_heap_create(p, 0, 0, 0);
+    enum { NA = 160000, NB = 24000 }; /* 48-byte slots: 7.3 MiB live, 1.1 MiB freed */
+    const size_t slack = 4 * PA_LFH_CHUNK;
+    void **a = malloc(NA * sizeof *a), **b = malloc(NB * sizeof *b);
+    CHECK(a && b);
+    for (int i = 0; i < 18; i++) CHECK(pa_heap_free(p, h, 0, pa_heap_alloc(p, h, 0, 32)));
+    pa_heap_stats_t s0, s1, s2, s3, s4;
+    CHECK(pa_heap_stats(p, h, &s0));
+    for (int i = 0; i < NA; i++) CHECK((a[i] = pa_heap_alloc(p, h, 0, 32)) != NULL);
+    for (int i = 0; i < NB; i++) CHECK((b[i] = pa_heap_alloc(p, h, 0, 32)) != NULL);
+    CHECK(pa_heap_stats(p, h, &s1));
+    for (int i = 0; i < NB; i++) CHECK(pa_heap_free(p, h, 0, b[i]));
+    CHECK(pa_heap_stats(p, h, &s2));
+    CHECK_EQ(s2.committed, s1.committed); /* all of B's subsegments kept */
+    CHECK(pa_heap_validate(p, h, 0, NULL));
+    for (int i = 0; i < NB; i++) CHECK((b[i] = pa_heap_alloc(p, h, 0, 32)) != NULL);
+    CHECK(pa_heap_stats(p, h, &s3));
+    CHECK_EQ(s3.committed, s1.committed); /* and reused */
+    for (int i = 0; i < NB; i++) CHECK(pa_heap_free(p, h, 0, b[i]));
+    CHECK(pa_heap_compact(p, h, 0) > 0);
+    CHECK(pa_heap_stats(p, h, &s3));
+    CHECK(s3.committed + (size_t)NB * 48 - slack <= s1.committed);
+    for (int i = 0; i < NA; i++) CHECK(pa_heap_free(p, h, 0, a[i]));
+    CHECK(pa_heap_stats(p, h, &s4));
+    CHECK(s4.committed <= s0.committed + PA_LFH_RETAIN_MIN + slack);
+    CHECK_EQ(s4.busy_blocks, 0);
+    CHECK(pa_heap_validate(p, h, 0, NULL));
+    CHECK(pa_heap_compact(p, h, 0) > 0);
+    CHECK(pa_heap_stats(p, h, &s4));
+    CHECK(s4.committed <= s0.committed + slack);
+    free(a);
+    free(b);
+    proc_end(p);
 }
 
 TEST(trace_started_and_stopped_while_the_fast_paths_run)
