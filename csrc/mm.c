@@ -495,9 +495,35 @@ NTSTATUS pa_process_destroy(pa_process_t *p)
 static pa_process_t *current_process;
 static pthread_once_t current_once = PTHREAD_ONCE_INIT;
 
+/* PYALLOC_ADDRESS_SPACE (bytes, or with a K, M or G suffix) sizes the current process's
+ * address space: tools such as valgrind cannot reserve the default 64 GiB. 0 when unset or
+ * malformed (then the default applies). Runs before malloc works, so it parses by hand. */
+static size_t env_address_space(void)
+{
+    const char *s = getenv("PYALLOC_ADDRESS_SPACE");
+    if (!s || !*s) return 0;
+    size_t v = 0;
+    for (; *s >= '0' && *s <= '9'; s++) {
+        if (v > ((size_t)1 << 46)) return 0;
+        v = v * 10 + (size_t)(*s - '0');
+    }
+    unsigned shift = 0;
+    switch (*s) {
+    case 'k': case 'K': shift = 10; s++; break;
+    case 'm': case 'M': shift = 20; s++; break;
+    case 'g': case 'G': shift = 30; s++; break;
+    default: break;
+    }
+    if (*s || v > ((size_t)1 << 46) >> shift) return 0;
+    return v << shift;
+}
+
 static void create_current(void)
 {
-    current_process = pa_process_create(NULL, NULL);
+    pa_process_options_t o = {0};
+    o.address_space = env_address_space();
+    current_process = pa_process_create(&o, NULL);
+    if (!current_process && o.address_space) current_process = pa_process_create(NULL, NULL);
     if (!current_process) abort();
     current_process->is_current = 1;
 }

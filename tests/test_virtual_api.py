@@ -1022,3 +1022,27 @@ def test_threads_hammering_one_process(new_process):
     lo, hi = limits(p)
     assert p.regions() == [pa.Region(lo, hi - lo, pa.MEM_FREE, NA, 0, 0, 0, 0, False)]
     assert after["peak_committed"] > 0
+
+
+# ---- PYALLOC_ADDRESS_SPACE sizes the current process ---------------------------------------------
+
+
+DEFAULT_SPAN = 1 << 36  # PA_DEFAULT_ADDRESS_SPACE in pyalloc.h
+
+
+@pytest.mark.parametrize("value, span", [("4G", 4 << 30), ("196608", 3 * GRAN), ("512m", 512 << 20),
+                                         ("12x", DEFAULT_SPAN), ("100", DEFAULT_SPAN)])
+def test_address_space_env_var_sizes_the_current_process(value, span):
+    """PYALLOC_ADDRESS_SPACE (read by the C layer, so valgrind can run programs on the preload
+    library) sets the span GetSystemInfo reports; a malformed or too-small value gives the default."""
+    import os
+    import subprocess
+    code = ("import pyalloc as pa; s = pa.GetSystemInfo(); "
+            "print(s.lpMaximumApplicationAddress + 1 - s.lpMinimumApplicationAddress)")
+    env = dict(os.environ, PYALLOC_ADDRESS_SPACE=value,
+               PYTHONPATH=os.pathsep.join([os.path.dirname(os.path.dirname(pa.__file__)),
+                                           os.environ.get("PYTHONPATH", "")]))
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                         check=True)
+    # The null slot lies below the minimum and the top slot above the maximum, as on Windows.
+    assert int(out.stdout) == span - 2 * GRAN
