@@ -2290,6 +2290,35 @@ static LPVOID realloc_found_locked(pa_heap_t *h, pa_lfh_tcache_t *tc, found_t *f
     return nu;
 }
 
+/* HeapReAlloc of an LFH block to n <= PA_LFH_REALLOC_MAX bytes in an active bucket, without
+ * the heap lock: in place when it may (fact 35), else a new LFH block, the copy, and the
+ * free of the old one. NULL when that does not apply (the caller takes the locked path),
+ * PA_LFH_CORRUPT after a reported failure. */
+static void *realloc_lfh(tls_ent_t *e, DWORD flags, void *mem, size_t n)
+{
+    pa_heap_t *h = e->heap;
+    unsigned k = _pa_lfh_bucket(n);
+    if (!__atomic_load_n(&h->lfh_on[k], __ATOMIC_ACQUIRE)) return NULL;
+    pa_block_t *hdr;
+    int r = _pa_lfh_lookup(h, e->tc, mem, &hdr);
+    if (r == PA_LFH_NOT_MINE) return NULL;
+    if (r == PA_LFH_BAD) return _pa_heap_fail(STATUS_INVALID_PARAMETER), PA_LFH_CORRUPT;
+    size_t old = hdr->prev_size;
+    if (n < old && _pa_align_up(n ? n : 1, U) == _pa_align_up(old, U)) {
+        hdr->prev_size = (uint32_t)n;
+        return mem;
+    }
+    void *nu = _pa_lfh_alloc(h, e->tc, k, n, flags & ~(DWORD)HEAP_ZERO_MEMORY);
+    if (nu == PA_LFH_CORRUPT) return corrupt_fail(), PA_LFH_CORRUPT;
+    if (!nu) return NULL;
+    memcpy(nu, mem, old < n ? old : n);
+    if (n > old && (flags & HEAP_ZERO_MEMORY)) memset((char *)nu + old, 0, n - old);
+    /* A flush that finds a corrupted link frees the old block all the same: the move stands
+     * and the corruption is reported. */
+    if (!_pa_lfh_free_fast(h, e->tc, hdr)) corrupt_fail();
+    return nu;
+}
+
 static LPVOID heap_realloc(pa_process_t *p, HANDLE heap, DWORD flags, LPVOID mem, SIZE_T n)
 {
     tls_ent_t *e = tls_validate(p, heap);
@@ -2300,6 +2329,10 @@ static LPVOID heap_realloc(pa_process_t *p, HANDLE heap, DWORD flags, LPVOID mem
     }
     pa_heap_t *h = e->heap;
     if (n > PA_HEAP_MAX_REQUEST) return _pa_heap_fail(STATUS_NO_MEMORY), NULL; /* fact 11 */
+    if (e->tc && n <= PA_LFH_REALLOC_MAX && !(flags & HEAP_REALLOC_IN_PLACE_ONLY)) {
+        void *r = realloc_lfh(e, flags, mem, n);
+        if (r) return r == PA_LFH_CORRUPT ? NULL : r;
+    }
     int locked = _pa_heap_enter(h, flags);
     validate_all_or_note(h);
     corrupt_seen = 0;

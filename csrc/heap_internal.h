@@ -86,6 +86,11 @@
 #define PA_MC_ORDER 24                /* back-end segments a lock-free lookup searches */
 #define PA_LA_MIN ((size_t)16368)  /* requests above this (the LFH's limit) ... */
 #define PA_LA_MAX ((size_t)65536)  /* ... up to this use the lists */
+/* A HeapReAlloc that moves an LFH block to a new size up to this, in an active bucket, takes
+ * the new block from the LFH without the heap lock (programs that grow small strings step
+ * by step: sqlite3). Larger moves go to the back end, where a growing buffer does not leave
+ * a partly used subsegment in every bucket it passes. */
+#define PA_LFH_REALLOC_MAX ((size_t)512)
 
 /* Low-fragmentation front end: 128 buckets of user sizes up to 16 KiB. */
 #define PA_LFH_BUCKETS 128

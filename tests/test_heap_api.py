@@ -868,6 +868,37 @@ def test_stats_after_lfh_in_place_realloc(p):
     assert h.stats()["busy_bytes"] == sum(live.values())
 
 
+def lfh_served(p, h, address: int) -> bool:
+    """Whether HeapWalk shows the busy block at address inside the LFH (region index > 0)."""
+    (e,) = [e for e in p.HeapWalk(h) if e.lpData == address and e.wFlags & pa.PROCESS_HEAP_ENTRY_BUSY]
+    return e.iRegionIndex != 0
+
+
+@pytest.mark.parametrize("new, active, in_lfh", [(100, True, True), (100, False, False),
+                                                 (512, True, True), (600, True, False), (20, True, True)])
+def test_moving_realloc_of_an_lfh_block(p, new, active, in_lfh):
+    """A small LFH block that must move (fact 35) lands in the LFH when the new size's bucket
+    is active and the size is at most 512 bytes (PA_LFH_REALLOC_MAX), else in the back end;
+    either way the contents move with it and the old slot is free."""
+    h, xs = lfh_heap(p, 40)
+    if active:
+        for _ in range(20):
+            p.HeapAlloc(h, 0, new)
+    x = xs[-1]
+    p.write(x, bytes(range(40)))
+    busy = h.stats()["busy_blocks"]
+    y = p.HeapReAlloc(h, pa.HEAP_ZERO_MEMORY, x, new)
+    assert y != x
+    assert lfh_served(p, h, y) == in_lfh
+    assert p.read(y, min(new, 40)) == bytes(range(min(new, 40)))
+    assert p.read(y + 40, max(new - 40, 0)) == bytes(max(new - 40, 0))
+    assert p.HeapSize(h, 0, y) == new
+    assert h.stats()["busy_blocks"] == busy
+    with winerror(pa.ERROR_INVALID_PARAMETER, p):
+        p.HeapFree(h, 0, x)
+    assert p.HeapValidate(h)
+
+
 def test_stats_of_debug_heaps(p):
     for debug in (TAIL, FREE, TAIL | FREE, pa.PA_HEAP_DEBUG_VALIDATE_ALL,
                   pa.PA_HEAP_DEBUG_PAGE_HEAP):
