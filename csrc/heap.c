@@ -1301,14 +1301,18 @@ static inline pa_block_t *mc_get_link(const pa_heap_t *h, const pa_block_t *b, i
 }
 
 /* A full bin c goes whole onto the heap's remote list of its class, for a thread that
- * allocates what this one frees; 0 when the remote lists hold their maximum already (or a
- * link of the bin is bad), and the bin stays. */
+ * allocates what this one frees; 0 when the remote lists hold their maximum already, when
+ * no other thread holds a cache of the heap, or when a link of the bin is bad (the bin
+ * stays, and the caller flushes it). */
 static pa_block_t *mc_next(pa_heap_t *h, pa_block_t *b, int *bad);
 
 static int mc_hand_on(pa_heap_t *h, pa_lfh_tcache_t *tc, unsigned c)
 {
     pa_block_t *head = tc->mbin[c].head, *tail = head, *x;
     if (!head) return tc->mbytes + PA_LA_MAX + PA_LA_MAX / 4 <= PA_MC_BYTES;
+    /* With one thread on the heap nobody else would take the list: the blocks go back to
+     * the back end, where they coalesce, rather than wait (as a second bin) for this one. */
+    if (atomic_load_explicit(&h->lfh->claimed, memory_order_relaxed) < 2) return 0;
     int bad = 0;
     size_t bytes = (size_t)head->size * U - U;
     while ((x = mc_next(h, tail, &bad))) {
@@ -1385,8 +1389,9 @@ static int mc_put(pa_heap_t *h, pa_lfh_tcache_t *tc, void *mem)
      * workload: +3.8 MB of peak RSS over 32.5). */
     if (cap - la_class_bytes(c) >= 4 * U) return 0;
     if ((tc->mbin[c].count >= PA_MC_DEPTH || tc->mbytes + cap > PA_MC_BYTES) && !mc_hand_on(h, tc, c)) {
-        /* The remote lists are full too: the whole bin goes back to the back end under one
-         * lock (not one lock per free), and this block starts it again. */
+        /* The remote lists are full too (or are not for this heap now): the whole bin
+         * goes back to the back end under one lock (not one lock per free), and this block
+         * starts it again. */
         if (!tc->mbin[c].head) return 0;
         mc_flush_bin(h, tc, c);
         if (tc->mbytes + cap > PA_MC_BYTES) return 0;

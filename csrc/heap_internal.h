@@ -273,6 +273,7 @@ typedef struct pa_lfh_s {
      * reuses the pages without a decommit and a page fault per page. HeapCompact releases
      * them all. */
     _Atomic size_t sub_committed, retained;
+    atomic_uint claimed; /* caches that threads hold now */
     pa_lfh_tcache_t tcache[PA_LFH_TCACHES];
 } pa_lfh_t;
 

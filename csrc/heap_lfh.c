@@ -474,6 +474,7 @@ pa_lfh_tcache_t *_pa_lfh_tcache_claim(pa_heap_t *h)
             !__atomic_compare_exchange_n(&tc->owner, &expected, self, 0, __ATOMIC_ACQ_REL,
                                          __ATOMIC_RELAXED))
             continue;
+        atomic_fetch_add_explicit(&L->claimed, 1, memory_order_relaxed);
         memset(tc->bin, 0, sizeof tc->bin);
         tc->last_seg = tc->prev_seg = &_pa_lfh_no_seg;
         tc->heap = h;
@@ -534,6 +535,7 @@ void _pa_lfh_tcache_release(pa_heap_t *h, pa_lfh_tcache_t *tc)
 {
     /* Called under the registry lock: no heap lock, so empty subsegments stay. */
     for (unsigned b = 0; b < PA_LFH_BUCKETS; b++) (void)flush_some(h, tc, b, _pa_lfh_bin_count(tc, b), 0, 0);
+    atomic_fetch_sub_explicit(&h->lfh->claimed, 1, memory_order_relaxed);
     __atomic_store_n(&tc->owner, 0, __ATOMIC_RELEASE);
 }
 
