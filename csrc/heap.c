@@ -1603,6 +1603,8 @@ static void *alloc_locked(pa_heap_t *h, DWORD flags, size_t n)
     if (units * U >= PA_HEAP_LARGE_THRESHOLD)
         return h->maximum ? NULL : large_alloc_locked(h, flags, n);
     if (la_eligible(h, n)) {
+        uint16_t uses = __atomic_load_n(&h->la_uses, __ATOMIC_RELAXED);
+        if (uses < PA_LFH_ACTIVATE) __atomic_store_n(&h->la_uses, (uint16_t)(uses + 1), __ATOMIC_RELAXED);
         void *r = la_take_locked(h, flags, n);
         if (r || corrupt_seen) return r;
         units = units_for(h, la_class_bytes(la_class(n)));
@@ -1986,7 +1988,11 @@ static LPVOID alloc_untraced(pa_process_t *p, HANDLE heap, DWORD flags, SIZE_T n
             if (r) return r;
         }
     }
-    int bins = n > PA_LA_MIN && n <= PA_LA_MAX && e->tc && !atomic_load_explicit(&h->user_locks, memory_order_acquire);
+    int medium = n > PA_LA_MIN && n <= PA_LA_MAX;
+    if (medium && !e->tc && !e->no_cache && __atomic_load_n(&h->la_uses, __ATOMIC_RELAXED) >= PA_LFH_ACTIVATE &&
+        lfh_eligible(h) && _pa_lfh_ensure(h))
+        tls_claim_cache(e);
+    int bins = medium && e->tc && !atomic_load_explicit(&h->user_locks, memory_order_acquire);
     if (bins) {
         corrupt_seen = 0;
         void *r = mc_take(h, e->tc, flags, n);

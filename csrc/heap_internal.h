@@ -347,6 +347,10 @@ struct pa_heap_s {
     pa_heap_counters_t ctr;
     pa_block_t *la[PA_LA_CLASSES];  /* lookaside lists, linked through the first user word */
     uint8_t la_n[PA_LA_CLASSES];
+    /* Back-end allocations of 16-64 KiB requests, counted up to PA_LFH_ACTIVATE: from then on
+     * a thread gets its cache (the LFH's memory set up if needed) for its lookaside bins even
+     * if the heap never served an LFH size. Written under the lock, read without it. */
+    uint16_t la_uses;
     /* The back-end and LFH segments in creation order, each described in one word:
      * (base >> 16) << 32 | PA_SEGMAP_LFH for LFH segments | reserved bytes >> 12. A segment's
      * descriptor is at its base (segment 0's is seg0, in this header). */

@@ -1078,6 +1078,44 @@ TEST(thread_bins_reuse_medium_blocks_and_hide_them)
     proc_end(p);
 }
 
+/* A heap that serves only 16-64 KiB blocks (no LFH bucket ever active) gets the thread bins
+ * after 17 of them: a block freed then waits in the freeing thread's own bin, where another
+ * thread's request of its class does not find it (the heap's shared lookaside lists would
+ * hand it out), and the freeing thread's next request of the class does. */
+struct medium_arg {
+    pa_process_t *p;
+    HANDLE h;
+    void *got;
+};
+
+static void *alloc_medium_in_thread(void *arg)
+{
+    struct medium_arg *m = arg;
+    m->got = pa_heap_alloc(m->p, m->h, 0, 29000);
+    return NULL;
+}
+
+TEST(thread_bins_serve_a_heap_without_lfh_sizes)
+{
+    pa_process_t *p = proc_new();
+    HANDLE h = pa_heap_create(p, 0, 0, 0);
+    void *a[20];
+    for (int i = 0; i < 20; i++) CHECK((a[i] = pa_heap_alloc(p, h, 0, 30000)) != NULL);
+    CHECK(pa_heap_free(p, h, 0, a[10]));
+    struct medium_arg m = {p, h, NULL};
+    pthread_t t;
+    CHECK_EQ(pthread_create(&t, NULL, alloc_medium_in_thread, &m), 0);
+    CHECK_EQ(pthread_join(t, NULL), 0);
+    CHECK(m.got != NULL && m.got != a[10]);
+    pa_heap_stats_t st;
+    CHECK(pa_heap_stats(p, h, &st));
+    CHECK_EQ(st.lfh_active, 0);
+    CHECK(pa_heap_alloc(p, h, 0, 29000) == a[10]);
+    CHECK(pa_heap_validate(p, h, 0, NULL));
+    CHECK(pa_heap_destroy(p, h));
+    proc_end(p);
+}
+
 TEST(thread_bins_detect_a_write_into_a_freed_block)
 {
     pa_process_t *p = proc_new();
