@@ -710,15 +710,16 @@ static void *xt_consumer(void *v)
     return NULL;
 }
 
-TEST(threads_allocate_in_one_free_in_other)
+/* Runs the producer and the consumer over a new heap of p for sizes lo..lo+span-1, then
+ * checks that the heap is valid and holds no busy block; returns the heap. */
+static HANDLE run_producer_consumer(pa_process_t *p, size_t lo, size_t span)
 {
-    pa_process_t *p = proc_new();
     static struct xt q;
     memset(&q, 0, sizeof q);
     q.p = p;
     q.h = pa_heap_create(p, 0, 0, 0);
-    q.lo = 8;
-    q.span = 500;
+    q.lo = lo;
+    q.span = span;
     pthread_t a, b;
     pthread_create(&a, NULL, xt_producer, &q);
     pthread_create(&b, NULL, xt_consumer, &q);
@@ -729,6 +730,15 @@ TEST(threads_allocate_in_one_free_in_other)
     CHECK(pa_heap_stats(p, q.h, &s));
     CHECK_EQ(s.busy_blocks, 0);
     CHECK_EQ(s.busy_bytes, 0);
+    return q.h;
+}
+
+TEST(threads_allocate_in_one_free_in_other)
+{
+    pa_process_t *p = proc_new();
+    HANDLE h = run_producer_consumer(p, 8, 500);
+    pa_heap_stats_t s;
+    CHECK(pa_heap_stats(p, h, &s));
     CHECK(s.lfh_active > 0);
     proc_end(p);
 }
@@ -739,25 +749,11 @@ TEST(threads_allocate_medium_blocks_in_one_free_in_other)
      * back end), the producer's bins refill from them; every byte and size is checked on the
      * way, and nothing is left or lost at the end. */
     pa_process_t *p = proc_new();
-    static struct xt q;
-    memset(&q, 0, sizeof q);
-    q.p = p;
-    q.h = pa_heap_create(p, 0, 0, 0);
-    q.lo = 8;
-    q.span = 65536;
-    pthread_t a, b;
-    pthread_create(&a, NULL, xt_producer, &q);
-    pthread_create(&b, NULL, xt_consumer, &q);
-    pthread_join(a, NULL);
-    pthread_join(b, NULL);
-    CHECK(pa_heap_validate(p, q.h, 0, NULL));
+    HANDLE h = run_producer_consumer(p, 8, 65536);
+    CHECK(pa_heap_compact(p, h, 0) > 0);
+    CHECK(pa_heap_validate(p, h, 0, NULL));
     pa_heap_stats_t s;
-    CHECK(pa_heap_stats(p, q.h, &s));
-    CHECK_EQ(s.busy_blocks, 0);
-    CHECK_EQ(s.busy_bytes, 0);
-    CHECK(pa_heap_compact(p, q.h, 0) > 0);
-    CHECK(pa_heap_validate(p, q.h, 0, NULL));
-    CHECK(pa_heap_stats(p, q.h, &s));
+    CHECK(pa_heap_stats(p, h, &s));
     CHECK(s.committed < ((size_t)160 << 20)); /* 1024 blocks in flight: about 32 MiB */
     proc_end(p);
 }
