@@ -2236,6 +2236,21 @@ static int backend_resize_locked(pa_heap_t *h, pa_segment_t *s, pa_block_t *b, s
     return 1;
 }
 
+/* Fact 35: an LFH block of `old` requested bytes is resized in place to n only when it
+ * shrinks within the same 16-byte rounding. */
+static inline int lfh_resizes_in_place(size_t old, size_t n)
+{
+    return n < old && _pa_align_up(n ? n : 1, U) == _pa_align_up(old, U);
+}
+
+/* The moving half of a HeapReAlloc: the old contents into the new block, and with
+ * HEAP_ZERO_MEMORY zeros after them when it grew. */
+static void realloc_move(void *nu, const void *user, size_t old, size_t n, DWORD flags)
+{
+    memcpy(nu, user, old < n ? old : n);
+    if (n > old && (flags & HEAP_ZERO_MEMORY)) memset((char *)nu + old, 0, n - old);
+}
+
 static LPVOID realloc_found_locked(pa_heap_t *h, pa_lfh_tcache_t *tc, found_t *f, DWORD flags,
                                    size_t n)
 {
@@ -2259,9 +2274,8 @@ static LPVOID realloc_found_locked(pa_heap_t *h, pa_lfh_tcache_t *tc, found_t *f
         break;
     }
     case K_LFH:
-        /* Only shrinking, within the same 16-byte rounding (fact 35). (pa_heap_stats reads
-         * an LFH block's size from its header.) */
-        if (n < old && _pa_align_up(n ? n : 1, U) == _pa_align_up(old, U)) {
+        /* (pa_heap_stats reads an LFH block's size from its header.) */
+        if (lfh_resizes_in_place(old, n)) {
             f->blk->prev_size = (uint32_t)n;
             in_place = 1;
         }
@@ -2295,8 +2309,7 @@ static LPVOID realloc_found_locked(pa_heap_t *h, pa_lfh_tcache_t *tc, found_t *f
     void *nu = tc && n > PA_LA_MIN && n <= PA_LA_MAX ? mc_take(h, tc, flags & ~(DWORD)HEAP_ZERO_MEMORY, n) : NULL;
     if (!nu && !corrupt_seen) nu = alloc_locked(h, flags & ~(DWORD)HEAP_ZERO_MEMORY, n);
     if (!nu) return corrupt_seen ? NULL : (_pa_heap_fail(STATUS_NO_MEMORY), NULL);
-    memcpy(nu, user, old < n ? old : n);
-    if (n > old && (flags & HEAP_ZERO_MEMORY)) memset((char *)nu + old, 0, n - old);
+    realloc_move(nu, user, old, n, flags);
     free_found_locked(h, tc, f);
     return nu;
 }
@@ -2315,15 +2328,14 @@ static void *realloc_lfh(tls_ent_t *e, DWORD flags, void *mem, size_t n)
     if (r == PA_LFH_NOT_MINE) return NULL;
     if (r == PA_LFH_BAD) return _pa_heap_fail(STATUS_INVALID_PARAMETER), PA_LFH_CORRUPT;
     size_t old = hdr->prev_size;
-    if (n < old && _pa_align_up(n ? n : 1, U) == _pa_align_up(old, U)) {
+    if (lfh_resizes_in_place(old, n)) {
         hdr->prev_size = (uint32_t)n;
         return mem;
     }
     void *nu = _pa_lfh_alloc(h, e->tc, k, n, flags & ~(DWORD)HEAP_ZERO_MEMORY);
     if (nu == PA_LFH_CORRUPT) return corrupt_fail(), PA_LFH_CORRUPT;
     if (!nu) return NULL;
-    memcpy(nu, mem, old < n ? old : n);
-    if (n > old && (flags & HEAP_ZERO_MEMORY)) memset((char *)nu + old, 0, n - old);
+    realloc_move(nu, mem, old, n, flags);
     /* A flush that finds a corrupted link frees the old block all the same: the move stands
      * and the corruption is reported. */
     if (!_pa_lfh_free_fast(h, e->tc, hdr)) corrupt_fail();
