@@ -1306,29 +1306,58 @@ static inline pa_block_t *mc_get_link(const pa_heap_t *h, const pa_block_t *b, i
  * stays, and the caller flushes it). */
 static pa_block_t *mc_next(pa_heap_t *h, pa_block_t *b, int *bad);
 
+/* User bytes of the blocks of the chain from head (NULL: none), followed link by link (a bad
+ * link ends it and sets *bad), and the chain's length and last block if asked. */
+static size_t mc_chain(pa_heap_t *h, pa_block_t *head, uint32_t *count, pa_block_t **tail, int *bad)
+{
+    size_t bytes = 0;
+    uint32_t n = 0;
+    pa_block_t *last = NULL;
+    *bad = 0;
+    for (pa_block_t *x = head; x && !*bad; x = mc_next(h, x, bad)) {
+        bytes += (size_t)x->size * U - U;
+        n++;
+        last = x;
+    }
+    if (count) *count = n;
+    if (tail) *tail = last;
+    return bytes;
+}
+
+/* Pushes the chain head..tail onto a lock-free list (the remote lists, the orphan list). */
+static void mc_push_chain(pa_heap_t *h, _Atomic(pa_block_t *) *list, pa_block_t *head, pa_block_t *tail)
+{
+    pa_block_t *old = atomic_load_explicit(list, memory_order_relaxed);
+    do mc_set_link(h, tail, old);
+    while (!atomic_compare_exchange_weak_explicit(list, &old, head, memory_order_release, memory_order_relaxed));
+}
+
+/* Puts busy block b of cap user bytes on the thread's bin c, marked cached (the tag stays). */
+static void mc_bin_push(pa_heap_t *h, pa_lfh_tcache_t *tc, unsigned c, pa_block_t *b, size_t cap)
+{
+    __atomic_store_n(&b->flags, PA_BLK_BUSY | PA_BLK_CACHED, __ATOMIC_RELEASE);
+    mc_set_link(h, b, tc->mbin[c].head);
+    tc->mbin[c].head = b;
+    tc->mbin[c].count++;
+    tc->mbytes += cap;
+}
+
 static int mc_hand_on(pa_heap_t *h, pa_lfh_tcache_t *tc, unsigned c)
 {
-    pa_block_t *head = tc->mbin[c].head, *tail = head, *x;
+    pa_block_t *head = tc->mbin[c].head, *tail;
     if (!head) return tc->mbytes + PA_LA_MAX + PA_LA_MAX / 4 <= PA_MC_BYTES;
     /* With one thread on the heap nobody else would take the list: the blocks go back to
      * the back end, where they coalesce, rather than wait (as a second bin) for this one. */
     if (atomic_load_explicit(&h->lfh->claimed, memory_order_relaxed) < 2) return 0;
-    int bad = 0;
-    size_t bytes = (size_t)head->size * U - U;
-    while ((x = mc_next(h, tail, &bad))) {
-        tail = x;
-        bytes += (size_t)x->size * U - U;
-    }
+    int bad;
+    size_t bytes = mc_chain(h, head, NULL, &tail, &bad);
     if (bad) return 0;
     if (atomic_fetch_add_explicit(&h->mc_remote_bytes, (int64_t)bytes, memory_order_relaxed) + (int64_t)bytes >
         PA_MC_REMOTE_BYTES) {
         atomic_fetch_sub_explicit(&h->mc_remote_bytes, (int64_t)bytes, memory_order_relaxed);
         return 0;
     }
-    pa_block_t *old = atomic_load_explicit(&h->mc_remote[c], memory_order_relaxed);
-    do mc_set_link(h, tail, old);
-    while (!atomic_compare_exchange_weak_explicit(&h->mc_remote[c], &old, head, memory_order_release,
-                                                  memory_order_relaxed));
+    mc_push_chain(h, &h->mc_remote[c], head, tail);
     tc->mbin[c].head = NULL;
     tc->mbin[c].count = 0;
     tc->mbytes -= bytes;
@@ -1341,9 +1370,8 @@ static void mc_free_chain_locked(pa_heap_t *h, pa_block_t *b);
 static void mc_flush_bin(pa_heap_t *h, pa_lfh_tcache_t *tc, unsigned c)
 {
     pa_block_t *head = tc->mbin[c].head;
-    size_t bytes = 0;
-    int bad = 0;
-    for (pa_block_t *x = head; x && !bad; x = mc_next(h, x, &bad)) bytes += (size_t)x->size * U - U;
+    int bad;
+    size_t bytes = mc_chain(h, head, NULL, NULL, &bad);
     tc->mbin[c].head = NULL;
     tc->mbin[c].count = 0;
     tc->mbytes = tc->mbytes > bytes ? tc->mbytes - bytes : 0;
@@ -1358,13 +1386,9 @@ static void mc_take_remote(pa_heap_t *h, pa_lfh_tcache_t *tc, unsigned c)
     if (!atomic_load_explicit(&h->mc_remote[c], memory_order_relaxed)) return;
     pa_block_t *head = atomic_exchange_explicit(&h->mc_remote[c], NULL, memory_order_acquire);
     if (!head) return;
-    int bad = 0;
-    uint32_t count = 1;
-    size_t bytes = (size_t)head->size * U - U;
-    for (pa_block_t *x = head; (x = mc_next(h, x, &bad));) {
-        count++;
-        bytes += (size_t)x->size * U - U;
-    }
+    int bad;
+    uint32_t count;
+    size_t bytes = mc_chain(h, head, &count, NULL, &bad);
     /* (A bad link ends the list where it is: the blocks after it leak, and mc_take reports
      * the corruption when it reaches it.) */
     atomic_fetch_sub_explicit(&h->mc_remote_bytes, (int64_t)bytes, memory_order_relaxed);
@@ -1398,26 +1422,19 @@ static int mc_put(pa_heap_t *h, pa_lfh_tcache_t *tc, void *mem)
     }
     tc->mbusy_bytes -= (int64_t)(cap - b->extra);
     tc->mbusy_blocks--;
-    __atomic_store_n(&b->flags, PA_BLK_BUSY | PA_BLK_CACHED, __ATOMIC_RELEASE); /* the tag stays */
-    mc_set_link(h, b, tc->mbin[c].head);
-    tc->mbin[c].head = b;
-    tc->mbin[c].count++;
-    tc->mbytes += cap;
+    mc_bin_push(h, tc, c, b, cap);
     return 1;
 }
 
 /* Forgets bin c (after a corrupted link was found: its blocks stay busy and leak). */
-static pa_block_t *mc_next(pa_heap_t *h, pa_block_t *b, int *bad);
 
 static void mc_drop_bin(pa_heap_t *h, pa_lfh_tcache_t *tc, unsigned c)
 {
     tc->mbin[c].head = NULL;
     tc->mbin[c].count = 0;
     size_t bytes = 0;
-    for (unsigned i = 0; i < PA_LA_CLASSES; i++) {
-        int bad = 0;
-        for (pa_block_t *x = tc->mbin[i].head; x && !bad; x = mc_next(h, x, &bad)) bytes += (size_t)x->size * U - U;
-    }
+    int bad;
+    for (unsigned i = 0; i < PA_LA_CLASSES; i++) bytes += mc_chain(h, tc->mbin[i].head, NULL, NULL, &bad);
     tc->mbytes = bytes;
 }
 
@@ -1489,11 +1506,7 @@ static void mc_refill_locked(pa_heap_t *h, pa_lfh_tcache_t *tc, unsigned c)
         pa_block_t *b = (pa_block_t *)user - 1;
         h->ctr.busy_bytes -= want;
         h->ctr.busy_blocks--;
-        __atomic_store_n(&b->flags, PA_BLK_BUSY | PA_BLK_CACHED, __ATOMIC_RELEASE);
-        mc_set_link(h, b, tc->mbin[c].head);
-        tc->mbin[c].head = b;
-        tc->mbin[c].count++;
-        tc->mbytes += (size_t)b->size * U - U;
+        mc_bin_push(h, tc, c, b, (size_t)b->size * U - U);
     }
 }
 
@@ -1543,9 +1556,8 @@ static void mc_drain_orphans_locked(pa_heap_t *h)
     for (unsigned c = 0; c < PA_LA_CLASSES; c++) {
         if (!atomic_load_explicit(&h->mc_remote[c], memory_order_relaxed)) continue;
         pa_block_t *x = atomic_exchange_explicit(&h->mc_remote[c], NULL, memory_order_acquire);
-        int64_t bytes = 0;
-        int bad = 0;
-        for (pa_block_t *y = x; y && !bad; y = mc_next(h, y, &bad)) bytes += (int64_t)((size_t)y->size * U - U);
+        int bad;
+        int64_t bytes = (int64_t)mc_chain(h, x, NULL, NULL, &bad);
         atomic_fetch_sub_explicit(&h->mc_remote_bytes, bytes, memory_order_relaxed);
         mc_free_chain_locked(h, x);
     }
@@ -1556,16 +1568,13 @@ static void mc_drain_orphans_locked(pa_heap_t *h)
 static void mc_orphan(pa_heap_t *h, pa_lfh_tcache_t *tc)
 {
     for (unsigned c = 0; c < PA_LA_CLASSES; c++) {
-        pa_block_t *head = tc->mbin[c].head, *tail = head, *x;
-        int bad = 0;
+        pa_block_t *head = tc->mbin[c].head, *tail;
+        int bad;
         tc->mbin[c].head = NULL;
         tc->mbin[c].count = 0;
         if (!head) continue;
-        while ((x = mc_next(h, tail, &bad))) tail = x;
-        pa_block_t *old = atomic_load_explicit(&h->mc_orphans, memory_order_relaxed);
-        do mc_set_link(h, tail, old); /* (after a bad link, the rest of the bin leaks) */
-        while (!atomic_compare_exchange_weak_explicit(&h->mc_orphans, &old, head, memory_order_release,
-                                                      memory_order_relaxed));
+        (void)mc_chain(h, head, NULL, &tail, &bad);
+        mc_push_chain(h, &h->mc_orphans, head, tail); /* (after a bad link, the rest of the bin leaks) */
     }
     tc->mbytes = 0;
     atomic_fetch_add_explicit(&h->mc_busy_bytes, tc->mbusy_bytes, memory_order_relaxed);
