@@ -268,6 +268,11 @@ class Model:
             if not keep:
                 expected = [c[0][off:off + n][:32].hex() for c in page.cands]
                 return f"page {pg:#x}+{off:#x}: read {chunk[:32].hex()}, model {expected}"
+            if page.reset and any(intact for _, intact in keep):
+                # Reading data that MEM_RESET let go of does not keep it: until it is written
+                # or MEM_RESET_UNDO, the host may still drop it later (a read does not cancel
+                # MADV_FREE). Only a read of the dropped contents rules the old ones out.
+                keep += [c for c in page.cands if not c[1] and c not in keep]
             page.cands = keep
             pos += n
         return None
