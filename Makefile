@@ -25,7 +25,7 @@ $(BUILD)/%.o: csrc/%.c $(CORE_HDR)
 CORE_OBJ = $(patsubst csrc/%.c,$(BUILD)/%.o,$(CORE_SRC))
 
 $(BUILD)/libpyalloc.a: $(CORE_OBJ)
-	ar rcs $@ $^
+	rm -f $@ && ar rcs $@ $^
 
 $(BUILD)/libpyalloc.so: $(CORE_OBJ)
 	$(CC) -shared -pthread -o $@ $^
