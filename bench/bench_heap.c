@@ -10,6 +10,8 @@
  *   small   8-512 B, 10,000 live blocks: free a random live one, allocate a new one
  *   medium  8-64 KiB, 1,000 live blocks, same pattern
  *   large   1-4 MiB, 16 live blocks, same pattern
+ *   large written   the same, but every 4 KiB page of each new block written (a program that
+ *           uses its buffers: page faults and zeroing count here, not in "large")
  *   xsmall / xmedium   cross-thread: one thread allocates, the other frees (SPSC ring)
  * Time is ns per alloc+free pair (best of 3). Memory: a separate pass that writes every byte
  * of every block reports peak RSS growth over peak live bytes (and, for pyalloc, the heap's
@@ -106,6 +108,7 @@ typedef struct work_s {
     size_t lo, hi, live;
     long iters;
     int cross;
+    int touch; /* write every page of a new block, not just its first byte */
 } work_t;
 
 static uint64_t rng = 88172645463325252ull;
@@ -130,6 +133,16 @@ static void make_sizes(const work_t *w)
     }
 }
 
+/* The workload's write into a new block of n bytes: its first byte, or every page. */
+static void touch(const work_t *w, char *x, size_t n)
+{
+    if (!w->touch) {
+        *(volatile char *)x = 1;
+        return;
+    }
+    for (size_t o = 0; o < n; o += 4096) ((volatile char *)x)[o] = 1;
+}
+
 /* Single thread: returns ns per pair; *peak_live gets the peak live bytes. */
 static double run_single(const alloc_t *a, const work_t *w, int fill, size_t *peak_live)
 {
@@ -140,7 +153,7 @@ static double run_single(const alloc_t *a, const work_t *w, int fill, size_t *pe
         len[i] = sizes[i % NSIZES];
         slot[i] = a->alloc(len[i]);
         if (fill) memset(slot[i], 1, len[i]);
-        else *(volatile char *)slot[i] = 1;
+        else touch(w, slot[i], len[i]);
         live += len[i];
     }
     peak = live;
@@ -153,7 +166,7 @@ static double run_single(const alloc_t *a, const work_t *w, int fill, size_t *pe
         slot[k] = a->alloc(n);
         len[k] = n;
         if (fill) memset(slot[k], 1, n);
-        else *(volatile char *)slot[k] = 1;
+        else touch(w, slot[k], n);
         live += n;
         if (live > peak) peak = live;
     }
@@ -253,11 +266,12 @@ int main(int argc, char **argv)
     load(&allocs[1], "libmimalloc.so.2", "mi_malloc", "mi_free");
     load(&allocs[2], "libjemalloc.so.2", "malloc", "free");
     work_t works[] = {
-        {"small 8-512B x10k", 8, 512, 10000, (long)(4e6 * scale), 0},
-        {"medium 8-64KiB x1k", 8 << 10, 64 << 10, 1000, (long)(1e6 * scale), 0},
-        {"large 1-4MiB x16", 1 << 20, 4 << 20, 16, (long)(1e5 * scale), 0},
-        {"xthread small 8-512B", 8, 512, 1, (long)(2e6 * scale), 1},
-        {"xthread medium 8-64KiB", 8 << 10, 64 << 10, 1, (long)(5e5 * scale), 1},
+        {"small 8-512B x10k", 8, 512, 10000, (long)(4e6 * scale), 0, 0},
+        {"medium 8-64KiB x1k", 8 << 10, 64 << 10, 1000, (long)(1e6 * scale), 0, 0},
+        {"large 1-4MiB x16", 1 << 20, 4 << 20, 16, (long)(1e5 * scale), 0, 0},
+        {"large written", 1 << 20, 4 << 20, 16, (long)(3e3 * scale), 0, 1},
+        {"xthread small 8-512B", 8, 512, 1, (long)(2e6 * scale), 1, 0},
+        {"xthread medium 8-64KiB", 8 << 10, 64 << 10, 1, (long)(5e5 * scale), 1, 0},
     };
     printf("%-24s %-9s %10s %8s %10s %10s\n", "workload", "allocator", "ns/pair", "vs glibc",
            "rss/live", "commit/live");

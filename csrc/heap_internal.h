@@ -309,6 +309,7 @@ typedef struct pa_heap_counters_s {
     size_t free_bytes, free_blocks;
     size_t large_blocks, large_bytes;
     size_t cached_large, cached_large_bytes;
+    size_t cached_resident; /* bytes of cached large blocks cleared in place (kept in memory) */
     size_t page_blocks;
 } pa_heap_counters_t;
 
@@ -373,6 +374,11 @@ struct pa_heap_s {
      * HeapLock holder excludes other threads' 16-64 KiB calls as on Windows (fact 54; only the
      * LFH's sizes proceed, fact 56). */
     _Atomic uint32_t user_locks;
+    /* How freed large blocks are zeroed (large_zero_locked): 0 drop their pages (cheap when
+     * the program touched few), 1 clear the pages it touched in place (when it touched most:
+     * no page faults when they are reused). Decided from what the last blocks looked like. */
+    uint8_t large_dense;
+    uint32_t large_frees;
 };
 
 /* ---- heap.c ---- */

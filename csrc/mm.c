@@ -1289,21 +1289,74 @@ int pa_mm_range_has_owner(pa_process_t *p, const void *address, size_t size, pa_
     return found;
 }
 
-NTSTATUS pa_mm_zero_pages(pa_process_t *p, void *address, size_t size)
+/* The checks of pa_mm_zero_pages and pa_mm_clear_pages, under the process lock; with
+ * `writable`, every page must also be committed read-write (pa_mm_clear_pages writes). */
+static NTSTATUS zero_check_locked(pa_process_t *p, uintptr_t start, uintptr_t end, int writable)
 {
-    uintptr_t start = (uintptr_t)address, end = start + size;
-    if (!p || !size || ((start | size) & (PA_PAGE_SIZE - 1)) || end < start)
-        return STATUS_INVALID_PARAMETER;
-    NTSTATUS st = STATUS_SUCCESS;
-    _pa_lock(p);
     const pa_alloc_t *a = _pa_alloc_at_locked(p, start);
     if (!a || end > a->base + a->size || a->type != MEM_PRIVATE || (a->flags & PA_ALLOC_WRITE_WATCH))
-        st = STATUS_INVALID_PARAMETER;
-    for (const pa_pin_t *pin = p->pins; pin && st == STATUS_SUCCESS; pin = pin->next)
-        if (pin->start < end && start < pin->end) st = PA_STATUS_BUFFER_EXPORTED;
-    if (st == STATUS_SUCCESS && _pa_os_zero(address, size)) st = STATUS_NO_MEMORY;
+        return STATUS_INVALID_PARAMETER;
+    for (const pa_pin_t *pin = p->pins; pin; pin = pin->next)
+        if (pin->start < end && start < pin->end) return PA_STATUS_BUFFER_EXPORTED;
+    for (uintptr_t pg = start; writable && pg < end; pg += PA_PAGE_SIZE) {
+        pa_pstate_t ps = *_pa_pstate(p, pg) & (PS_COMMITTED | PS_GUARD | PS_PROT_MASK);
+        if (ps != (PS_COMMITTED | 2u) && ps != (PS_COMMITTED | 6u)) /* log2 of 0x04, 0x40 */
+            return STATUS_INVALID_PARAMETER;
+    }
+    return STATUS_SUCCESS;
+}
+
+static NTSTATUS zero_check(pa_process_t *p, uintptr_t start, size_t size, int writable)
+{
+    uintptr_t end = start + size;
+    if (!p || !size || ((start | size) & (PA_PAGE_SIZE - 1)) || end < start)
+        return STATUS_INVALID_PARAMETER;
+    _pa_lock(p);
+    NTSTATUS st = zero_check_locked(p, start, end, writable);
     _pa_unlock(p);
     return st;
+}
+
+NTSTATUS pa_mm_zero_pages(pa_process_t *p, void *address, size_t size)
+{
+    NTSTATUS st = zero_check(p, (uintptr_t)address, size, 0);
+    if (st == STATUS_SUCCESS && _pa_os_zero(address, size)) st = STATUS_NO_MEMORY;
+    return st;
+}
+
+NTSTATUS pa_mm_clear_pages(pa_process_t *p, void *address, size_t size, size_t keep_max,
+                           size_t *resident, size_t *written)
+{
+    enum { MAXP = 4096 };
+    unsigned char flags[MAXP];
+    size_t n = size / PA_PAGE_SIZE, held = 0, dirty = 0;
+    *resident = *written = 0;
+    NTSTATUS st = zero_check(p, (uintptr_t)address, size, 1);
+    if (st != STATUS_SUCCESS) return st;
+    if (n > MAXP || _pa_os_page_flags(address, n, flags)) /* too big to look at, or no pagemap */
+        return _pa_os_zero(address, size) ? STATUS_NO_MEMORY : STATUS_SUCCESS;
+    /* A page the host holds may still read as zero (cleared here before, and not written
+     * since): only the others need clearing. */
+    for (size_t i = 0; i < n; i++) {
+        if (!flags[i]) continue;
+        held++;
+        if (page_is_zero((uintptr_t)address + i * PA_PAGE_SIZE)) flags[i] = 0;
+        else dirty++;
+    }
+    *resident = held * PA_PAGE_SIZE;
+    *written = dirty * PA_PAGE_SIZE;
+    if (*resident > keep_max) return _pa_os_zero(address, size) ? STATUS_NO_MEMORY : STATUS_SUCCESS;
+    for (size_t i = 0; i < n;) {
+        if (!flags[i]) {
+            i++;
+            continue;
+        }
+        size_t j = i;
+        while (j < n && flags[j]) j++;
+        memset((char *)address + i * PA_PAGE_SIZE, 0, (j - i) * PA_PAGE_SIZE);
+        i = j;
+    }
+    return STATUS_SUCCESS;
 }
 
 int pa_mm_range_pinned(pa_process_t *p, const void *address, size_t size, pa_owner_t owner)

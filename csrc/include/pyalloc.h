@@ -155,8 +155,19 @@ void pa_mm_unpin(pa_process_t *p, pa_pin_t *pin);
  * host drops their contents (one madvise, cost in resident pages). For layer 3's reuse of
  * freed large blocks (heap.md fact 18). STATUS_INVALID_PARAMETER for a range that is not
  * page-aligned, not inside one allocation, a view, or write-watched; PA_STATUS_BUFFER_EXPORTED
- * when a pin overlaps it. */
+ * when a pin overlaps it. The range is checked under the process lock and dropped after it
+ * is released (other threads' VirtualAlloc calls do not wait for the madvise): the caller
+ * must keep the range allocated until the call returns, as the heap does with its blocks. */
 NTSTATUS pa_mm_zero_pages(pa_process_t *p, void *address, size_t size);
+/* The same result for pages that the program has written and will write again: the pages
+ * of the range the host holds (present or swapped out, from /proc/self/pagemap) and that do
+ * not read as zero already are cleared in place, and stay resident so that the next writer
+ * takes no page faults - when the held pages come to at most keep_max bytes; otherwise the
+ * range is dropped as pa_mm_zero_pages does. *resident gets the bytes the host held (kept
+ * iff <= keep_max), *written those of them that were not zero. The pages must be committed
+ * read-write, and the caller keeps them so; ranges over 16 MiB are always dropped. */
+NTSTATUS pa_mm_clear_pages(pa_process_t *p, void *address, size_t size, size_t keep_max,
+                           size_t *resident, size_t *written);
 /* 1 if any allocation touching [address, address + size) belongs to owner. */
 int pa_mm_range_has_owner(pa_process_t *p, const void *address, size_t size, pa_owner_t owner);
 /* 1 if a pin overlaps [address, address + size) (size 0: any pin in memory of owner). */

@@ -84,10 +84,10 @@ int _pa_os_page_flags(void *addr, size_t n, unsigned char *flags)
         int expected = -1;
         if (!__atomic_compare_exchange_n(&fd, &expected, f, 0, __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE)) close(f);
     }
-    uint64_t buf[64];
+    uint64_t buf[512];
     size_t page = (uintptr_t)addr / 4096;
     for (size_t done = 0; done < n;) {
-        size_t k = n - done < 64 ? n - done : 64;
+        size_t k = n - done < 512 ? n - done : 512;
         ssize_t r = pread(fd, buf, k * sizeof *buf, (off_t)((page + done) * sizeof *buf));
         if (r != (ssize_t)(k * sizeof *buf)) return r < 0 ? errno : EIO;
         for (size_t i = 0; i < k; i++)

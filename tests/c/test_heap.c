@@ -10,6 +10,7 @@
 
 #include "ctest.h"
 #include "heap_internal.h" /* the LFH's bucket table and link check */
+#include "os/os.h"                 /* _pa_os_page_flags: what the host holds */
 #include "pyalloc.h"
 #include "pyalloc/windows.h"
 
@@ -962,6 +963,104 @@ TEST(mm_zero_pages_zeroes_committed_pages_and_refuses_bad_ranges)
     CHECK_EQ(a[0x4000], 7);
     if (pin) pa_mm_unpin(p, pin);
     CHECK(pa_virtual_free(p, a, 0, MEM_RELEASE, PA_OWNER_APP));
+    proc_end(p);
+}
+
+TEST(mm_clear_pages_clears_written_pages_in_place_or_drops_the_range)
+{
+    pa_process_t *p = proc_new();
+    unsigned char *a = pa_virtual_alloc(p, NULL, 0x10000, MEM_RESERVE | MEM_COMMIT, PAGE_READWRITE, PA_OWNER_APP);
+    CHECK(a != NULL);
+    unsigned char present[16];
+    /* Pages 1 and 3 written, page 2 held but zero, the rest never touched. */
+    a[0x1000] = 1;
+    a[0x3FFF] = 2;
+    a[0x2000] = 0;
+    a[0] = 9; /* outside the range */
+    size_t resident = 1, written = 1;
+    CHECK_EQ(pa_mm_clear_pages(p, a + 0x1000, 0xF000, 0x10000, &resident, &written), STATUS_SUCCESS);
+    CHECK_EQ(resident, 0x3000);
+    CHECK_EQ(written, 0x2000);
+    CHECK_EQ(a[0x1000], 0);
+    CHECK_EQ(a[0x3FFF], 0);
+    CHECK_EQ(a[0], 9);
+    CHECK_EQ(_pa_os_page_flags(a, 16, present), 0);
+    CHECK_EQ(present[1] & PA_OS_PAGE_PRESENT, PA_OS_PAGE_PRESENT); /* cleared in place: kept */
+    CHECK_EQ(present[3] & PA_OS_PAGE_PRESENT, PA_OS_PAGE_PRESENT);
+    CHECK_EQ(present[5], 0);
+    /* More held than keep_max: the whole range is dropped instead. */
+    memset(a + 0x1000, 3, 0x4000);
+    CHECK_EQ(pa_mm_clear_pages(p, a + 0x1000, 0xF000, 0x2000, &resident, &written), STATUS_SUCCESS);
+    CHECK_EQ(resident, 0x4000);
+    CHECK_EQ(written, 0x4000);
+    CHECK_EQ(_pa_os_page_flags(a, 16, present), 0); /* (before a read maps the zero page) */
+    CHECK_EQ(present[1], 0);
+    CHECK_EQ(present[4], 0);
+    CHECK_EQ(a[0x1000], 0);
+    CHECK_EQ(a[0x4FFF], 0);
+    /* It writes, so every page must be committed read-write; pins refuse as for zero_pages. */
+    DWORD old;
+    CHECK(pa_virtual_protect(p, a + 0x8000, 0x1000, PAGE_READONLY, &old, PA_OWNER_APP));
+    CHECK_EQ(pa_mm_clear_pages(p, a + 0x1000, 0xF000, 0x10000, &resident, &written), STATUS_INVALID_PARAMETER);
+    CHECK(pa_virtual_protect(p, a + 0x8000, 0x1000, PAGE_READWRITE, &old, PA_OWNER_APP));
+    CHECK_EQ(pa_mm_clear_pages(p, a + 1, 0x1000, 0x10000, &resident, &written), STATUS_INVALID_PARAMETER);
+    pa_pin_t *pin = NULL;
+    int w = 0;
+    uintptr_t fault = 0;
+    a[0x4000] = 7;
+    CHECK_EQ(pa_mm_pin(p, a + 0x4000, 16, 1, &w, &fault, &pin), STATUS_SUCCESS);
+    CHECK_EQ(pa_mm_clear_pages(p, a + 0x4000, 0x1000, 0x10000, &resident, &written), PA_STATUS_BUFFER_EXPORTED);
+    CHECK_EQ(a[0x4000], 7);
+    if (pin) pa_mm_unpin(p, pin);
+    CHECK(pa_virtual_free(p, a, 0, MEM_RELEASE, PA_OWNER_APP));
+    proc_end(p);
+}
+
+/* Every byte of x[0, n) is zero. */
+static size_t nonzero_bytes(const unsigned char *x, size_t n)
+{
+    size_t bad = 0;
+    for (size_t j = 0; j < n; j++) bad += x[j] != 0;
+    return bad;
+}
+
+TEST(large_blocks_written_through_are_cleared_in_place_and_read_as_zero)
+{
+    pa_process_t *p = proc_new();
+    HANDLE h = pa_heap_create(p, 0, 0, 0);
+    pa_heap_t *hp = h;
+    const size_t n = (size_t)2 << 20;
+    unsigned char *keep = pa_heap_alloc(p, h, 0, (size_t)24 << 20); /* live bytes: a budget */
+    CHECK(keep != NULL);
+    /* Blocks written end to end: the first free looks (fact 18 via pa_mm_clear_pages), and
+     * from then on they are cleared in place and kept in memory. */
+    for (int i = 0; i < 6; i++) {
+        unsigned char *x = pa_heap_alloc(p, h, 0, n);
+        CHECK(x != NULL);
+        if (!x) break;
+        CHECK_EQ(nonzero_bytes(x, n), 0);
+        memset(x, 0x5A, n);
+        CHECK(pa_heap_free(p, h, 0, x));
+    }
+    CHECK_EQ(hp->large_dense, 1);
+    CHECK(hp->ctr.cached_resident >= n);
+    CHECK(hp->ctr.cached_resident <= ((size_t)24 << 20) / 4 + n);
+    /* Then blocks barely touched: the next free sees it and goes back to dropping pages; the
+     * blocks still read as zero all the way. */
+    for (int i = 0; i < 6; i++) {
+        unsigned char *x = pa_heap_alloc(p, h, 0, n - 4096 * (size_t)i);
+        CHECK(x != NULL);
+        if (!x) break;
+        CHECK_EQ(nonzero_bytes(x, n - 4096 * (size_t)i), 0);
+        x[n / 2] = 1;
+        CHECK(pa_heap_free(p, h, 0, x));
+    }
+    CHECK_EQ(hp->large_dense, 0);
+    CHECK(pa_heap_validate(p, h, 0, NULL));
+    CHECK(pa_heap_free(p, h, 0, keep));
+    CHECK(pa_heap_compact(p, h, 0) > 0 || pa_get_last_error() == ERROR_SUCCESS);
+    CHECK_EQ(hp->ctr.cached_resident, 0);
+    CHECK(pa_heap_destroy(p, h));
     proc_end(p);
 }
 
