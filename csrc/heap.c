@@ -2733,6 +2733,7 @@ BOOL pa_heap_stats(pa_process_t *p, HANDLE heap, pa_heap_stats_t *out)
     out->largest_free = largest_free_locked(h);
     out->large_blocks = h->ctr.large_blocks;
     out->cached_large_bytes = h->ctr.cached_large_bytes;
+    out->cached_large_resident = h->ctr.cached_resident;
     out->segments = h->nsegs;
     out->debug = h->debug;
     for (unsigned b = 0; b < PA_LFH_BUCKETS; b++) out->lfh_active += h->lfh_on[b];

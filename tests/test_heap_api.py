@@ -859,6 +859,28 @@ def test_stats_follow_the_blocks(p):
     assert s["large_blocks"] == 0
 
 
+def test_stats_show_large_blocks_kept_in_memory(p):
+    """A program that writes its large blocks through gets them back cleared in place (no page
+    faults), counted in cached_large_resident; each still reads as zero (fact 18), and
+    HeapCompact lets them go."""
+    h = p.HeapCreate(0, 0, 0)
+    keep = p.HeapAlloc(h, 0, 24 << 20)  # live large bytes: what may be kept is a quarter
+    n = 2 << 20
+    assert h.stats()["cached_large_resident"] == 0
+    for i in range(4):
+        x = p.HeapAlloc(h, 0, n)
+        assert p.read(x, n) == bytes(n)
+        p.write(x, bytes([0x5A + i]) * n)
+        p.HeapFree(h, 0, x)
+        s = h.stats()
+        assert 0 < s["cached_large_resident"] <= (24 << 20) // 4 + n
+        assert s["cached_large_resident"] <= s["cached_large_bytes"]
+    p.HeapFree(h, 0, keep)
+    p.HeapCompact(h, 0)
+    s = h.stats()
+    assert s["cached_large_resident"] == 0 and s["cached_large_bytes"] == 0
+
+
 def test_stats_after_lfh_in_place_realloc(p):
     h, xs = lfh_heap(p, 40)
     live = dict.fromkeys(xs, 40)

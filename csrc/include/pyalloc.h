@@ -340,6 +340,7 @@ typedef struct pa_heap_stats_s {
     size_t overhead;        /* committed - busy_bytes - free_bytes */
     size_t large_blocks;    /* live blocks served by their own reservation */
     size_t cached_large_bytes; /* reserved bytes of freed large blocks kept for reuse */
+    size_t cached_large_resident; /* bytes of them cleared in place and kept in memory */
     size_t segments;        /* regions, as HeapWalk lists them */
     uint32_t lfh_active;    /* buckets served by the LFH */
     uint32_t debug;         /* PA_HEAP_DEBUG_* in force */
