@@ -34,6 +34,7 @@ $(BUILD)/libpyalloc.so: $(CORE_OBJ)
 preload: $(BUILD)/libpyalloc_preload.so
 
 $(BUILD)/libpyalloc_preload.so: csrc/preload/preload.c $(CORE_SRC) $(CORE_HDR)
+	@mkdir -p $(dir $@)
 	$(CC) $(CSTD) $(WARN) -O2 -g -fPIC -fvisibility=hidden -ftls-model=initial-exec \
 	  -Icsrc/include -Icsrc -shared -pthread -o $@ csrc/preload/preload.c $(CORE_SRC)
 
