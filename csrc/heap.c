@@ -799,14 +799,16 @@ static size_t large_reserve_size(size_t total)
  *     stay resident): 110 us for that block, and no faults after it.
  * The heap drops while blocks come back mostly untouched, and clears while they come back
  * mostly written (large_dense). Clearing looks at each page, so it tells how much of the
- * block was written; dropping tells nothing, so one free in LARGE_SAMPLE (the first
- * included) clears instead, to find out. Under an eighth of a block written switches back
- * to dropping (and the block is dropped: pages that read as zero but are held would
- * otherwise look written to the next free). Blocks kept resident are bounded by a quarter of the
- * live large bytes, the oldest dropped first (a floor of 4 MiB took sqlite3's peak RSS under
- * the preload library from 1.09x glibc's to 1.24x). 0 when layer 1
- * refuses (e.g. a Python buffer still exports the block). */
-#define LARGE_SAMPLE 64
+ * block was written; dropping tells nothing, so now and then a free clears instead, to find
+ * out: the first large free of a heap, then after gaps that double from LARGE_PROBE_MIN_GAP
+ * to LARGE_PROBE_MAX_GAP frees while the blocks it looks at are barely written. Under an
+ * eighth of a block written switches back to dropping (and the block is dropped: pages that
+ * read as zero but are held would otherwise look written to the next free). Blocks kept
+ * resident are bounded by a quarter of the live large bytes, the oldest dropped first (a
+ * floor of 4 MiB took sqlite3's peak RSS under the preload library from 1.09x glibc's to
+ * 1.24x). 0 when layer 1 refuses (e.g. a Python buffer still exports the block). */
+#define LARGE_PROBE_MIN_GAP 16u
+#define LARGE_PROBE_MAX_GAP 1024u
 
 /* Drops the pages of the oldest cached blocks kept resident until at most `keep` bytes are
  * (the newest are the likeliest to be reused). */
@@ -841,20 +843,26 @@ static int large_zero_locked(pa_heap_t *h, pa_large_t *l)
     if (c > PA_PAGE_SIZE) {
         char *from = (char *)l + PA_PAGE_SIZE;
         size_t n = c - PA_PAGE_SIZE;
-        if (h->large_dense || !(h->large_frees++ % LARGE_SAMPLE)) {
-            size_t keep = h->ctr.large_bytes / 4;
-            size_t resident = 0, written = 0;
+        if (!h->large_dense && h->large_probe_left) {
+            h->large_probe_left--;
+            if (pa_mm_zero_pages(h->process, from, n) != STATUS_SUCCESS) return 0;
+        } else {
+            size_t keep = h->ctr.large_bytes / 4, resident = 0, written = 0;
             if (pa_mm_clear_pages(h->process, from, n, keep, &resident, &written) != STATUS_SUCCESS) return 0;
+            int was_dense = h->large_dense;
             h->large_dense = written >= n / 8;
-            if (resident <= keep && !h->large_dense) { /* mostly unwritten: drop it after all */
-                if (pa_mm_zero_pages(h->process, from, n) != STATUS_SUCCESS) return 0;
+            if (!h->large_dense) {
+                /* Barely written: the next look comes later, the gap doubling while that
+                 * holds (a new run of dropping starts from the smallest gap). */
+                unsigned gap = was_dense || !h->large_probe_gap ? LARGE_PROBE_MIN_GAP : 2u * h->large_probe_gap;
+                h->large_probe_gap = (uint16_t)(gap < LARGE_PROBE_MAX_GAP ? gap : LARGE_PROBE_MAX_GAP);
+                h->large_probe_left = h->large_probe_gap;
+                if (resident <= keep && pa_mm_zero_pages(h->process, from, n) != STATUS_SUCCESS) return 0;
             } else if (resident <= keep) {
                 large_trim_resident_locked(h, keep - resident);
                 l->hdr.prev_size = (uint32_t)(resident / PA_PAGE_SIZE);
                 h->ctr.cached_resident += resident;
             }
-        } else if (pa_mm_zero_pages(h->process, from, n) != STATUS_SUCCESS) {
-            return 0;
         }
     }
     memset(l + 1, 0, (c < PA_PAGE_SIZE ? c : PA_PAGE_SIZE) - sizeof(pa_large_t));

@@ -378,7 +378,10 @@ struct pa_heap_s {
      * the program touched few), 1 clear the pages it touched in place (when it touched most:
      * no page faults when they are reused). Decided from what the last blocks looked like. */
     uint8_t large_dense;
-    uint32_t large_frees;
+    /* While dropping: frees until the next one looks at what was written (large_zero_locked),
+     * and the gap after that one (doubling while blocks come back untouched, up to
+     * LARGE_PROBE_MAX_GAP). Both 0 in a new heap: its first large free looks. */
+    uint16_t large_probe_left, large_probe_gap;
 };
 
 /* ---- heap.c ---- */
