@@ -1321,7 +1321,7 @@ static void la_flush_locked(pa_heap_t *h)
 /* The end of the committed blocks of the back-end segment of h whose blocks hold header
  * address b, found without the heap lock in mc_words; 0 when b is not 16-aligned in such a
  * place (or its segment is not listed there: the caller then takes the locked path). */
-static uintptr_t mc_committed_end(pa_heap_t *h, uintptr_t b)
+static inline __attribute__((always_inline)) uintptr_t mc_committed_end(pa_heap_t *h, uintptr_t b)
 {
     if (b & (U - 1)) return 0;
     for (unsigned j = 0; j < PA_MC_ORDER; j++) {
@@ -1341,7 +1341,7 @@ static uintptr_t mc_committed_end(pa_heap_t *h, uintptr_t b)
 /* The header of the back-end block at user address a if it is one with flags `want`, found
  * without the heap lock (its tag checked; the neighbours are not read); NULL otherwise.
  * Nothing is read at a before a is known to lie in committed blocks of a back-end segment. */
-static pa_block_t *mc_block_of(pa_heap_t *h, uintptr_t a, uint8_t want)
+static inline __attribute__((always_inline)) pa_block_t *mc_block_of(pa_heap_t *h, uintptr_t a, uint8_t want)
 {
     pa_block_t *b = (pa_block_t *)(a - U);
     uintptr_t end = mc_committed_end(h, (uintptr_t)b);
@@ -1410,7 +1410,7 @@ static void mc_push_chain(pa_heap_t *h, _Atomic(pa_block_t *) *list, pa_block_t 
 }
 
 /* Puts busy block b of cap user bytes on the thread's bin c, marked cached (the tag stays). */
-static void mc_bin_push(pa_heap_t *h, pa_lfh_tcache_t *tc, unsigned c, pa_block_t *b, size_t cap)
+static inline __attribute__((always_inline)) void mc_bin_push(pa_heap_t *h, pa_lfh_tcache_t *tc, unsigned c, pa_block_t *b, size_t cap)
 {
     __atomic_store_n(&b->flags, PA_BLK_BUSY | PA_BLK_CACHED, __ATOMIC_RELEASE);
     mc_set_link(h, b, tc->mbin[c].head);
@@ -1477,7 +1477,7 @@ static void mc_take_remote(pa_heap_t *h, pa_lfh_tcache_t *tc, unsigned c)
 /* HeapFree without the lock: puts mem on the thread's bin if it is a busy back-end block of a
  * lookaside class and the bin has room. 0: not done (the caller takes the locked path, which
  * checks everything and reports what is wrong). */
-static int mc_put(pa_heap_t *h, pa_lfh_tcache_t *tc, void *mem)
+static inline __attribute__((always_inline)) int mc_put(pa_heap_t *h, pa_lfh_tcache_t *tc, void *mem)
 {
     pa_block_t *b = mc_block_of(h, (uintptr_t)mem, PA_BLK_BUSY);
     if (!b) return 0;
@@ -1533,7 +1533,7 @@ static pa_block_t *mc_next(pa_heap_t *h, pa_block_t *b, int *bad)
 /* HeapAlloc of n bytes (a lookaside request) without the lock, from the thread's bin; NULL
  * when the bin is empty, or after corrupt_fail() (the bin is dropped) when its head or the
  * link after it has been overwritten. */
-static void *mc_take(pa_heap_t *h, pa_lfh_tcache_t *tc, DWORD flags, size_t n)
+static inline __attribute__((always_inline)) void *mc_take(pa_heap_t *h, pa_lfh_tcache_t *tc, DWORD flags, size_t n)
 {
     unsigned c = la_class(n);
     pa_block_t *b = tc->mbin[c].head;
@@ -2121,6 +2121,23 @@ out:
     return r;
 }
 
+/* A 16-64 KiB request of a thread whose cached handle is fast (pa_heap_alloc checked it: an
+ * LFH cache, no tracing): its lookaside bin, else the locked path. */
+static __attribute__((noinline)) LPVOID alloc_medium(tls_ent_t *e, DWORD flags, SIZE_T n)
+{
+    pa_heap_t *h = e->heap;
+    if (!atomic_load_explicit(&h->user_locks, memory_order_acquire)) {
+        corrupt_seen = 0;
+        void *r = mc_take(h, e->tc, flags, n);
+        if (r || corrupt_seen) return r;
+    }
+    pa_process_t *p = e->p;
+    HANDLE heap = h;
+    void *r = alloc_untraced(p, heap, flags, n);
+    _pa_heap_trace(p, PA_OP_HEAP_ALLOC, r, n, flags, heap, r != NULL);
+    return r;
+}
+
 /* The fast path, written so that it needs no stack frame (everything else is a tail call):
  * the thread's cached handle (the first entry of its cache, fast: it has an LFH cache and
  * its process does not trace) and a non-empty bin of that cache whose head's link passes its
@@ -2130,21 +2147,24 @@ LPVOID pa_heap_alloc(pa_process_t *p, HANDLE heap, DWORD flags, SIZE_T n)
 {
     tls_ent_t *e = &tls_ents[0];
     if (PA_LIKELY(e->heap == heap && e->p == p &&
-                  e->fast == atomic_load_explicit(&heap_epoch, memory_order_relaxed) &&
-                  n <= PA_LFH_MAX_REQUEST && !(flags & HEAP_ZERO_MEMORY))) {
-        pa_lfh_tcache_t *tc = e->tc;
-        unsigned k = _pa_lfh_bucket(n);
-        pa_block_t *b = tc->bin[k].head;
-        if (PA_LIKELY(b != NULL)) {
-            int ok;
-            pa_block_t *next = _pa_lfh_next(b, &ok);
-            if (PA_LIKELY(ok)) {
-                tc->bin[k].head = next;
-                tc->bin[k].room++;
-                b->prev_size = (uint32_t)n;
-                b->flags = PA_BLK_BUSY | PA_BLK_LFH;
-                return b + 1;
+                  e->fast == atomic_load_explicit(&heap_epoch, memory_order_relaxed))) {
+        if (PA_LIKELY(n <= PA_LFH_MAX_REQUEST && !(flags & HEAP_ZERO_MEMORY))) {
+            pa_lfh_tcache_t *tc = e->tc;
+            unsigned k = _pa_lfh_bucket(n);
+            pa_block_t *b = tc->bin[k].head;
+            if (PA_LIKELY(b != NULL)) {
+                int ok;
+                pa_block_t *next = _pa_lfh_next(b, &ok);
+                if (PA_LIKELY(ok)) {
+                    tc->bin[k].head = next;
+                    tc->bin[k].room++;
+                    b->prev_size = (uint32_t)n;
+                    b->flags = PA_BLK_BUSY | PA_BLK_LFH;
+                    return b + 1;
+                }
             }
+        } else if (n - (PA_LA_MIN + 1) < PA_LA_MAX - PA_LA_MIN) {
+            return alloc_medium(e, flags, n);
         }
     }
     return alloc_slow(p, heap, flags, n);
