@@ -56,6 +56,8 @@ typedef uint16_t pa_pstate_t;
 #define PS_PRIVATE_MAP 0x0080u /* view page mapped copy-on-write from its section */
 #define PS_COPIED 0x0100u      /* view page written through copy-on-write: private for good */
 #define PS_RESET_ZERO 0x0200u  /* with PS_RESET: the page held only zeros when it was reset */
+#define PS_RESET_ARMED 0x0400u /* with PS_RESET: held data, not written since (host write-protected) */
+#define PS_RESET_LOST 0x0800u  /* with PS_RESET: the host had dropped it when it was written again */
 /* Bits that VirtualQuery compares to split regions (write watch and reset are invisible). */
 #define PS_QUERY_MASK (PS_PROT_MASK | PS_GUARD | PS_COMMITTED)
 

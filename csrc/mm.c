@@ -162,7 +162,7 @@ static int host_prot(pa_pstate_t s)
     };
     if (!(s & PS_COMMITTED) || (s & PS_GUARD)) return PA_OS_NONE;
     int prot = table[s & PS_PROT_MASK];
-    if (s & PS_WATCH_CLEAN) prot &= ~PA_OS_WRITE;
+    if (s & (PS_WATCH_CLEAN | PS_RESET_ARMED)) prot &= ~PA_OS_WRITE;
     return prot;
 }
 
@@ -338,6 +338,20 @@ static pa_process_t *process_containing(uintptr_t addr)
     return NULL;
 }
 
+/* The first write to a page that is write-watched and clean, or reset with data in it
+ * (host-write-protected for either): the watch records it, and a reset page that the host
+ * dropped in the meantime (it reads as zeros now, where it held data) is marked lost for
+ * MEM_RESET_UNDO - after this write the host keeps the page, and its zeros would look like
+ * the program's own data. The caller lifts the host's protection (apply_host_locked). */
+static int page_is_zero(uintptr_t page);
+
+static void first_write_locked(pa_process_t *p, uintptr_t page, pa_pstate_t *s)
+{
+    (void)p;
+    if ((*s & PS_RESET_ARMED) && page_is_zero(page)) *s |= PS_RESET_LOST;
+    *s &= (pa_pstate_t)~(PS_WATCH_CLEAN | PS_RESET_ARMED);
+}
+
 /* Called from the SIGSEGV handler. Returns 1 when the access may be retried. */
 static int mm_fault(uintptr_t addr, int write)
 {
@@ -347,7 +361,7 @@ static int mm_fault(uintptr_t addr, int write)
     if (atomic_load_explicit(&p->lock_owner, memory_order_relaxed) == (uintptr_t)pthread_self())
         return 0;
     _pa_lock(p);
-    int handled = 0, guard = 0;
+    int handled = 0, guard = 0, watch = 0;
     int may_write = write == 1 || write == -1; /* an instruction fetch (2) never writes */
     uintptr_t page = _pa_align_down(addr, PA_PAGE_SIZE);
     pa_alloc_t *a = _pa_alloc_at_locked(p, addr);
@@ -362,11 +376,12 @@ static int mm_fault(uintptr_t addr, int write)
         } else if (may_write && (*s & PS_COMMITTED) && (idx == 3 || idx == 7)) {
             copy_on_write_locked(p, page);
             handled = 1;
-        } else if (may_write && (*s & PS_WATCH_CLEAN) && state_writable(*s)) {
-            *s &= (pa_pstate_t)~PS_WATCH_CLEAN;
-            p->watch_faults++;
+        } else if (may_write && (*s & (PS_WATCH_CLEAN | PS_RESET_ARMED)) && state_writable(*s)) {
+            watch = (*s & PS_WATCH_CLEAN) != 0;
+            p->watch_faults += (size_t)watch;
+            first_write_locked(p, page, s);
             handled = apply_host_locked(p, page, 1) == 0;
-        } else if (write == 1   ? (state_writable(*s) && !(*s & PS_WATCH_CLEAN))
+        } else if (write == 1   ? (state_writable(*s) && !(*s & (PS_WATCH_CLEAN | PS_RESET_ARMED)))
                    : write == 0 ? state_readable(*s)
                    : write == 2 && state_executable(*s)) {
             /* Another thread fixed the page between the fault and the lock. Executing a page
@@ -651,7 +666,9 @@ static NTSTATUS charge_locked(pa_process_t *p, size_t new_pages)
  * MEM_RESET_UNDO must keep checking it), as do a view page's mapping bits. */
 static inline pa_pstate_t committed_state(pa_pstate_t s, pa_pstate_t bits)
 {
-    return (pa_pstate_t)((s & (PS_WATCH_CLEAN | PS_RESET | PS_PRIVATE_MAP | PS_COPIED)) | bits);
+    return (pa_pstate_t)((s & (PS_WATCH_CLEAN | PS_RESET | PS_RESET_ARMED | PS_RESET_LOST | PS_PRIVATE_MAP |
+                               PS_COPIED)) |
+                         bits);
 }
 
 /* Commits (or re-protects committed) pages [addr, addr + n pages) of one allocation. On
@@ -781,9 +798,13 @@ static int page_is_zero(uintptr_t page)
  * host never populated (pagemap: neither present nor swapped) and resident readable ones that
  * hold only zeros. MEM_RESET_UNDO writes to each other reset page (which ends the host's lazy
  * free, so nothing can be dropped after the look) and reports a loss for one that now holds
- * only zeros. (A page that held zeros but was not readable, or that the program zeroed in
- * between, also counts as lost: the call then fails although nothing was dropped, which
- * costs a caller the re-creation of its data, never a wrong success.) */
+ * only zeros. A page the program writes again before the undo could be dropped first and then
+ * rewritten (its old data gone, the new write in a fresh zero page): so MEM_RESET also takes
+ * write access away from the host's mapping of each page with data (PS_RESET_ARMED), and the
+ * first write (fault handler or pa_mm_write) marks the page lost if it reads as zeros by then.
+ * (A page that held zeros but was not readable, or that the program zeroed in between, also
+ * counts as lost: the call then fails although nothing was dropped, which costs a caller the
+ * re-creation of its data, never a wrong success.) */
 static NTSTATUS reset_locked(pa_process_t *p, uintptr_t start, uintptr_t end, int undo)
 {
     pa_pstate_t *s = _pa_pstate(p, start);
@@ -798,18 +819,23 @@ static NTSTATUS reset_locked(pa_process_t *p, uintptr_t start, uintptr_t end, in
             unsigned f = fl[i % 64];
             int zero = !f || ((f & PA_OS_PAGE_PRESENT) && (host_prot(s[i]) & PA_OS_READ) &&
                               page_is_zero(page));
-            s[i] = (pa_pstate_t)((s[i] & ~PS_RESET_ZERO) | PS_RESET | (zero ? PS_RESET_ZERO : 0));
+            s[i] = (pa_pstate_t)((s[i] & ~(PS_RESET_ZERO | PS_RESET_ARMED | PS_RESET_LOST)) | PS_RESET |
+                                 (zero ? PS_RESET_ZERO : PS_RESET_ARMED));
         }
+        if (apply_host_locked(p, start, n)) return STATUS_NO_MEMORY;
         _pa_os_reset((void *)start, end - start);
         return STATUS_SUCCESS;
     }
     NTSTATUS st = STATUS_SUCCESS;
     for (size_t i = 0; i < n; i++) {
         if (!(s[i] & PS_RESET)) continue;
-        int was_zero = (s[i] & PS_RESET_ZERO) != 0;
-        s[i] &= (pa_pstate_t)~(PS_RESET | PS_RESET_ZERO);
-        if (was_zero) continue; /* nothing to lose; a page written since is not lazily freed */
+        int was_zero = (s[i] & PS_RESET_ZERO) != 0, lost = (s[i] & PS_RESET_LOST) != 0;
+        int armed = (s[i] & PS_RESET_ARMED) != 0;
+        s[i] &= (pa_pstate_t)~(PS_RESET | PS_RESET_ZERO | PS_RESET_ARMED | PS_RESET_LOST);
         uintptr_t page = start + (i << PA_PAGE_SHIFT);
+        if (armed && apply_host_locked(p, page, 1)) st = STATUS_NO_MEMORY;
+        if (lost) st = (NTSTATUS)0xC0000001; /* dropped, then written again */
+        if (was_zero || !armed) continue; /* nothing to lose, or written since (checked then) */
         int prot = host_prot(s[i]);
         if (!(prot & PA_OS_WRITE)) _pa_os_protect((void *)page, PA_PAGE_SIZE, PA_OS_READ | PA_OS_WRITE);
         volatile unsigned char *b = (volatile unsigned char *)page;
@@ -1203,8 +1229,8 @@ static void note_writes_locked(pa_process_t *p, uintptr_t start, size_t size)
     uintptr_t first = _pa_align_down(start, PA_PAGE_SIZE), end = start + size;
     for (uintptr_t page = first; page < end; page += PA_PAGE_SIZE) {
         pa_pstate_t *s = _pa_pstate(p, page);
-        if (*s & PS_WATCH_CLEAN) {
-            *s &= (pa_pstate_t)~PS_WATCH_CLEAN;
+        if (*s & (PS_WATCH_CLEAN | PS_RESET_ARMED)) {
+            first_write_locked(p, page, s);
             apply_host_locked(p, page, 1);
         }
         copy_on_write_locked(p, page);

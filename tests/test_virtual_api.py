@@ -392,6 +392,34 @@ _libc.madvise.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
 MADV_PAGEOUT = 21  # Linux 5.4: reclaim the range now (drops MEM_RESET's lazily freed pages)
 
 
+@pytest.mark.parametrize("how", ["write", "view"])
+def test_mem_reset_undo_after_the_host_dropped_a_page_that_was_written_again(proc, how):
+    """Fact 37: a reset page that the host dropped and the program then wrote again holds the
+    new bytes in a fresh zero page - the rest of its data is gone, and MEM_RESET_UNDO fails
+    (31) although the page is resident and not all zero. A page written again without being
+    dropped keeps its data, and the undo succeeds. Found by the hypothesis model."""
+    p = proc.VirtualAlloc(None, 0x2000, RC, RW)
+    proc.write(p, b"\xc5" * 0x2000)
+    proc.VirtualAlloc(p, 0x2000, pa.MEM_RESET, RW)
+    assert _libc.madvise(p, 0x1000, MADV_PAGEOUT) == 0  # the host drops the first page only
+    if how == "write":
+        proc.write(p + 8, b"\x77")
+        proc.write(p + 0x1008, b"\x77")
+    else:
+        with proc.view(p, 0x2000) as v:
+            v[8] = 0x77
+            v[0x1008] = 0x77
+    with winerror(31, proc):
+        proc.VirtualAlloc(p, 0x2000, pa.MEM_RESET_UNDO, RW)
+    assert proc.read(p, 16) == bytes(8) + b"\x77" + bytes(7)
+    assert proc.read(p + 0x1000, 16) == b"\xc5" * 8 + b"\x77" + b"\xc5" * 7
+    # Only the second page, written again but never dropped: nothing lost.
+    proc.VirtualAlloc(p + 0x1000, 0x1000, pa.MEM_RESET, RW)
+    proc.write(p + 0x1010, b"\x66")
+    assert proc.VirtualAlloc(p + 0x1000, 0x1000, pa.MEM_RESET_UNDO, RW) == p + 0x1000
+    assert proc.read(p + 0x1008, 16) == b"\x77" + b"\xc5" * 7 + b"\x66" + b"\xc5" * 7
+
+
 def test_mem_reset_undo_after_the_host_dropped_a_page_that_was_read(proc):
     """Fact 37: once the host has dropped a reset page, MEM_RESET_UNDO fails (31), even when
     the program read the page in between (the read maps the host's zero page, so the page is
