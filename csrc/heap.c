@@ -2128,6 +2128,13 @@ static inline tls_ent_t *tls_cached(pa_process_t *p, HANDLE heap)
                : NULL;
 }
 
+/* Is the thread's cached handle (the first entry) fast for (p, heap): an LFH cache, no
+ * tracing, the entry current? */
+static inline __attribute__((always_inline)) int tls_fast(const tls_ent_t *e, pa_process_t *p, HANDLE heap)
+{
+    return e->heap == heap && e->p == p && e->fast == atomic_load_explicit(&heap_epoch, memory_order_relaxed);
+}
+
 static __attribute__((noinline)) LPVOID alloc_slow(pa_process_t *p, HANDLE heap, DWORD flags, SIZE_T n)
 {
     tls_ent_t *e;
@@ -2243,47 +2250,58 @@ static __attribute__((noinline)) BOOL free_fast_tail(pa_process_t *p, HANDLE hea
     return ok;
 }
 
-/* The fast path (no stack frame, like pa_heap_alloc): a busy slot of one of the two LFH
- * segments the thread freed into last (never NULL), checked by position against its bucket's
- * geometry, which the segment map gives (_pa_lfh_lookup's checks, with the geometry copied into
- * the bin; the subsegment header is not read), pushed onto the thread's bin with its link's
- * check value. */
+/* The busy LFH slot at user address a, if the fast paths can vouch for it without the lock:
+ * a slot of one of the two LFH segments the thread freed into last, checked by position
+ * against its bucket's geometry, which the segment map gives (_pa_lfh_lookup's checks, with
+ * the geometry copied into the bin; the subsegment header is not read); NULL otherwise. *kp
+ * gets its bucket. */
+static inline __attribute__((always_inline)) pa_block_t *fast_busy_slot(pa_lfh_tcache_t *tc, uintptr_t a,
+                                                                      unsigned *kp)
+{
+    const pa_lfh_seg_t *s = tc->last_seg;
+    size_t off = a - s->base;
+    if (PA_UNLIKELY(off >= s->size)) { /* the other one, which then comes first */
+        s = tc->prev_seg;
+        off = a - s->base;
+        if (off < s->size) {
+            tc->prev_seg = tc->last_seg;
+            tc->last_seg = (pa_lfh_seg_t *)s;
+        }
+    }
+    if (PA_LIKELY(off < s->size && !(a & (PA_HEAP_UNIT - 1)))) {
+        /* d16 = _pa_lfh_slot_offset(off, o) / 16 with o + 1 = m & 15 in size_t, with no
+         * separate check of the map value: for a chunk without slots (0, or the header)
+         * o + 1 is 0 (d wraps) or 15 and k is 0, so d16 >= span16; a legal map never has
+         * o > chunk index, nor k >= 128 (heap_internal.h). */
+        unsigned m = __atomic_load_n(&s->map[off / PA_LFH_CHUNK], __ATOMIC_RELAXED);
+        unsigned k = _pa_lfh_map_bucket(m);
+        pa_block_t *b = (pa_block_t *)(a - PA_HEAP_UNIT);
+        size_t d16 = ((off & (PA_LFH_CHUNK - 1)) + (size_t)(m & 15u) * PA_LFH_CHUNK - PA_LFH_CHUNK -
+                      PA_LFH_SUB_HDR - PA_HEAP_UNIT) / 16;
+        if (PA_LIKELY(d16 < tc->bin[k].span16 && (size_t)b->size * tc->bin[k].slot16 == d16 &&
+                      b->flags == (PA_BLK_BUSY | PA_BLK_LFH))) {
+            *kp = k;
+            return b;
+        }
+    }
+    return NULL;
+}
+
+/* The fast path (no stack frame, like pa_heap_alloc): a slot fast_busy_slot vouches for,
+ * pushed onto the thread's bin with its link's check value. */
 BOOL pa_heap_free(pa_process_t *p, HANDLE heap, DWORD flags, LPVOID mem)
 {
     tls_ent_t *e = &tls_ents[0];
-    uintptr_t a = (uintptr_t)mem;
-    if (PA_LIKELY(e->heap == heap && e->p == p &&
-                  e->fast == atomic_load_explicit(&heap_epoch, memory_order_relaxed))) {
+    if (PA_LIKELY(tls_fast(e, p, heap))) {
         pa_lfh_tcache_t *tc = e->tc;
-        const pa_lfh_seg_t *s = tc->last_seg;
-        size_t off = a - s->base;
-        if (PA_UNLIKELY(off >= s->size)) { /* the other one, which then comes first */
-            s = tc->prev_seg;
-            off = a - s->base;
-            if (off < s->size) {
-                tc->prev_seg = tc->last_seg;
-                tc->last_seg = (pa_lfh_seg_t *)s;
-            }
-        }
-        if (PA_LIKELY(off < s->size && !(a & (PA_HEAP_UNIT - 1)))) {
-            /* d16 = _pa_lfh_slot_offset(off, o) / 16 with o + 1 = m & 15 in size_t, with no
-             * separate check of the map value: for a chunk without slots (0, or the header)
-             * o + 1 is 0 (d wraps) or 15 and k is 0, so d16 >= span16; a legal map never has
-             * o > chunk index, nor k >= 128 (heap_internal.h). */
-            unsigned m = __atomic_load_n(&s->map[off / PA_LFH_CHUNK], __ATOMIC_RELAXED);
-            unsigned k = _pa_lfh_map_bucket(m);
-            pa_block_t *b = (pa_block_t *)(a - PA_HEAP_UNIT);
-            size_t d16 = ((off & (PA_LFH_CHUNK - 1)) + (size_t)(m & 15u) * PA_LFH_CHUNK - PA_LFH_CHUNK -
-                          PA_LFH_SUB_HDR - PA_HEAP_UNIT) / 16;
-            if (PA_LIKELY(d16 < tc->bin[k].span16 && (size_t)b->size * tc->bin[k].slot16 == d16 &&
-                          b->flags == (PA_BLK_BUSY | PA_BLK_LFH))) {
-                b->flags = PA_BLK_LFH;
-                _pa_lfh_link(b, tc->bin[k].head);
-                tc->bin[k].head = b;
-                if (PA_UNLIKELY(--tc->bin[k].room < 0))
-                    return free_fast_tail(p, heap, flags, mem);
-                return TRUE;
-            }
+        unsigned k;
+        pa_block_t *b = fast_busy_slot(tc, (uintptr_t)mem, &k);
+        if (PA_LIKELY(b != NULL)) {
+            b->flags = PA_BLK_LFH;
+            _pa_lfh_link(b, tc->bin[k].head);
+            tc->bin[k].head = b;
+            if (PA_UNLIKELY(--tc->bin[k].room < 0)) return free_fast_tail(p, heap, flags, mem);
+            return TRUE;
         }
     }
     return free_slow(p, heap, flags, mem);
@@ -2501,11 +2519,61 @@ static LPVOID heap_realloc(pa_process_t *p, HANDLE heap, DWORD flags, LPVOID mem
 }
 
 /* Traced as address = the old block, size = the new size, result = the new block (0). */
-LPVOID pa_heap_realloc(pa_process_t *p, HANDLE heap, DWORD flags, LPVOID mem, SIZE_T n)
+static __attribute__((noinline)) LPVOID realloc_slow(pa_process_t *p, HANDLE heap, DWORD flags, LPVOID mem,
+                                                     SIZE_T n)
 {
     void *r = heap_realloc(p, heap, flags, mem, n);
     if (p) _pa_heap_trace(p, PA_OP_HEAP_REALLOC, mem, n, flags, heap, (int64_t)(uintptr_t)r);
     return r;
+}
+
+/* After a fast-path move: the old slot (pushed onto its bin) overfilled the bin. */
+static __attribute__((noinline)) LPVOID realloc_fast_tail(pa_lfh_tcache_t *tc, unsigned k, void *nu)
+{
+    /* A flush that finds a corrupted link frees the old block all the same: the move stands
+     * and the corruption is reported (as realloc_lfh does). */
+    if (!_pa_lfh_flush(tc->heap, tc, k)) corrupt_fail();
+    return nu;
+}
+
+/* The fast path, like pa_heap_alloc's and pa_heap_free's: an LFH slot that fast_busy_slot
+ * vouches for, resized to at most PA_LFH_REALLOC_MAX bytes (no flags that change the
+ * result), either in place (fact 35) or moved into the head slot of the new size's bin
+ * (bins hold only slots of active buckets, so this is where realloc_lfh would move it).
+ * Anything else, including an empty bin, takes realloc_slow. */
+LPVOID pa_heap_realloc(pa_process_t *p, HANDLE heap, DWORD flags, LPVOID mem, SIZE_T n)
+{
+    tls_ent_t *e = &tls_ents[0];
+    if (PA_LIKELY(tls_fast(e, p, heap) && n - 1 < PA_LFH_REALLOC_MAX &&
+                  !(flags & (HEAP_ZERO_MEMORY | HEAP_REALLOC_IN_PLACE_ONLY)))) {
+        pa_lfh_tcache_t *tc = e->tc;
+        unsigned k;
+        pa_block_t *b = fast_busy_slot(tc, (uintptr_t)mem, &k);
+        if (PA_LIKELY(b != NULL)) {
+            size_t old = b->prev_size;
+            if (lfh_resizes_in_place(old, n)) {
+                b->prev_size = (uint32_t)n;
+                return mem;
+            }
+            unsigned k2 = _pa_lfh_bucket(n);
+            pa_block_t *nb = tc->bin[k2].head;
+            int ok;
+            pa_block_t *next;
+            if (PA_LIKELY(nb != NULL && (next = _pa_lfh_next(nb, &ok), ok))) {
+                tc->bin[k2].head = next;
+                tc->bin[k2].room++;
+                nb->prev_size = (uint32_t)n;
+                nb->flags = PA_BLK_BUSY | PA_BLK_LFH;
+                memcpy(nb + 1, mem, old < n ? old : n);
+                b->flags = PA_BLK_LFH;
+                _pa_lfh_link(b, tc->bin[k].head);
+                tc->bin[k].head = b;
+                if (PA_UNLIKELY(--tc->bin[k].room < 0)) return realloc_fast_tail(tc, k, nb + 1);
+                return nb + 1;
+            }
+        }
+    }
+    return realloc_slow(p, heap, flags, mem, n);
 }
 
 /* ------------------------------------------------------------------------------------------ */

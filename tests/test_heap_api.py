@@ -921,6 +921,31 @@ def test_moving_realloc_of_an_lfh_block(p, new, active, in_lfh):
     assert p.HeapValidate(h)
 
 
+@pytest.mark.parametrize("new", [20, 100, 512])
+def test_moving_realloc_takes_the_slot_freed_last(p, new):
+    """Without flags, a small LFH block that must move goes into the slot of the new size that
+    this thread freed last (HeapReAlloc's lock-free path: the thread's bin, LIFO), with its
+    contents, HeapSize exact and the old slot free; a shrink inside the slot stays (fact 35)."""
+    h, xs = lfh_heap(p, 40)
+    ys = [p.HeapAlloc(h, 0, new) for _ in range(40)]  # the last ones from the LFH (fact 60)
+    for y in ys[-5:]:
+        p.HeapFree(h, 0, y)
+    x = xs[-1]
+    p.write(x, bytes(range(40)))
+    busy = h.stats()["busy_blocks"]
+    z = p.HeapReAlloc(h, 0, x, new)
+    assert z == ys[-1] and lfh_served(p, h, z)
+    assert p.read(z, min(new, 40)) == bytes(range(min(new, 40)))
+    assert p.HeapSize(h, 0, z) == new
+    assert h.stats()["busy_blocks"] == busy
+    with winerror(pa.ERROR_INVALID_PARAMETER, p):
+        p.HeapFree(h, 0, x)
+    # The freed slot is the next one of its size handed out.
+    assert p.HeapAlloc(h, 0, 40) == x
+    assert p.HeapReAlloc(h, 0, z, new - 1 if new % 16 != 1 else new) == z
+    assert p.HeapValidate(h)
+
+
 def test_stats_of_debug_heaps(p):
     for debug in (TAIL, FREE, TAIL | FREE, pa.PA_HEAP_DEBUG_VALIDATE_ALL,
                   pa.PA_HEAP_DEBUG_PAGE_HEAP):
