@@ -13,8 +13,12 @@
  *   large written   the same, but every 4 KiB page of each new block written (a program that
  *           uses its buffers: page faults and zeroing count here, not in "large")
  *   xsmall / xmedium   cross-thread: one thread allocates, the other frees (SPSC ring)
- * Time is ns per alloc+free pair (best of 3). Memory: a separate pass that writes every byte
- * of every block reports peak RSS growth over peak live bytes (and, for pyalloc, the heap's
+ * Time is ns per alloc+free pair: the best of ROUNDS rounds, each a fresh child per allocator
+ * running the workload twice (the better run counts); the rounds interleave the allocators,
+ * the first one rotating, so that the machine's drift spreads over all four. "vs glibc" is
+ * best over glibc's best; "range" gives the lowest and highest ratio of one round to glibc's
+ * in the same round. Memory: a separate child per allocator, a pass that writes every byte
+ * of every block, reports peak RSS growth over peak live bytes (and, for pyalloc, the heap's
  * peak commit charge over live bytes).
  *
  * glibc is called through __libc_malloc/__libc_free (and the harness's own arrays come from
@@ -220,38 +224,66 @@ static double run_cross(const alloc_t *a, const work_t *w)
     return (now() - t0) * 1e9 / (double)w->iters;
 }
 
-/* Runs in a child; writes "ns mem_ratio commit_ratio" to fd. */
-static void measure(int ai, const work_t *w, int fd)
+/* Runs in a fresh child and writes one line to fd: the memory pass ("mem_ratio commit_ratio":
+ * every byte written, fewer iterations) when memory is set, else the time pass ("ns": the
+ * better of two runs, the second on the state the first left). */
+static void measure(int ai, const work_t *w, int memory, int fd)
 {
     alloc_t *a = &allocs[ai];
     if (ai == 3) pa_setup();
     make_sizes(w);
-    double best = 1e30, mem = 0, commit = 0;
-    if (!w->cross) {
-        /* Memory pass first, in the fresh child: every byte written, fewer iterations. */
+    char buf[128];
+    int n;
+    if (memory) {
         work_t wm = *w;
         wm.iters = w->iters / 10 > 20000 ? 20000 : w->iters / 10;
         size_t before = rss_kib(1), live = 0;
+        double commit = 0;
         run_single(a, &wm, 1, &live);
         size_t peak = rss_kib(1);
-        mem = (double)(peak > before ? peak - before : 0) * 1024.0 / (double)live;
+        double mem = (double)(peak > before ? peak - before : 0) * 1024.0 / (double)live;
         if (ai == 3) {
             pa_vm_stats_t vm;
             pa_process_stats(pa_proc, &vm);
             commit = (double)vm.peak_committed / (double)live;
         }
+        n = snprintf(buf, sizeof buf, "%f %f\n", mem, commit);
+    } else {
+        double best = 1e30;
+        for (int rep = 0; rep < 2; rep++) {
+            size_t live;
+            double ns = w->cross ? run_cross(a, w) : run_single(a, w, 0, &live);
+            if (ns < best) best = ns;
+        }
+        n = snprintf(buf, sizeof buf, "%f\n", best);
     }
-    for (int rep = 0; rep < 3; rep++) {
-        double ns;
-        size_t live;
-        if (w->cross) ns = run_cross(a, w);
-        else ns = run_single(a, w, 0, &live);
-        if (ns < best) best = ns;
-    }
-    char buf[128];
-    int n = snprintf(buf, sizeof buf, "%f %f %f\n", best, mem, commit);
     if (write(fd, buf, (size_t)n) != n) _exit(1);
 }
+
+/* Forks a child that runs measure(); the numbers it wrote, or 0 if it failed. */
+static int in_child(int ai, const work_t *w, int memory, double *x, double *y)
+{
+    int pfd[2];
+    if (pipe(pfd)) return 0;
+    fflush(stdout);
+    pid_t pid = fork();
+    if (pid < 0) return 0;
+    if (pid == 0) {
+        close(pfd[0]);
+        measure(ai, w, memory, pfd[1]);
+        _exit(0);
+    }
+    close(pfd[1]);
+    char buf[128] = {0};
+    ssize_t got = read(pfd[0], buf, sizeof buf - 1);
+    close(pfd[0]);
+    int st;
+    waitpid(pid, &st, 0);
+    if (got <= 0 || !WIFEXITED(st) || WEXITSTATUS(st)) return 0;
+    return memory ? sscanf(buf, "%lf %lf", x, y) == 2 : sscanf(buf, "%lf", x) == 1;
+}
+
+#define ROUNDS 3
 
 int main(int argc, char **argv)
 {
@@ -273,44 +305,48 @@ int main(int argc, char **argv)
         {"xthread small 8-512B", 8, 512, 1, (long)(2e6 * scale), 1, 0},
         {"xthread medium 8-64KiB", 8 << 10, 64 << 10, 1, (long)(5e5 * scale), 1, 0},
     };
-    printf("%-24s %-9s %10s %8s %10s %10s\n", "workload", "allocator", "ns/pair", "vs glibc",
-           "rss/live", "commit/live");
+    printf("%-24s %-9s %10s %8s %11s %10s %10s\n", "workload", "allocator", "ns/pair", "vs glibc",
+           "range", "rss/live", "commit/live");
     const char *only_work = argc > 2 ? argv[2] : "", *only_alloc = argc > 3 ? argv[3] : "";
     for (unsigned wi = 0; wi < sizeof works / sizeof *works; wi++) {
-        double base = 0;
-        if (!strstr(works[wi].name, only_work)) continue;
+        const work_t *w = &works[wi];
+        if (!strstr(w->name, only_work)) continue;
+        int use[4];
+        double mem[4] = {0}, commit[4] = {0}, t[4][ROUNDS], best[4];
         for (int ai = 0; ai < 4; ai++) {
-            if (ai && !strstr(allocs[ai].name, only_alloc)) continue; /* glibc: the base */
-            if (!allocs[ai].ok) {
-                printf("%-24s %-9s %10s\n", works[wi].name, allocs[ai].name, "missing");
+            use[ai] = allocs[ai].ok && (!ai || strstr(allocs[ai].name, only_alloc)); /* glibc: the base */
+            best[ai] = 0;
+            if (use[ai] && !w->cross && !in_child(ai, w, 1, &mem[ai], &commit[ai])) use[ai] = 0;
+        }
+        /* Time passes interleaved, the first allocator rotating each round, so that the
+         * machine's drift spreads over all four; each round's ratio is to glibc's in it. */
+        for (int r = 0; r < ROUNDS; r++)
+            for (int j = 0; j < 4; j++) {
+                int ai = (r + j) % 4;
+                t[ai][r] = 0;
+                if (use[ai] && in_child(ai, w, 0, &t[ai][r], NULL) &&
+                    (!best[ai] || t[ai][r] < best[ai]))
+                    best[ai] = t[ai][r];
+            }
+        for (int ai = 0; ai < 4; ai++) {
+            if (!allocs[ai].ok || !best[ai]) {
+                if (!ai || strstr(allocs[ai].name, only_alloc))
+                    printf("%-24s %-9s %10s\n", w->name, allocs[ai].name, allocs[ai].ok ? "failed" : "missing");
                 continue;
             }
-            int pfd[2];
-            if (pipe(pfd)) return 1;
-            fflush(stdout);
-            pid_t pid = fork();
-            if (pid == 0) {
-                close(pfd[0]);
-                measure(ai, &works[wi], pfd[1]);
-                _exit(0);
-            }
-            close(pfd[1]);
-            char buf[128] = {0};
-            ssize_t got = read(pfd[0], buf, sizeof buf - 1);
-            close(pfd[0]);
-            int st;
-            waitpid(pid, &st, 0);
-            double ns = 0, mem = 0, commit = 0;
-            if (got <= 0 || sscanf(buf, "%lf %lf %lf", &ns, &mem, &commit) != 3) {
-                printf("%-24s %-9s %10s\n", works[wi].name, allocs[ai].name, "failed");
-                continue;
-            }
-            if (ai == 0) base = ns;
-            char m[32] = "-", c[32] = "-";
-            if (!works[wi].cross) snprintf(m, sizeof m, "%.2f", mem);
-            if (ai == 3 && !works[wi].cross) snprintf(c, sizeof c, "%.2f", commit);
-            printf("%-24s %-9s %10.1f %8.2f %10s %10s\n", works[wi].name, allocs[ai].name, ns,
-                   base > 0 ? ns / base : 0.0, m, c);
+            double lo = 1e30, hi = 0;
+            for (int r = 0; r < ROUNDS; r++)
+                if (t[ai][r] > 0 && t[0][r] > 0) {
+                    double q = t[ai][r] / t[0][r];
+                    lo = q < lo ? q : lo;
+                    hi = q > hi ? q : hi;
+                }
+            char m[32] = "-", c[32] = "-", rg[32] = "-";
+            if (!w->cross) snprintf(m, sizeof m, "%.2f", mem[ai]);
+            if (ai == 3 && !w->cross) snprintf(c, sizeof c, "%.2f", commit[ai]);
+            if (ai && hi > 0) snprintf(rg, sizeof rg, "%.2f-%.2f", lo, hi);
+            printf("%-24s %-9s %10.1f %8.2f %11s %10s %10s\n", w->name, allocs[ai].name, best[ai],
+                   best[0] > 0 ? best[ai] / best[0] : 0.0, rg, m, c);
         }
     }
     return 0;
