@@ -9,8 +9,17 @@ from __future__ import annotations
 
 import contextlib
 import gc
+import os
 
 import pytest
+from hypothesis import settings
+
+# CI (.ci/run sets PYALLOC_CI=1) runs the property tests derandomized: the same examples on
+# every run, so that whether a commit lands does not depend on the draw. Locally each run
+# draws new examples (and replays failures from the example database).
+settings.register_profile("ci", derandomize=True, database=None, print_blob=True)
+if os.environ.get("PYALLOC_CI"):
+    settings.load_profile("ci")
 
 import pyalloc as pa
 
