@@ -2397,6 +2397,33 @@ static void realloc_move(void *nu, const void *user, size_t old, size_t n, DWORD
     if (n > old && (flags & HEAP_ZERO_MEMORY)) memset((char *)nu + old, 0, n - old);
 }
 
+/* A moving HeapReAlloc of a large block of at least this many bytes moves its pages. */
+#define LARGE_MOVE_MIN ((size_t)256 << 10)
+
+/* Moves the contents of large block `from` (old bytes) into `to`, a new large block of n > old
+ * bytes that reads as zero: the pages after the header page by layer 1 (the host moves the
+ * mappings: nothing is copied, `to` takes no page faults for them, and `from` reads as zero
+ * after, as the cache needs it), the header page's user bytes with memcpy (both blocks have
+ * the same layout, so the offsets match). glibc's realloc moves big blocks with mremap too.
+ * 0 when it does not apply or layer 1 refuses (a Python buffer exports the block, say): the
+ * caller copies. */
+static int large_move(pa_heap_t *h, void *to, void *from, size_t old, size_t n, DWORD flags)
+{
+    pa_large_t *t = large_of(to);
+    if (old < LARGE_MOVE_MIN || n <= old || h->debug || ((uintptr_t)t & (PA_GRANULARITY - 1)) ||
+        t->hdr.size != PA_LARGE_MAGIC || t->hdr.flags != LARGE_BUSY || t->heap != h)
+        return 0;
+    size_t head = PA_PAGE_SIZE - sizeof(pa_large_t); /* user bytes in the header page */
+    size_t span = _pa_align_up(sizeof(pa_large_t) + old, PA_PAGE_SIZE) - PA_PAGE_SIZE;
+    if (pa_mm_move_pages(h->process, (char *)to + head, (char *)from + head, span) != STATUS_SUCCESS) return 0;
+    memcpy(to, from, head);
+    if (flags & HEAP_ZERO_MEMORY) { /* the moved pages' bytes after old; the rest reads as zero */
+        size_t end = head + span < n ? head + span : n;
+        memset((char *)to + old, 0, end - old);
+    }
+    return 1;
+}
+
 static LPVOID realloc_found_locked(pa_heap_t *h, pa_lfh_tcache_t *tc, found_t *f, DWORD flags,
                                    size_t n)
 {
@@ -2455,7 +2482,7 @@ static LPVOID realloc_found_locked(pa_heap_t *h, pa_lfh_tcache_t *tc, found_t *f
     void *nu = tc && n > PA_LA_MIN && n <= PA_LA_MAX ? mc_take(h, tc, flags & ~(DWORD)HEAP_ZERO_MEMORY, n) : NULL;
     if (!nu && !corrupt_seen) nu = alloc_locked(h, flags & ~(DWORD)HEAP_ZERO_MEMORY, n);
     if (!nu) return corrupt_seen ? NULL : (_pa_heap_fail(STATUS_NO_MEMORY), NULL);
-    realloc_move(nu, user, old, n, flags);
+    if (!(f->kind == K_LARGE && large_move(h, nu, user, old, n, flags))) realloc_move(nu, user, old, n, flags);
     free_found_locked(h, tc, f);
     return nu;
 }

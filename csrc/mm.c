@@ -1350,6 +1350,39 @@ NTSTATUS pa_mm_zero_pages(pa_process_t *p, void *address, size_t size)
     return st;
 }
 
+/* The checks of pa_mm_move_pages for one of its ranges, under the process lock: inside one
+ * private allocation, not write-watched, not pinned, every page committed with the state
+ * *state (read from the first page when *state is 0): read-write or execute-read-write, and
+ * nothing else (no guard, no reset, no view bits). */
+static NTSTATUS move_check_locked(pa_process_t *p, uintptr_t start, uintptr_t end, pa_pstate_t *state)
+{
+    NTSTATUS st = zero_check_locked(p, start, end, 0);
+    if (st != STATUS_SUCCESS) return st;
+    if (!*state) *state = *_pa_pstate(p, start);
+    if (*state != (PS_COMMITTED | 2u) && *state != (PS_COMMITTED | 6u)) return STATUS_INVALID_PARAMETER;
+    const pa_pstate_t *s = _pa_pstate(p, start);
+    for (size_t i = 0, n = (end - start) >> PA_PAGE_SHIFT; i < n; i++)
+        if (s[i] != *state) return STATUS_INVALID_PARAMETER;
+    return STATUS_SUCCESS;
+}
+
+NTSTATUS pa_mm_move_pages(pa_process_t *p, void *dst, void *src, size_t size)
+{
+    uintptr_t d = (uintptr_t)dst, s = (uintptr_t)src;
+    if (!p || !size || ((d | s | size) & (PA_PAGE_SIZE - 1)) || d + size < d || s + size < s ||
+        (d < s + size && s < d + size))
+        return STATUS_INVALID_PARAMETER;
+    pa_pstate_t state = 0;
+    _pa_lock(p);
+    NTSTATUS st = move_check_locked(p, s, s + size, &state);
+    if (st == STATUS_SUCCESS) st = move_check_locked(p, d, d + size, &state);
+    _pa_unlock(p);
+    /* Like pa_mm_zero_pages, the host call runs after the lock is released: the caller keeps
+     * both ranges allocated and committed until the call returns. */
+    if (st == STATUS_SUCCESS && _pa_os_move(dst, src, size, host_prot(state))) st = STATUS_NOT_SUPPORTED;
+    return st;
+}
+
 NTSTATUS pa_mm_clear_pages(pa_process_t *p, void *address, size_t size, size_t keep_max,
                            size_t *resident, size_t *written)
 {

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import gc
 import pickle
+import random
 import struct
 import subprocess
 import sys
@@ -943,6 +944,30 @@ def test_moving_realloc_takes_the_slot_freed_last(p, new):
     # The freed slot is the next one of its size handed out.
     assert p.HeapAlloc(h, 0, 40) == x
     assert p.HeapReAlloc(h, 0, z, new - 1 if new % 16 != 1 else new) == z
+    assert p.HeapValidate(h)
+
+
+@pytest.mark.parametrize("flags", [0, pa.HEAP_ZERO_MEMORY])
+def test_moving_realloc_of_a_large_block_keeps_every_byte(p, flags):
+    """A large block that grows past its commit moves (fact 34); its pages move rather than
+    being copied (pa_mm_move_pages), so every byte is checked, the new tail reads as zero with
+    HEAP_ZERO_MEMORY, and the old block, reused from the cache, reads as zero (fact 18)."""
+    h = p.HeapCreate(0, 0, 0)
+    old, new = (2 << 20) + 123, (3 << 20) + 5
+    data = random.Random(old).randbytes(old)
+    x = p.HeapAlloc(h, 0, old)
+    p.write(x, data)
+    y = p.HeapReAlloc(h, flags, x, new)
+    assert y != x
+    assert p.read(y, old) == data
+    if flags:
+        assert p.read(y + old, new - old) == bytes(new - old)
+    assert p.HeapSize(h, 0, y) == new
+    with winerror(pa.ERROR_INVALID_PARAMETER, p):
+        p.HeapFree(h, 0, x)
+    z = p.HeapAlloc(h, 0, old)
+    assert p.read(z, old) == bytes(old)
+    p.write(y + new - 1, b"\x01")  # the moved block is still writable to its end
     assert p.HeapValidate(h)
 
 

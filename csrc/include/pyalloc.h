@@ -168,6 +168,15 @@ NTSTATUS pa_mm_zero_pages(pa_process_t *p, void *address, size_t size);
  * read-write, and the caller keeps them so; ranges over 16 MiB are always dropped. */
 NTSTATUS pa_mm_clear_pages(pa_process_t *p, void *address, size_t size, size_t keep_max,
                            size_t *resident, size_t *written);
+/* Moves the contents of [src, src + size) to [dst, dst + size) (whole pages, not
+ * overlapping, each range inside one private allocation, every page of both committed with
+ * the same protection, PAGE_READWRITE or PAGE_EXECUTE_READWRITE): the host moves its page
+ * mappings, so nothing is copied and no page faults follow; src then reads as zero, its state
+ * unchanged. dst must read as zero before the call (a fresh or zeroed block: on a host
+ * failure it is left so). For layer 3's moving HeapReAlloc of large blocks. Refused like
+ * pa_mm_zero_pages (STATUS_INVALID_PARAMETER, PA_STATUS_BUFFER_EXPORTED); STATUS_NOT_SUPPORTED
+ * when the host cannot move them (nothing changed: the caller copies). */
+NTSTATUS pa_mm_move_pages(pa_process_t *p, void *dst, void *src, size_t size);
 /* 1 if any allocation touching [address, address + size) belongs to owner. */
 int pa_mm_range_has_owner(pa_process_t *p, const void *address, size_t size, pa_owner_t owner);
 /* 1 if a pin overlaps [address, address + size) (size 0: any pin in memory of owner). */

@@ -13,6 +13,7 @@
 #include <sys/stat.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <ucontext.h>
@@ -73,6 +74,20 @@ int _pa_os_reset(void *addr, size_t size)
 int _pa_os_zero(void *addr, size_t size)
 {
     return madvise(addr, size, MADV_DONTNEED) ? errno : 0;
+}
+
+int _pa_os_move(void *dst, void *src, size_t size, int prot)
+{
+    errno = 0;
+#ifdef MREMAP_DONTUNMAP
+    if (mremap(src, size, size, MREMAP_MAYMOVE | MREMAP_FIXED | MREMAP_DONTUNMAP, dst) == dst) return 0;
+#endif
+    int err = errno ? errno : ENOSYS;
+    /* A failed MREMAP_FIXED may already have unmapped dst (the kernel clears the target
+     * before it checks src: one src mapping only, for instance): put a zero range back. */
+    void *r = mmap(dst, size, unix_prot(prot), MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_FIXED, -1, 0);
+    if (r == MAP_FAILED) abort(); /* a hole in the reservation: nothing safe is left to do */
+    return err;
 }
 
 int _pa_os_page_flags(void *addr, size_t n, unsigned char *flags)

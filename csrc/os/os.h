@@ -32,6 +32,12 @@ int _pa_os_reset(void *addr, size_t size);
 /* Replaces the contents of whole pages of private anonymous memory by zeros, keeping them
  * accessible (madvise MADV_DONTNEED: the host frees them; they fault in as zero pages). */
 int _pa_os_zero(void *addr, size_t size);
+/* Moves the contents of whole pages of private anonymous memory from src to dst (the same
+ * size, not overlapping) by moving the host's page mappings, with no copy: dst then holds
+ * what src held, with src's protection (prot, which dst must have had), and src reads as zero,
+ * still accessible (mremap MREMAP_DONTUNMAP). On failure src is unchanged and dst is a fresh
+ * zero range with protection prot: dst must read as zero before the call. */
+int _pa_os_move(void *dst, void *src, size_t size, int prot);
 /* Per page of [addr, addr + n pages): PA_OS_PAGE_PRESENT if the host has it in memory,
  * PA_OS_PAGE_SWAPPED if it is swapped out, 0 if it was never populated or was dropped (reads
  * as zeros). From /proc/self/pagemap; nonzero (errno) when that cannot be read. */

@@ -1016,6 +1016,102 @@ TEST(mm_clear_pages_clears_written_pages_in_place_or_drops_the_range)
     proc_end(p);
 }
 
+TEST(mm_move_pages_moves_contents_and_leaves_the_source_zero)
+{
+    pa_process_t *p = proc_new();
+    unsigned char *a = pa_virtual_alloc(p, NULL, 0x20000, MEM_RESERVE | MEM_COMMIT, PAGE_READWRITE, PA_OWNER_APP);
+    unsigned char *b = pa_virtual_alloc(p, NULL, 0x20000, MEM_RESERVE | MEM_COMMIT, PAGE_READWRITE, PA_OWNER_APP);
+    CHECK(a != NULL && b != NULL);
+    for (size_t i = 0; i < 0x10000; i += 512) a[0x1000 + i] = (unsigned char)(i / 512 + 1);
+    a[0] = 9;
+    NTSTATUS st = pa_mm_move_pages(p, b + 0x1000, a + 0x1000, 0x10000);
+    /* STATUS_NOT_SUPPORTED only where the host cannot (no MREMAP_DONTUNMAP): then nothing moved. */
+    CHECK(st == STATUS_SUCCESS || st == STATUS_NOT_SUPPORTED);
+    unsigned char *holder = st == STATUS_SUCCESS ? b : a, *other = st == STATUS_SUCCESS ? a : b;
+    for (size_t i = 0; i < 0x10000; i += 512) {
+        CHECK_EQ(holder[0x1000 + i], (unsigned char)(i / 512 + 1));
+        CHECK_EQ(other[0x1000 + i], 0);
+    }
+    CHECK_EQ(a[0], 9); /* outside the range */
+    /* Both ranges stay committed read-write, and writable. */
+    MEMORY_BASIC_INFORMATION m;
+    CHECK_EQ(pa_virtual_query(p, a + 0x1000, &m, sizeof m), sizeof m);
+    CHECK_EQ(m.State, MEM_COMMIT);
+    CHECK_EQ(m.Protect, PAGE_READWRITE);
+    CHECK_EQ(pa_virtual_query(p, b + 0x1000, &m, sizeof m), sizeof m);
+    CHECK_EQ(m.State, MEM_COMMIT);
+    CHECK_EQ(m.Protect, PAGE_READWRITE);
+    a[0x1000] = 5;
+    b[0x1000] = 6;
+    CHECK_EQ(a[0x1000] + b[0x1000], 11);
+    /* Refused: overlapping, unaligned, a page not committed read-write on either side, a
+     * different protection, a pin. Nothing changes. */
+    CHECK_EQ(pa_mm_move_pages(p, a + 0x2000, a + 0x1000, 0x2000), STATUS_INVALID_PARAMETER);
+    CHECK_EQ(pa_mm_move_pages(p, b + 0x1000, a + 0x1001, 0x1000), STATUS_INVALID_PARAMETER);
+    DWORD old;
+    CHECK(pa_virtual_protect(p, b + 0x3000, 0x1000, PAGE_READONLY, &old, PA_OWNER_APP));
+    CHECK_EQ(pa_mm_move_pages(p, b + 0x1000, a + 0x1000, 0x4000), STATUS_INVALID_PARAMETER);
+    CHECK(pa_virtual_protect(p, b + 0x3000, 0x1000, PAGE_EXECUTE_READWRITE, &old, PA_OWNER_APP));
+    CHECK_EQ(pa_mm_move_pages(p, b + 0x1000, a + 0x1000, 0x4000), STATUS_INVALID_PARAMETER);
+    CHECK(pa_virtual_free(p, b + 0x3000, 0x1000, MEM_DECOMMIT, PA_OWNER_APP));
+    CHECK_EQ(pa_mm_move_pages(p, b + 0x1000, a + 0x1000, 0x4000), STATUS_INVALID_PARAMETER);
+    pa_pin_t *pin = NULL;
+    int w = 0;
+    uintptr_t fault = 0;
+    CHECK_EQ(pa_mm_pin(p, a + 0x8000, 16, 1, &w, &fault, &pin), STATUS_SUCCESS);
+    CHECK_EQ(pa_mm_move_pages(p, b + 0x8000, a + 0x8000, 0x1000), PA_STATUS_BUFFER_EXPORTED);
+    if (pin) pa_mm_unpin(p, pin);
+    CHECK_EQ(a[0x1000], 5);
+    CHECK(pa_virtual_free(p, a, 0, MEM_RELEASE, PA_OWNER_APP));
+    CHECK(pa_virtual_free(p, b, 0, MEM_RELEASE, PA_OWNER_APP));
+    proc_end(p);
+}
+
+TEST(mm_move_pages_across_host_mappings_moves_or_changes_nothing)
+{
+    /* A range made of two host mappings (pages moved in before, then their neighbours): the
+     * host may refuse to move it in one go; then the source is unchanged and the target still
+     * reads as zero, accessible (os/linux.c puts it back). */
+    pa_process_t *p = proc_new();
+    unsigned char *a = pa_virtual_alloc(p, NULL, 0x20000, MEM_RESERVE | MEM_COMMIT, PAGE_READWRITE, PA_OWNER_APP);
+    unsigned char *b = pa_virtual_alloc(p, NULL, 0x20000, MEM_RESERVE | MEM_COMMIT, PAGE_READWRITE, PA_OWNER_APP);
+    unsigned char *c = pa_virtual_alloc(p, NULL, 0x20000, MEM_RESERVE | MEM_COMMIT, PAGE_READWRITE, PA_OWNER_APP);
+    CHECK(a && b && c);
+    memset(a + 0x1000, 0x11, 0x4000);
+    if (pa_mm_move_pages(p, b + 0x4000, a + 0x1000, 0x4000) != STATUS_SUCCESS) { /* host cannot */
+        proc_end(p);
+        return;
+    }
+    memset(b + 0x1000, 0x22, 0x3000); /* b: its own pages, then the moved ones */
+    NTSTATUS st = pa_mm_move_pages(p, c + 0x1000, b + 0x1000, 0x7000);
+    CHECK(st == STATUS_SUCCESS || st == STATUS_NOT_SUPPORTED);
+    unsigned char *holder = st == STATUS_SUCCESS ? c : b, *other = st == STATUS_SUCCESS ? b : c;
+    for (size_t i = 0; i < 0x7000; i += 0x800) {
+        CHECK_EQ(holder[0x1000 + i], i < 0x3000 ? 0x22 : 0x11);
+        CHECK_EQ(other[0x1000 + i], 0);
+    }
+    c[0x1000] = 1; /* the target is still there and writable either way */
+    CHECK_EQ(c[0x1000], 1);
+    proc_end(p);
+}
+
+TEST(os_move_that_fails_leaves_the_target_a_zero_read_write_range)
+{
+    /* Host level: a source that is not mapped cannot be moved; the target (which the kernel
+     * may have unmapped already) is put back as zero read-write pages. */
+    void *r;
+    CHECK_EQ(_pa_os_reserve(0x10000, 0x10000, &r), 0);
+    unsigned char *src = r, *dst = src + 0x8000;
+    CHECK_EQ(_pa_os_protect(src, 0x10000, PA_OS_READ | PA_OS_WRITE), 0);
+    dst[0] = 0; /* dst reads as zero, as the contract asks */
+    CHECK_EQ(_pa_os_unmap(src, 0x3000), 0);
+    CHECK(_pa_os_move(dst, src, 0x3000, PA_OS_READ | PA_OS_WRITE) != 0);
+    CHECK_EQ(dst[0] | dst[0x1000] | dst[0x2FFF], 0);
+    dst[0x2FFF] = 3;
+    CHECK_EQ(dst[0x2FFF], 3);
+    CHECK_EQ(_pa_os_unmap(r, 0x10000), 0);
+}
+
 /* Every byte of x[0, n) is zero. */
 static size_t nonzero_bytes(const unsigned char *x, size_t n)
 {
