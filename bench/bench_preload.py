@@ -20,7 +20,8 @@ printed; a broken allocator cannot look fast. The table gives glibc's absolute n
 for the others, the median over repetitions of (allocator / glibc in the same repetition).
 
 Workloads: bench/alloc_workloads.c (compiled here with gcc -O2): churn, mixed, prodcons,
-realloc, trees; and real programs: python3 (json + re + sqlite3 over ~3 MB), sqlite3 (a
+realloc, trees; and real programs: python3 (json + re + sqlite3 over ~3 MB), python3 growth
+(bytearray and BytesIO buffers grown by appending, up to 16 MB), sqlite3 (a
 script of inserts, two indexes, queries, update, delete), sort (a 7 MB generated file) and gcc
 (compiling alloc_workloads.c with -O2 -g).
 
@@ -58,6 +59,26 @@ PY_WORKLOAD = textwrap.dedent("""
     db.executemany("insert into t values (?, ?)", ((r["id"], r["name"]) for r in back))
     total = db.execute("select count(*), sum(id) from t").fetchone()
     print(len(text), len(words), total, hashlib.sha256(text.encode()).hexdigest())
+""")
+
+# Buffers grown by appending (bytearray +=, io.BytesIO): CPython reallocs them, so every step
+# that outgrows the block moves it - by copying, or, for big blocks, by moving pages (glibc's
+# mremap; pyalloc's pa_mm_move_pages).
+PY_GROWTH = textwrap.dedent("""
+    import hashlib, io
+    h = hashlib.sha256()
+    for rep in range(12):
+        b = bytearray()
+        chunk = bytes(range(256)) * (64 + rep)
+        for i in range(800):
+            b += chunk
+        f = io.BytesIO()
+        for i in range(4000):
+            f.write(chunk[: 100 + i % 900])
+        h.update(b[-4096:])
+        h.update(f.getvalue()[-4096:])
+        h.update(len(b).to_bytes(8, "little"))
+    print(h.hexdigest())
 """)
 
 SQL_SCRIPT = textwrap.dedent("""
@@ -207,6 +228,10 @@ def workloads(tmp: str, scale: float) -> list[Workload]:
     with open(script, "w") as f:
         f.write(PY_WORKLOAD)
     out.append(Workload("python3 json+re", [py, "-I", script], env={"PYTHONHASHSEED": "0"}))
+    growth = os.path.join(tmp, "growth.py")
+    with open(growth, "w") as f:
+        f.write(PY_GROWTH)
+    out.append(Workload("python3 growth", [py, "-I", growth]))
 
     if shutil.which("sqlite3"):
         sql = os.path.join(tmp, "script.sql")

@@ -920,9 +920,11 @@ static int large_recycle_locked(pa_heap_t *h, pa_large_t *l, size_t total)
 
 #define LARGE_SCAN 8
 
-static void *large_alloc_locked(pa_heap_t *h, DWORD flags, size_t n)
+/* A large block for n bytes with at least `room` (>= n) bytes committed: a block that grows by
+ * HeapReAlloc gets room to grow into in place (fact 33: within its commit). */
+static void *large_alloc_locked(pa_heap_t *h, DWORD flags, size_t n, size_t room)
 {
-    size_t total = _pa_align_up(sizeof(pa_large_t) + n, PA_PAGE_SIZE);
+    size_t total = _pa_align_up(sizeof(pa_large_t) + room, PA_PAGE_SIZE);
     pa_large_t *l = NULL, *best = NULL;
     (void)flags; /* every large block reads as zero */
     /* Among the LARGE_SCAN most recently cached blocks that are big enough, the cheapest to
@@ -1709,7 +1711,7 @@ static void *alloc_locked(pa_heap_t *h, DWORD flags, size_t n)
     if (h->debug & PA_HEAP_DEBUG_PAGE_HEAP) return _pa_pageheap_alloc_locked(h, flags, n);
     size_t units = units_for(h, n);
     if (units * U >= PA_HEAP_LARGE_THRESHOLD)
-        return h->maximum ? NULL : large_alloc_locked(h, flags, n);
+        return h->maximum ? NULL : large_alloc_locked(h, flags, n, n);
     if (la_eligible(h, n)) {
         uint16_t uses = __atomic_load_n(&h->la_uses, __ATOMIC_RELAXED);
         if (uses < PA_LFH_ACTIVATE) __atomic_store_n(&h->la_uses, (uint16_t)(uses + 1), __ATOMIC_RELAXED);
@@ -2424,6 +2426,19 @@ static int large_move(pa_heap_t *h, void *to, void *from, size_t old, size_t n, 
     return 1;
 }
 
+/* The new block of a HeapReAlloc that grows to n bytes by moving: a large block gets room for
+ * its next growth in place, half as much again committed at its end (fact 33: in place within
+ * the commit; pages not written cost no memory), so that a buffer grown step by step moves
+ * once in a few steps, not at every one (glibc's realloc grows big blocks by mremap, in place
+ * when it can). Back-end blocks get no room: free space kept after each growing block took
+ * bench_preload's realloc workload from 32 to 42 MB of peak RSS. */
+static void *alloc_grown_locked(pa_heap_t *h, DWORD flags, size_t n)
+{
+    if (h->debug || h->maximum || n > PA_HEAP_MAX_REQUEST / 2 || units_for(h, n) * U < PA_HEAP_LARGE_THRESHOLD)
+        return alloc_locked(h, flags, n);
+    return large_alloc_locked(h, flags, n, n + n / 2);
+}
+
 static LPVOID realloc_found_locked(pa_heap_t *h, pa_lfh_tcache_t *tc, found_t *f, DWORD flags,
                                    size_t n)
 {
@@ -2480,7 +2495,9 @@ static LPVOID realloc_found_locked(pa_heap_t *h, pa_lfh_tcache_t *tc, found_t *f
     /* The thread's lookaside bins first: a program that grows buffers with realloc and frees
      * them when done would otherwise fill its bins with blocks that only HeapAlloc reuses. */
     void *nu = tc && n > PA_LA_MIN && n <= PA_LA_MAX ? mc_take(h, tc, flags & ~(DWORD)HEAP_ZERO_MEMORY, n) : NULL;
-    if (!nu && !corrupt_seen) nu = alloc_locked(h, flags & ~(DWORD)HEAP_ZERO_MEMORY, n);
+    if (!nu && !corrupt_seen)
+        nu = n > old ? alloc_grown_locked(h, flags & ~(DWORD)HEAP_ZERO_MEMORY, n)
+                     : alloc_locked(h, flags & ~(DWORD)HEAP_ZERO_MEMORY, n);
     if (!nu) return corrupt_seen ? NULL : (_pa_heap_fail(STATUS_NO_MEMORY), NULL);
     if (!(f->kind == K_LARGE && large_move(h, nu, user, old, n, flags))) realloc_move(nu, user, old, n, flags);
     free_found_locked(h, tc, f);

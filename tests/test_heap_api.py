@@ -971,6 +971,29 @@ def test_moving_realloc_of_a_large_block_keeps_every_byte(p, flags):
     assert p.HeapValidate(h)
 
 
+def test_a_large_block_moved_to_grow_has_room_to_grow_in_place(p):
+    """A large block that HeapReAlloc moved to make it bigger gets half as much again committed
+    after it, so the next growth within that stays in place, even with
+    HEAP_REALLOC_IN_PLACE_ONLY (fact 33: in place within the commit); a block from HeapAlloc
+    has no such room, and a shrink still gives the room back (fact 33)."""
+    h = p.HeapCreate(0, 0, 0)
+    x = p.HeapAlloc(h, 0, 2 << 20)
+    with winerror(8, p):
+        p.HeapReAlloc(h, pa.HEAP_REALLOC_IN_PLACE_ONLY, x, (2 << 20) + 8192)
+    y = p.HeapReAlloc(h, 0, x, 3 << 20)
+    assert y != x
+    p.write(y + (3 << 20) - 4, b"grow")
+    assert p.HeapReAlloc(h, pa.HEAP_REALLOC_IN_PLACE_ONLY, y, 4 << 20) == y
+    assert p.HeapSize(h, 0, y) == 4 << 20
+    assert p.read(y + (3 << 20) - 4, 4) == b"grow"
+    assert p.read(y + (3 << 20), 1 << 20) == bytes(1 << 20)
+    p.write(y + (4 << 20) - 1, b"\x01")
+    assert p.HeapReAlloc(h, 0, y, 3 << 20) == y  # shrinks in place, giving the room back
+    with winerror(8, p):
+        p.HeapReAlloc(h, pa.HEAP_REALLOC_IN_PLACE_ONLY, y, (3 << 20) + 8192)
+    assert p.HeapValidate(h)
+
+
 def test_stats_of_debug_heaps(p):
     for debug in (TAIL, FREE, TAIL | FREE, pa.PA_HEAP_DEBUG_VALIDATE_ALL,
                   pa.PA_HEAP_DEBUG_PAGE_HEAP):
