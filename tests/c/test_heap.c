@@ -1016,11 +1016,16 @@ TEST(mm_clear_pages_clears_written_pages_in_place_or_drops_the_range)
     proc_end(p);
 }
 
+/* A committed read-write region of the application (not the heap's). */
+static unsigned char *rw_region(pa_process_t *p, size_t size)
+{
+    return pa_virtual_alloc(p, NULL, size, MEM_RESERVE | MEM_COMMIT, PAGE_READWRITE, PA_OWNER_APP);
+}
+
 TEST(mm_move_pages_moves_contents_and_leaves_the_source_zero)
 {
     pa_process_t *p = proc_new();
-    unsigned char *a = pa_virtual_alloc(p, NULL, 0x20000, MEM_RESERVE | MEM_COMMIT, PAGE_READWRITE, PA_OWNER_APP);
-    unsigned char *b = pa_virtual_alloc(p, NULL, 0x20000, MEM_RESERVE | MEM_COMMIT, PAGE_READWRITE, PA_OWNER_APP);
+    unsigned char *a = rw_region(p, 0x20000), *b = rw_region(p, 0x20000);
     CHECK(a != NULL && b != NULL);
     for (size_t i = 0; i < 0x10000; i += 512) a[0x1000 + i] = (unsigned char)(i / 512 + 1);
     a[0] = 9;
@@ -1073,9 +1078,7 @@ TEST(mm_move_pages_across_host_mappings_moves_or_changes_nothing)
      * host may refuse to move it in one go; then the source is unchanged and the target still
      * reads as zero, accessible (os/linux.c puts it back). */
     pa_process_t *p = proc_new();
-    unsigned char *a = pa_virtual_alloc(p, NULL, 0x20000, MEM_RESERVE | MEM_COMMIT, PAGE_READWRITE, PA_OWNER_APP);
-    unsigned char *b = pa_virtual_alloc(p, NULL, 0x20000, MEM_RESERVE | MEM_COMMIT, PAGE_READWRITE, PA_OWNER_APP);
-    unsigned char *c = pa_virtual_alloc(p, NULL, 0x20000, MEM_RESERVE | MEM_COMMIT, PAGE_READWRITE, PA_OWNER_APP);
+    unsigned char *a = rw_region(p, 0x20000), *b = rw_region(p, 0x20000), *c = rw_region(p, 0x20000);
     CHECK(a && b && c);
     memset(a + 0x1000, 0x11, 0x4000);
     if (pa_mm_move_pages(p, b + 0x4000, a + 0x1000, 0x4000) != STATUS_SUCCESS) { /* host cannot */
