@@ -480,7 +480,6 @@ static int seg_index(const pa_heap_t *h, uintptr_t addr)
     return -1;
 }
 
-/* The descriptor of segment i. */
 /* The descriptor of the segment at base: at its base, or for segment 0 (the heap's own
  * reservation) in the heap header. */
 static inline pa_segment_t *seg_at_base(const pa_heap_t *h, uintptr_t base)
@@ -488,6 +487,7 @@ static inline pa_segment_t *seg_at_base(const pa_heap_t *h, uintptr_t base)
     return base == (uintptr_t)h ? (pa_segment_t *)&h->seg0 : (pa_segment_t *)base;
 }
 
+/* The descriptor of segment i. */
 static inline pa_segment_t *seg_at(const pa_heap_t *h, unsigned i)
 {
     return seg_at_base(h, segmap_base(h->segmap[i]));
@@ -2177,6 +2177,8 @@ static __attribute__((noinline)) LPVOID alloc_medium(tls_ent_t *e, DWORD flags, 
 LPVOID pa_heap_alloc(pa_process_t *p, HANDLE heap, DWORD flags, SIZE_T n)
 {
     tls_ent_t *e = &tls_ents[0];
+    /* tls_fast's test written out: through the helper gcc allocates this function's registers
+     * worse (one more instruction per call, callgrind). */
     if (PA_LIKELY(e->heap == heap && e->p == p &&
                   e->fast == atomic_load_explicit(&heap_epoch, memory_order_relaxed))) {
         if (PA_LIKELY(n <= PA_LFH_MAX_REQUEST && !(flags & HEAP_ZERO_MEMORY))) {
@@ -2571,15 +2573,6 @@ static __attribute__((noinline)) LPVOID realloc_slow(pa_process_t *p, HANDLE hea
     return r;
 }
 
-/* After a fast-path move: the old slot (pushed onto its bin) overfilled the bin. */
-static __attribute__((noinline)) LPVOID realloc_fast_tail(pa_lfh_tcache_t *tc, unsigned k, void *nu)
-{
-    /* A flush that finds a corrupted link frees the old block all the same: the move stands
-     * and the corruption is reported (as realloc_lfh does). */
-    if (!_pa_lfh_flush(tc->heap, tc, k)) corrupt_fail();
-    return nu;
-}
-
 /* The fast path, like pa_heap_alloc's and pa_heap_free's: an LFH slot that fast_busy_slot
  * vouches for, resized to at most PA_LFH_REALLOC_MAX bytes (no flags that change the
  * result), either in place (fact 35) or moved into the head slot of the new size's bin
@@ -2599,21 +2592,14 @@ LPVOID pa_heap_realloc(pa_process_t *p, HANDLE heap, DWORD flags, LPVOID mem, SI
                 b->prev_size = (uint32_t)n;
                 return mem;
             }
-            unsigned k2 = _pa_lfh_bucket(n);
-            pa_block_t *nb = tc->bin[k2].head;
-            int ok;
-            pa_block_t *next;
-            if (PA_LIKELY(nb != NULL && (next = _pa_lfh_next(nb, &ok), ok))) {
-                tc->bin[k2].head = next;
-                tc->bin[k2].room++;
-                nb->prev_size = (uint32_t)n;
-                nb->flags = PA_BLK_BUSY | PA_BLK_LFH;
-                memcpy(nb + 1, mem, old < n ? old : n);
-                b->flags = PA_BLK_LFH;
-                _pa_lfh_link(b, tc->bin[k].head);
-                tc->bin[k].head = b;
-                if (PA_UNLIKELY(--tc->bin[k].room < 0)) return realloc_fast_tail(tc, k, nb + 1);
-                return nb + 1;
+            void *nu = _pa_lfh_alloc_fast(tc, _pa_lfh_bucket(n), n, 0);
+            if (nu == PA_LFH_CORRUPT) return corrupt_fail(), NULL; /* as realloc_lfh */
+            if (PA_LIKELY(nu != NULL)) {
+                memcpy(nu, mem, old < n ? old : n);
+                /* A flush that finds a corrupted link frees the old block all the same: the
+                 * move stands and the corruption is reported (as realloc_lfh does). */
+                if (PA_UNLIKELY(!_pa_lfh_free_fast(tc->heap, tc, b))) corrupt_fail();
+                return nu;
             }
         }
     }

@@ -345,9 +345,8 @@ static pa_process_t *process_containing(uintptr_t addr)
  * the program's own data. The caller lifts the host's protection (apply_host_locked). */
 static int page_is_zero(uintptr_t page);
 
-static void first_write_locked(pa_process_t *p, uintptr_t page, pa_pstate_t *s)
+static void first_write_locked(uintptr_t page, pa_pstate_t *s)
 {
-    (void)p;
     if ((*s & PS_RESET_ARMED) && page_is_zero(page)) *s |= PS_RESET_LOST;
     *s &= (pa_pstate_t)~(PS_WATCH_CLEAN | PS_RESET_ARMED);
 }
@@ -379,7 +378,7 @@ static int mm_fault(uintptr_t addr, int write)
         } else if (may_write && (*s & (PS_WATCH_CLEAN | PS_RESET_ARMED)) && state_writable(*s)) {
             watch = (*s & PS_WATCH_CLEAN) != 0;
             p->watch_faults += (size_t)watch;
-            first_write_locked(p, page, s);
+            first_write_locked(page, s);
             handled = apply_host_locked(p, page, 1) == 0;
         } else if (write == 1   ? (state_writable(*s) && !(*s & (PS_WATCH_CLEAN | PS_RESET_ARMED)))
                    : write == 0 ? state_readable(*s)
@@ -1230,7 +1229,7 @@ static void note_writes_locked(pa_process_t *p, uintptr_t start, size_t size)
     for (uintptr_t page = first; page < end; page += PA_PAGE_SIZE) {
         pa_pstate_t *s = _pa_pstate(p, page);
         if (*s & (PS_WATCH_CLEAN | PS_RESET_ARMED)) {
-            first_write_locked(p, page, s);
+            first_write_locked(page, s);
             apply_host_locked(p, page, 1);
         }
         copy_on_write_locked(p, page);
