@@ -405,7 +405,7 @@ static int commit(pa_heap_t *h, uintptr_t addr, size_t size)
 {
     if (!pa_virtual_alloc(h->process, (void *)addr, size, MEM_COMMIT, heap_protect(h), PA_OWNER_HEAP))
         return 0;
-    h->ctr.committed += size;
+    _pa_heap_committed_locked(h, size);
     return 1;
 }
 
@@ -829,11 +829,17 @@ static size_t large_reserve_size(size_t total)
  * to LARGE_PROBE_MAX_GAP frees while the blocks it looks at are barely written. Under an
  * eighth of a block written switches back to dropping (and the block is dropped: pages that
  * read as zero but are held would otherwise look written to the next free). Blocks kept
- * resident are bounded by a quarter of the live large bytes, the oldest dropped first (a
- * floor of 4 MiB took sqlite3's peak RSS under the preload library from 1.09x glibc's to
- * 1.24x). 0 when layer 1 refuses (e.g. a Python buffer still exports the block). */
+ * resident are bounded by a quarter of the live large bytes or by the written span of the
+ * largest block freed so far (up to LARGE_KEEP_CAP, glibc's largest mmap threshold), the
+ * oldest dropped first; and every page the heap commits later drops one of them
+ * (_pa_heap_committed_locked), so that the pages kept never raise the program's peak (a
+ * fixed floor of 4 MiB without that took sqlite3's peak RSS under the preload library from
+ * 1.09x glibc's to 1.24x). `written` is how many user bytes may have been written: 0 for a
+ * block whose pages a HeapReAlloc moved away (large_move; it says nothing about density).
+ * 0 when layer 1 refuses (e.g. a Python buffer still exports the block). */
 #define LARGE_PROBE_MIN_GAP 16u
 #define LARGE_PROBE_MAX_GAP 1024u
+#define LARGE_KEEP_CAP ((size_t)32 << 20)
 
 /* Drops the pages of the oldest cached blocks kept resident until at most `keep` bytes are
  * (the newest are the likeliest to be reused). */
@@ -852,17 +858,34 @@ static void large_trim_resident_locked(pa_heap_t *h, size_t keep)
     _pa_unlock(h->process);
     while (n && h->ctr.cached_resident > keep) {
         pa_large_t *c = order[--n];
-        size_t kept = (size_t)c->hdr.prev_size * PA_PAGE_SIZE;
-        if (pa_mm_zero_pages(h->process, (char *)c + PA_PAGE_SIZE, c->committed - PA_PAGE_SIZE) != STATUS_SUCCESS)
-            continue;
-        c->hdr.prev_size = 0;
-        h->ctr.cached_resident -= kept;
+        size_t kept = (size_t)c->hdr.prev_size * PA_PAGE_SIZE, over = h->ctr.cached_resident - keep;
+        char *from = (char *)c + PA_PAGE_SIZE;
+        size_t len = c->committed - PA_PAGE_SIZE;
+        if (over < kept) {
+            /* Part of it: the end of what it keeps (the pages a buffer wrote lie at its start). */
+            len = _pa_align_up(over, PA_PAGE_SIZE);
+            from += kept - len;
+        }
+        if (pa_mm_zero_pages(h->process, from, len) != STATUS_SUCCESS) continue;
+        size_t dropped = len < kept ? len : kept;
+        c->hdr.prev_size -= (uint32_t)(dropped / PA_PAGE_SIZE);
+        h->ctr.cached_resident -= dropped;
     }
 }
 
-static int large_zero_locked(pa_heap_t *h, pa_large_t *l)
+/* Memory the heap newly commits is paid for with the pages of cached large blocks kept
+ * resident: what the program freed and has not used again stays in memory only while its
+ * footprint does not grow elsewhere, so that keeping it never raises the peak. */
+void _pa_heap_committed_locked(pa_heap_t *h, size_t size)
 {
-    size_t c = _pa_align_up(sizeof(pa_large_t) + l->requested, PA_PAGE_SIZE);
+    h->ctr.committed += size;
+    if (h->ctr.cached_resident)
+        large_trim_resident_locked(h, h->ctr.cached_resident > size ? h->ctr.cached_resident - size : 0);
+}
+
+static int large_zero_locked(pa_heap_t *h, pa_large_t *l, size_t written)
+{
+    size_t c = _pa_align_up(sizeof(pa_large_t) + written, PA_PAGE_SIZE);
     if (c > l->committed) c = l->committed;
     l->hdr.prev_size = 0; /* pages kept resident (cached blocks) */
     if (c > PA_PAGE_SIZE) {
@@ -872,7 +895,13 @@ static int large_zero_locked(pa_heap_t *h, pa_large_t *l)
             h->large_probe_left--;
             if (pa_mm_zero_pages(h->process, from, n) != STATUS_SUCCESS) return 0;
         } else {
+            size_t floor = (size_t)h->large_keep_floor * PA_GRANULARITY;
+            if (n > floor) {
+                floor = _pa_align_up(n < LARGE_KEEP_CAP ? n : LARGE_KEEP_CAP, PA_GRANULARITY);
+                h->large_keep_floor = (uint16_t)(floor / PA_GRANULARITY);
+            }
             size_t keep = h->ctr.large_bytes / 4, resident = 0, written = 0;
+            if (keep < floor) keep = floor;
             if (pa_mm_clear_pages(h->process, from, n, keep, &resident, &written) != STATUS_SUCCESS) return 0;
             int was_dense = h->large_dense;
             h->large_dense = written >= n / 8;
@@ -904,13 +933,15 @@ static void large_uncache(pa_heap_t *h, pa_large_t *l)
 }
 
 /* Makes a cached (zeroed) block l ready for a request of `total` bytes (page multiple): at
- * least [l, l + total) committed. A commit more than twice the need is trimmed; otherwise
- * only a shortfall is committed (a later in-place shrink still decommits, so fact 33 holds).
- * Returns 0 on failure (the block is still whole and cached). */
-static int large_recycle_locked(pa_heap_t *h, pa_large_t *l, size_t total)
+ * least [l, l + total) committed. A commit more than twice the need is trimmed, except, for
+ * a buffer that grows (`grow`), the pages it keeps resident: it grows into them in place
+ * without a fault. Otherwise only a shortfall is committed (a later in-place shrink still
+ * decommits, so fact 33 holds). Returns 0 on failure (the block is still whole and cached). */
+static int large_recycle_locked(pa_heap_t *h, pa_large_t *l, size_t total, int grow)
 {
-    size_t old = l->committed;
-    if (old > 2 * total && decommit(h, (uintptr_t)l + total, old - total)) old = l->committed = total;
+    size_t old = l->committed, to = PA_PAGE_SIZE + (size_t)l->hdr.prev_size * PA_PAGE_SIZE;
+    if (!grow || to < total) to = total;
+    if (old > 2 * total && old > to && decommit(h, (uintptr_t)l + to, old - to)) old = l->committed = to;
     if (total > old) {
         if (!commit(h, (uintptr_t)l + old, total - old)) return 0;
         l->committed = total;
@@ -931,9 +962,12 @@ static void *large_alloc_locked(pa_heap_t *h, DWORD flags, size_t n, size_t room
      * recycle: one whose commit already covers total needs no commit call, and the less it
      * has committed beyond total the less there is to zero; a shortfall costs a commit. The
      * scan stops at a block within a quarter of total. Older blocks are reused only when
-     * the recent ones do not fit (and evicted first). */
+     * the recent ones do not fit (and evicted first). A buffer that grows by HeapReAlloc
+     * (room > n) while freed blocks come back written takes the first block that keeps at
+     * least total bytes resident: a program that builds a big buffer again and again (bench
+     * python3 growth) then builds it in the same pages, as glibc's heap top does. */
     size_t best_d = 0, budget = h->ctr.cached_large, fits = 0;
-    int bad = 0;
+    int bad = 0, grow = room > n && h->large_dense;
     if (h->large_cache) {
         /* Each link is checked for memory safety only (mapped, linking back); the block
          * chosen gets the full check. */
@@ -952,6 +986,10 @@ static void *large_alloc_locked(pa_heap_t *h, DWORD flags, size_t n, size_t room
                 size_t kept = (size_t)c->hdr.prev_size * PA_PAGE_SIZE;
                 d += total > kept ? total - kept : 0;
             }
+            if (grow && (size_t)c->hdr.prev_size * PA_PAGE_SIZE >= total) { /* a growing buffer */
+                best = c;
+                break;
+            }
             if (!best || d < best_d) best = c, best_d = d;
             if (d <= total / 4) break;
         }
@@ -963,7 +1001,7 @@ static void *large_alloc_locked(pa_heap_t *h, DWORD flags, size_t n, size_t room
         if (h->terminate_on_corruption) return corrupt_fail(), NULL;
         best = NULL;
     }
-    if (best && large_recycle_locked(h, best, total)) {
+    if (best && large_recycle_locked(h, best, total, grow)) {
         large_unlink(&h->large_cache, best);
         large_uncache(h, best);
         l = best;
@@ -994,14 +1032,14 @@ static void *large_alloc_locked(pa_heap_t *h, DWORD flags, size_t n, size_t room
     return l + 1;
 }
 
-static void large_free_locked(pa_heap_t *h, pa_large_t *l)
+static void large_free_locked(pa_heap_t *h, pa_large_t *l, size_t written)
 {
     large_unlink(&h->large, l);
     h->ctr.large_blocks--;
     h->ctr.large_bytes -= l->requested;
     h->ctr.busy_bytes -= l->requested;
     h->ctr.busy_blocks--;
-    if (h->large_cache_max && l->reserved <= h->large_cache_max / 2 && large_zero_locked(h, l)) {
+    if (h->large_cache_max && l->reserved <= h->large_cache_max / 2 && large_zero_locked(h, l, written)) {
         /* Evict the oldest cached blocks until this one fits. */
         while (h->large_cache && h->ctr.cached_large_bytes + l->reserved > h->large_cache_max) {
             int bad = 0;
@@ -1799,7 +1837,7 @@ static BOOL free_found_locked(pa_heap_t *h, pa_lfh_tcache_t *tc, found_t *f)
             return _pa_heap_fail(STATUS_HEAP_CORRUPTION), FALSE;
         return la_put_locked(h, f->blk) || backend_free_locked(h, f->seg, f->blk);
     case K_LFH: _pa_lfh_free(h, tc, f->blk); return TRUE;
-    case K_LARGE: large_free_locked(h, f->large); return TRUE;
+    case K_LARGE: large_free_locked(h, f->large, f->large->requested); return TRUE;
     case K_PAGE:
         if (!_pa_pageheap_free_locked(h, f->page)) return _pa_heap_fail(STATUS_HEAP_CORRUPTION), FALSE;
         return TRUE;
@@ -2429,9 +2467,9 @@ static int large_move(pa_heap_t *h, void *to, void *from, size_t old, size_t n, 
 }
 
 /* The new block of a HeapReAlloc that grows to n bytes by moving: a large block gets room for
- * its next growth in place, half as much again committed at its end (fact 33: in place within
- * the commit; pages not written cost no memory), so that a buffer grown step by step moves
- * once in a few steps, not at every one (glibc's realloc grows big blocks by mremap, in place
+ * its next growths in place, half as much again committed at its end (fact 33: in place within
+ * the commit; pages not written cost no memory; a grow in place keeps the rest of the room),
+ * so that a buffer grown step by step moves once in a few steps, not at every one (glibc's realloc grows big blocks by mremap, in place
  * when it can). Back-end blocks get no room: free space kept after each growing block took
  * bench_preload's realloc workload from 32 to 42 MB of peak RSS. */
 static void *alloc_grown_locked(pa_heap_t *h, DWORD flags, size_t n)
@@ -2474,8 +2512,10 @@ static LPVOID realloc_found_locked(pa_heap_t *h, pa_lfh_tcache_t *tc, found_t *f
         pa_large_t *l = f->large;
         size_t need = _pa_align_up(sizeof(pa_large_t) + n, PA_PAGE_SIZE);
         if (need <= l->committed) {
-            if (need < l->committed && decommit(h, (uintptr_t)l + need, l->committed - need))
-                l->committed = need; /* a later grow in place fails (fact 33) */
+            /* A shrink gives up the pages after the new end: a later grow in place fails
+             * (fact 33). A grow keeps what is left of its commit for the next one. */
+            if (n < old && need < l->committed && decommit(h, (uintptr_t)l + need, l->committed - need))
+                l->committed = need;
             h->ctr.busy_bytes += n - old;
             h->ctr.large_bytes += n - old;
             l->requested = n;
@@ -2501,7 +2541,11 @@ static LPVOID realloc_found_locked(pa_heap_t *h, pa_lfh_tcache_t *tc, found_t *f
         nu = n > old ? alloc_grown_locked(h, flags & ~(DWORD)HEAP_ZERO_MEMORY, n)
                      : alloc_locked(h, flags & ~(DWORD)HEAP_ZERO_MEMORY, n);
     if (!nu) return corrupt_seen ? NULL : (_pa_heap_fail(STATUS_NO_MEMORY), NULL);
-    if (!(f->kind == K_LARGE && large_move(h, nu, user, old, n, flags))) realloc_move(nu, user, old, n, flags);
+    if (f->kind == K_LARGE && large_move(h, nu, user, old, n, flags)) {
+        large_free_locked(h, f->large, 0); /* only its header page's bytes were not moved */
+        return nu;
+    }
+    realloc_move(nu, user, old, n, flags);
     free_found_locked(h, tc, f);
     return nu;
 }

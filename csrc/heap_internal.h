@@ -382,6 +382,10 @@ struct pa_heap_s {
      * and the gap after that one (doubling while blocks come back untouched, up to
      * LARGE_PROBE_MAX_GAP). Both 0 in a new heap: its first large free looks. */
     uint16_t large_probe_left, large_probe_gap;
+    /* The written span of the largest large block freed so far, in 64 KiB units and capped
+     * (large_zero_locked): how much of the cache may stay resident even while few large bytes
+     * are live. (In what was padding: the header's size shifts every block of segment 0.) */
+    uint16_t large_keep_floor;
 };
 
 /* ---- heap.c ---- */
@@ -423,6 +427,9 @@ void *_pa_heap_backend_alloc_locked(pa_heap_t *h, DWORD flags, size_t size);
 /* Reserves a segment of `size` bytes (64 KiB multiple) for the LFH and appends it to segs[].
  * Commits nothing. NULL (last error set) when the heap is full. Heap lock held. */
 pa_lfh_seg_t *_pa_heap_new_lfh_segment_locked(pa_heap_t *h, size_t size);
+/* Accounts `size` bytes newly committed for the heap (the LFH's subsegments): they are paid
+ * for with the pages of cached large blocks kept resident. Heap lock held. */
+void _pa_heap_committed_locked(pa_heap_t *h, size_t size);
 /* Finds the heap of a process whose handle is `handle`; NULL when it is not one. */
 pa_heap_t *_pa_heap_from_handle(pa_process_t *p, HANDLE handle);
 int _pa_heap_validate_locked(pa_heap_t *h);

@@ -192,7 +192,7 @@ static pa_lfh_sub_t *new_sub(pa_heap_t *h, unsigned b)
     size_t bytes = (size_t)bk->nchunks * PA_LFH_CHUNK;
     DWORD prot = (h->flags & HEAP_CREATE_ENABLE_EXECUTE) ? PAGE_EXECUTE_READWRITE : PAGE_READWRITE;
     if (!pa_virtual_alloc(h->process, (void *)base, bytes, MEM_COMMIT, prot, PA_OWNER_HEAP)) goto out;
-    h->ctr.committed += bytes;
+    _pa_heap_committed_locked(h, bytes);
     atomic_fetch_add_explicit(&L->sub_committed, bytes, memory_order_relaxed);
     sub = (pa_lfh_sub_t *)base;
     memset(sub, 0, sizeof *sub);

@@ -987,10 +987,48 @@ def test_a_large_block_moved_to_grow_has_room_to_grow_in_place(p):
     assert p.HeapSize(h, 0, y) == 4 << 20
     assert p.read(y + (3 << 20) - 4, 4) == b"grow"
     assert p.read(y + (3 << 20), 1 << 20) == bytes(1 << 20)
+    # a grow in place keeps the rest of the room: 4.5 MiB is still in place
+    assert p.HeapReAlloc(h, pa.HEAP_REALLOC_IN_PLACE_ONLY, y, 9 << 19) == y
+    assert p.read(y + (4 << 20), 1 << 19) == bytes(1 << 19)
     p.write(y + (4 << 20) - 1, b"\x01")
     assert p.HeapReAlloc(h, 0, y, 3 << 20) == y  # shrinks in place, giving the room back
     with winerror(8, p):
         p.HeapReAlloc(h, pa.HEAP_REALLOC_IN_PLACE_ONLY, y, (3 << 20) + 8192)
+    assert p.HeapValidate(h)
+
+
+def test_a_buffer_built_again_grows_in_the_pages_of_the_last_one(p):
+    """A large block freed after the program wrote it stays in memory, cleared (fact 18: it
+    reads as zero when reused); a buffer that grows by HeapReAlloc moves into it and grows in
+    place through the pages it kept, without new page faults (as a program that builds a big
+    buffer again and again needs: bench python3 growth). Memory the heap commits later is
+    paid for with those pages, so that they never raise the peak."""
+    h = p.HeapCreate(0, 0, 0)
+    a = p.HeapAlloc(h, 0, 2 << 20)
+    p.write(a, b"A" * (2 << 20))
+    b = p.HeapAlloc(h, 0, 6 << 20)
+    p.write(b, b"\xee" * (6 << 20))
+    p.HeapFree(h, 0, b)
+    kept = h.stats()["cached_large_resident"]
+    assert kept >= (6 << 20) - 4096
+    y = p.HeapReAlloc(h, 0, a, 3 << 20)
+    assert y == b
+    assert h.stats()["cached_large_resident"] == 0
+    assert p.read(y, 2 << 20) == b"A" * (2 << 20)
+    assert p.read(y + (2 << 20), 1 << 20) == bytes(1 << 20)
+    assert p.HeapReAlloc(h, pa.HEAP_REALLOC_IN_PLACE_ONLY, y, 6 << 20) == y
+    assert p.read(y + (3 << 20), 3 << 20) == bytes(3 << 20)
+    p.write(y, b"\xee" * (6 << 20))
+    p.HeapFree(h, 0, y)
+    kept = h.stats()["cached_large_resident"]
+    assert kept >= (6 << 20) - 4096
+    committed = h.stats()["committed"]
+    blocks = [p.HeapAlloc(h, 0, 512 << 10) for _ in range(4)]  # back-end blocks: new commit
+    s = h.stats()
+    assert s["committed"] > committed
+    assert s["cached_large_resident"] <= max(0, kept - (s["committed"] - committed))
+    for x in blocks:
+        p.HeapFree(h, 0, x)
     assert p.HeapValidate(h)
 
 
