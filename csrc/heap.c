@@ -2277,6 +2277,19 @@ static __attribute__((noinline)) BOOL free_slow(pa_process_t *p, HANDLE heap, DW
     return ok;
 }
 
+/* A free that the fast path could not vouch for, by a thread whose cached handle is fast
+ * (pa_heap_free checked it, as pa_heap_alloc does for alloc_medium): a 16-64 KiB block onto
+ * its lookaside bin, anything else the locked path. */
+static __attribute__((noinline)) BOOL free_medium(tls_ent_t *e, DWORD flags, LPVOID mem)
+{
+    pa_heap_t *h = e->heap;
+    if (!atomic_load_explicit(&h->user_locks, memory_order_acquire) && mc_put(h, e->tc, mem)) return TRUE;
+    pa_process_t *p = e->p;
+    BOOL ok = free_untraced(p, h, flags, mem);
+    _pa_heap_trace(p, PA_OP_HEAP_FREE, mem, 0, flags, h, ok);
+    return ok;
+}
+
 /* After a fast-path free of mem (now a free slot on the bin of the thread's cache): flushes
  * the full bin. Takes only the entry point's arguments, so that the fast path keeps few
  * values live. */
@@ -2345,6 +2358,7 @@ BOOL pa_heap_free(pa_process_t *p, HANDLE heap, DWORD flags, LPVOID mem)
             if (PA_UNLIKELY(--tc->bin[k].room < 0)) return free_fast_tail(p, heap, flags, mem);
             return TRUE;
         }
+        return free_medium(e, flags, mem);
     }
     return free_slow(p, heap, flags, mem);
 }
