@@ -1,6 +1,7 @@
 """Model-based test of layer 3 through Python: a hypothesis state machine drives random
 HeapAlloc (with and without HEAP_ZERO_MEMORY), HeapReAlloc (growing, shrinking, in place only,
-zeroing), HeapFree (and double frees), HeapSize, writes and reads of block contents, HeapWalk,
+zeroing), HeapFree (and double frees), HeapSize, writes (a few bytes, or whole big blocks) and
+reads of block contents, HeapWalk,
 HeapCompact and HeapSetInformation on a fresh Process per example, against a pure-Python model
 of the live blocks: address -> (size, known bytes).
 
@@ -8,7 +9,8 @@ The model is written from the reference (/work/shared/reference/heap.md), not fr
   * HeapSize is exactly the requested size [10]; blocks are 16-byte aligned [19] and never
     overlap;
   * HEAP_ZERO_MEMORY zeroes the whole request, and HeapReAlloc with it zeroes the grown tail
-    [17]; a realloc keeps min(old, new) bytes [34], in place only or moving;
+    [17]; a new large block reads as zero without it [18]; a realloc keeps min(old, new)
+    bytes [34], in place only or moving;
   * HEAP_REALLOC_IN_PLACE_ONLY keeps the address or fails with ERROR_NOT_ENOUGH_MEMORY and
     leaves the block as it was [11, 32-35]; a moving realloc on a growable heap succeeds;
   * a freed block cannot be freed again: ERROR_INVALID_PARAMETER (pyalloc's contract, [15]);
@@ -30,6 +32,7 @@ import pyalloc as pa
 ZERO = pa.HEAP_ZERO_MEMORY
 IN_PLACE = pa.HEAP_REALLOC_IN_PLACE_ONLY
 BUSY = pa.PROCESS_HEAP_ENTRY_BUSY
+LARGE = 1 << 20    # requests this big are large blocks (over 0xFD000 [23])
 FULL_CHECK = 8192  # blocks up to this size are read whole; bigger ones at their known bytes
 SAMPLE = 64        # zeroed bytes the model remembers at each end of a big block
 
@@ -45,14 +48,14 @@ HEAPS = {
 }
 
 
-def zero_known(size: int, start: int = 0) -> dict:
-    """Known bytes of [start, size) after zeroing: all of them for a small block, else samples
-    at both ends and in the middle."""
+def zero_known(size: int, start: int = 0, value: int = 0) -> dict:
+    """Known bytes of [start, size) after zeroing (or filling with value): all of them for a
+    small block, else samples at both ends and in the middle."""
     if size - start <= FULL_CHECK:
-        return dict.fromkeys(range(start, size), 0)
+        return dict.fromkeys(range(start, size), value)
     mid = (start + size) // 2
     offsets = [*range(start, start + SAMPLE), *range(mid, mid + SAMPLE), *range(size - SAMPLE, size)]
-    return dict.fromkeys(offsets, 0)
+    return dict.fromkeys(offsets, value)
 
 
 def runs(offsets):
@@ -117,7 +120,10 @@ class HeapModel(RuleBasedStateMachine):
     @rule(target=blocks, size=sizes, zero=st.booleans())
     def alloc(self, size, zero):
         a = self.p.HeapAlloc(self.h, ZERO if zero else 0, size)
-        self.add(a, size, zero_known(size) if zero else {})
+        # a large block reads as zero without HEAP_ZERO_MEMORY too [18], also when the heap
+        # gives out again one that was freed (debug heaps fill new blocks instead [43])
+        large = size >= LARGE and self.kind in ("lfh", "back end only")
+        self.add(a, size, zero_known(size) if zero or large else {})
         self.check_contents(a)
         return a
 
@@ -133,6 +139,18 @@ class HeapModel(RuleBasedStateMachine):
         payload = data.draw(st.binary(min_size=n, max_size=n), label="payload")
         self.p.write(a + offset, payload)
         known.update(zip(range(offset, offset + n), payload))
+
+    @rule(a=blocks, value=st.integers(1, 255))
+    def fill(self, a, value):
+        """Writes a whole block (of 64 KiB or more): freed large blocks that came back written
+        through are cleared and kept in memory, not dropped, and must still read as zero when
+        they are given out again [18]."""
+        if a not in self.live or self.live[a][0] < 1 << 16:
+            return
+        size, known = self.live[a]
+        self.p.write(a, bytes([value]) * size)
+        known.clear()
+        known.update(zero_known(size, value=value))
 
     @rule(a=blocks)
     def read(self, a):
