@@ -984,11 +984,11 @@ static void *large_alloc_locked(pa_heap_t *h, DWORD flags, size_t n, size_t room
             size_t d = c->committed >= total ? c->committed - total : 4 * (total - c->committed) + total;
             if (h->large_dense) { /* pages not kept resident fault in as the program writes */
                 size_t kept = (size_t)c->hdr.prev_size * PA_PAGE_SIZE;
+                if (grow && kept >= total) { /* a growing buffer: this one */
+                    best = c;
+                    break;
+                }
                 d += total > kept ? total - kept : 0;
-            }
-            if (grow && (size_t)c->hdr.prev_size * PA_PAGE_SIZE >= total) { /* a growing buffer */
-                best = c;
-                break;
             }
             if (!best || d < best_d) best = c, best_d = d;
             if (d <= total / 4) break;
@@ -2481,11 +2481,12 @@ static int large_move(pa_heap_t *h, void *to, void *from, size_t old, size_t n, 
 }
 
 /* The new block of a HeapReAlloc that grows to n bytes by moving: a large block gets room for
- * its next growths in place, half as much again committed at its end (fact 33: in place within
- * the commit; pages not written cost no memory; a grow in place keeps the rest of the room),
- * so that a buffer grown step by step moves once in a few steps, not at every one (glibc's realloc grows big blocks by mremap, in place
- * when it can). Back-end blocks get no room: free space kept after each growing block took
- * bench_preload's realloc workload from 32 to 42 MB of peak RSS. */
+ * its next growths in place, half as much again committed at its end (fact 33: in place
+ * within the commit; pages not written cost no memory; a grow in place keeps the rest of the
+ * room), so that a buffer grown step by step moves once in a few steps, not at every one
+ * (glibc's realloc grows big blocks by mremap, in place when it can). Back-end blocks get no
+ * room: free space kept after each growing block took bench_preload's realloc workload from
+ * 32 to 42 MB of peak RSS. */
 static void *alloc_grown_locked(pa_heap_t *h, DWORD flags, size_t n)
 {
     if (h->debug || h->maximum || n > PA_HEAP_MAX_REQUEST / 2 || units_for(h, n) * U < PA_HEAP_LARGE_THRESHOLD)
