@@ -737,8 +737,7 @@ static inline int large_mapped_plocked(const pa_process_t *p, const pa_large_t *
     if (!a || (a & (PA_GRANULARITY - 1))) return 0;
     const pa_alloc_t *al = _pa_alloc_at_locked(p, a);
     if (!al || al->base != a || al->owner != PA_OWNER_HEAP || al->type != MEM_PRIVATE) return 0;
-    pa_pstate_t ps = *_pa_pstate(p, a) & (PS_COMMITTED | PS_GUARD | PS_PROT_MASK);
-    return ps == (PS_COMMITTED | 2u) || ps == (PS_COMMITTED | 6u); /* log2 of 0x04, 0x40 */
+    return _pa_pstate_rw(*_pa_pstate(p, a));
 }
 
 int _pa_heap_readable(pa_heap_t *h, uintptr_t a, size_t n)
@@ -748,10 +747,8 @@ int _pa_heap_readable(pa_heap_t *h, uintptr_t a, size_t n)
     _pa_lock(p);
     const pa_alloc_t *al = _pa_alloc_at_locked(p, a);
     int ok = al && al->owner == PA_OWNER_HEAP && al->type == MEM_PRIVATE && a + n <= al->base + al->size;
-    for (uintptr_t pg = _pa_align_down(a, PA_PAGE_SIZE); ok && pg < a + n; pg += PA_PAGE_SIZE) {
-        pa_pstate_t ps = *_pa_pstate(p, pg) & (PS_COMMITTED | PS_GUARD | PS_PROT_MASK);
-        ok = ps == (PS_COMMITTED | 2u) || ps == (PS_COMMITTED | 6u);
-    }
+    for (uintptr_t pg = _pa_align_down(a, PA_PAGE_SIZE); ok && pg < a + n; pg += PA_PAGE_SIZE)
+        ok = _pa_pstate_rw(*_pa_pstate(p, pg));
     _pa_unlock(p);
     return ok;
 }

@@ -180,6 +180,14 @@ static inline pa_pstate_t *_pa_pstate(const pa_process_t *p, uintptr_t addr)
     return &p->pages[(addr - p->base) >> PA_PAGE_SHIFT];
 }
 
+/* Is page state s committed PAGE_READWRITE or PAGE_EXECUTE_READWRITE, without a guard (its
+ * other bits, such as reset or write-watch, aside)? */
+static inline int _pa_pstate_rw(pa_pstate_t s)
+{
+    s &= PS_QUERY_MASK;
+    return s == (PS_COMMITTED | 2u) || s == (PS_COMMITTED | 6u); /* log2 of 0x04, 0x40 */
+}
+
 /* Win32 protection of a committed page's state, with the allocation's sticky attributes. */
 static inline DWORD _pa_pstate_protect(pa_pstate_t s, DWORD alloc_prot)
 {

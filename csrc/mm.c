@@ -1323,11 +1323,8 @@ static NTSTATUS zero_check_locked(pa_process_t *p, uintptr_t start, uintptr_t en
         return STATUS_INVALID_PARAMETER;
     for (const pa_pin_t *pin = p->pins; pin; pin = pin->next)
         if (pin->start < end && start < pin->end) return PA_STATUS_BUFFER_EXPORTED;
-    for (uintptr_t pg = start; writable && pg < end; pg += PA_PAGE_SIZE) {
-        pa_pstate_t ps = *_pa_pstate(p, pg) & (PS_COMMITTED | PS_GUARD | PS_PROT_MASK);
-        if (ps != (PS_COMMITTED | 2u) && ps != (PS_COMMITTED | 6u)) /* log2 of 0x04, 0x40 */
-            return STATUS_INVALID_PARAMETER;
-    }
+    for (uintptr_t pg = start; writable && pg < end; pg += PA_PAGE_SIZE)
+        if (!_pa_pstate_rw(*_pa_pstate(p, pg))) return STATUS_INVALID_PARAMETER;
     return STATUS_SUCCESS;
 }
 
@@ -1358,7 +1355,7 @@ static NTSTATUS move_check_locked(pa_process_t *p, uintptr_t start, uintptr_t en
     NTSTATUS st = zero_check_locked(p, start, end, 0);
     if (st != STATUS_SUCCESS) return st;
     if (!*state) *state = *_pa_pstate(p, start);
-    if (*state != (PS_COMMITTED | 2u) && *state != (PS_COMMITTED | 6u)) return STATUS_INVALID_PARAMETER;
+    if (!_pa_pstate_rw(*state) || (*state & ~PS_QUERY_MASK)) return STATUS_INVALID_PARAMETER;
     const pa_pstate_t *s = _pa_pstate(p, start);
     for (size_t i = 0, n = (end - start) >> PA_PAGE_SHIFT; i < n; i++)
         if (s[i] != *state) return STATUS_INVALID_PARAMETER;
