@@ -2651,7 +2651,7 @@ LPVOID pa_heap_realloc(pa_process_t *p, HANDLE heap, DWORD flags, LPVOID mem, SI
             void *nu = _pa_lfh_alloc_fast(tc, _pa_lfh_bucket(n), n, 0);
             if (nu == PA_LFH_CORRUPT) return corrupt_fail(), NULL; /* as realloc_lfh */
             if (PA_LIKELY(nu != NULL)) {
-                memcpy(nu, mem, old < n ? old : n);
+                realloc_move(nu, mem, old, n, 0);
                 /* A flush that finds a corrupted link frees the old block all the same: the
                  * move stands and the corruption is reported (as realloc_lfh does). */
                 if (PA_UNLIKELY(!_pa_lfh_free_fast(tc->heap, tc, b))) corrupt_fail();
