@@ -405,9 +405,9 @@ static inline unsigned _pa_free_class(size_t units)
  * block. */
 static inline uint16_t _pa_blk_tag_v(const pa_heap_t *h, uintptr_t a, uint32_t size, uint32_t extra)
 {
-    uint32_t x = (size * 0x9E3779B1u) ^ (extra * 0x85EBCA77u);
-    x ^= x >> 16;
-    return (uint16_t)((a >> 4) ^ (a >> 20) ^ (a >> 36) ^ h->cookie ^ x);
+    /* One multiply: every input bit reaches the top 16 bits of the product. */
+    uint64_t x = ((uint64_t)size << 32 | extra) ^ (a >> 4);
+    return (uint16_t)((x * 0x9E3779B97F4A7C15ull) >> 48) ^ (uint16_t)h->cookie;
 }
 
 static inline uint16_t _pa_blk_tag(const pa_heap_t *h, const pa_block_t *b)
