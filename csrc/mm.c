@@ -286,6 +286,34 @@ static size_t find_free_slots_locked(pa_process_t *p, size_t n, int top_down)
     }
 }
 
+/* The first slot of n free ones, bottom-up as find_free_slots_locked, whose address is
+ * `phase` slots past a multiple of `period` slots; (size_t)-1 when there is none. */
+static size_t find_phased_slots_locked(const pa_process_t *p, size_t n, size_t period, size_t phase)
+{
+    size_t lo = 1, hi = p->nslots - 1, s0 = p->base >> PA_SLOT_SHIFT;
+    size_t i = p->free_hint > lo ? p->free_hint : lo;
+    for (;;) {
+        i = slot_scan_up(p, i, hi, 0);
+        i += (phase + period - (s0 + i) % period) % period;
+        if (i >= hi || n > hi - i) return (size_t)-1;
+        size_t j = slot_scan_up(p, i, i + n, 1);
+        if (j == i + n) return i;
+        i = j + 1;
+    }
+}
+
+void *pa_mm_find_phased(pa_process_t *p, size_t size, size_t align, size_t phase)
+{
+    if (!p || !size || !align || (align | phase) & (PA_GRANULARITY - 1) || phase >= align ||
+        size > p->limit - p->min)
+        return NULL;
+    size_t n = _pa_align_up(size, PA_GRANULARITY) >> PA_SLOT_SHIFT;
+    _pa_lock(p);
+    size_t first = find_phased_slots_locked(p, n, align >> PA_SLOT_SHIFT, phase >> PA_SLOT_SHIFT);
+    _pa_unlock(p);
+    return first == (size_t)-1 ? NULL : (void *)(p->base + (first << PA_SLOT_SHIFT));
+}
+
 static void mark_slots_locked(pa_process_t *p, pa_alloc_t *a)
 {
     size_t first = (a->base - p->base) >> PA_SLOT_SHIFT;

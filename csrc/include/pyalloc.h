@@ -177,6 +177,12 @@ NTSTATUS pa_mm_clear_pages(pa_process_t *p, void *address, size_t size, size_t k
  * pa_mm_zero_pages (STATUS_INVALID_PARAMETER, PA_STATUS_BUFFER_EXPORTED); STATUS_NOT_SUPPORTED
  * when the host cannot move them (nothing changed: the caller copies). */
 NTSTATUS pa_mm_move_pages(pa_process_t *p, void *dst, void *src, size_t size);
+/* The base of a free range of size bytes whose address is `phase` bytes past a multiple of
+ * `align` (both multiples of the allocation granularity, phase < align), the lowest such
+ * range above the process's first free one; NULL when there is none. Only a hint: the caller
+ * reserves it with pa_virtual_alloc (MEM_RESERVE at that address), which fails if another
+ * thread took it meanwhile. Layer 3 places its large blocks with it (see heap.c). */
+void *pa_mm_find_phased(pa_process_t *p, size_t size, size_t align, size_t phase);
 /* 1 if any allocation touching [address, address + size) belongs to owner. */
 int pa_mm_range_has_owner(pa_process_t *p, const void *address, size_t size, pa_owner_t owner);
 /* 1 if a pin overlaps [address, address + size) (size 0: any pin in memory of owner). */

@@ -966,6 +966,58 @@ TEST(mm_zero_pages_zeroes_committed_pages_and_refuses_bad_ranges)
     proc_end(p);
 }
 
+TEST(mm_find_phased_gives_a_free_range_at_the_phase_asked)
+{
+    pa_process_t *p = proc_new();
+    const size_t M2 = (size_t)2 << 20, K64 = 0x10000;
+    unsigned char *at = pa_mm_find_phased(p, 3 * M2, M2, M2 - K64);
+    CHECK(at != NULL);
+    CHECK_EQ(((uintptr_t)at - (uintptr_t)0) % M2, M2 - K64);
+    /* Only a hint: the range is free, and reserving it there succeeds. */
+    unsigned char *r = pa_virtual_alloc(p, at, 3 * M2, MEM_RESERVE, PAGE_READWRITE, PA_OWNER_APP);
+    CHECK(r == at);
+    /* The next one lies past it. */
+    unsigned char *next = pa_mm_find_phased(p, K64, M2, M2 - K64);
+    CHECK(next != NULL && next >= at + 3 * M2 && (uintptr_t)next % M2 == M2 - K64);
+    CHECK(pa_mm_find_phased(p, K64, M2, 0) != NULL);
+    CHECK(pa_mm_find_phased(p, 0, M2, 0) == NULL);                /* nothing asked */
+    CHECK(pa_mm_find_phased(p, K64, M2, M2) == NULL);             /* phase >= align */
+    CHECK(pa_mm_find_phased(p, K64, M2, 0x1000) == NULL);         /* not on the granularity */
+    CHECK(pa_mm_find_phased(p, (size_t)1 << 40, M2, 0) == NULL);  /* more than the space */
+    CHECK(pa_mm_find_phased(NULL, K64, M2, 0) == NULL);
+    CHECK(pa_virtual_free(p, r, 0, MEM_RELEASE, PA_OWNER_APP));
+    proc_end(p);
+}
+
+TEST(large_blocks_start_64k_before_a_2mib_boundary_and_end_on_one)
+{
+    /* heap.c reserve_large: a freed block that was barely written is dropped with one madvise
+     * that walks only the page table entries its own first 2 MiB share with nothing else. */
+    pa_process_t *p = proc_new();
+    HANDLE h = pa_heap_create(p, 0, 0, 0);
+    const size_t M2 = (size_t)2 << 20;
+    size_t sizes[] = {0x100000, 0x180000, 0x2A0000, 0x3F0000};
+    for (int i = 0; i < 4; i++) {
+        unsigned char *x = pa_heap_alloc(p, h, 0, sizes[i]);
+        CHECK(x != NULL);
+        CHECK_EQ((uintptr_t)x % M2, M2 - 0x10000 + 64); /* fact 21 still: base + 8P */
+        MEMORY_BASIC_INFORMATION mbi;
+        CHECK(pa_virtual_query(p, x, &mbi, sizeof mbi));
+        CHECK(mbi.AllocationBase == x - 64);
+        /* The reservation ends on a 2 MiB boundary: its last region does. */
+        unsigned char *end = x;
+        while (pa_virtual_query(p, end, &mbi, sizeof mbi) && mbi.AllocationBase == x - 64)
+            end = (unsigned char *)mbi.BaseAddress + mbi.RegionSize;
+        CHECK_EQ((uintptr_t)end % M2, 0);
+        CHECK((size_t)(end - (x - 64)) >= sizes[i] + 64);
+        CHECK((size_t)(end - (x - 64)) < sizes[i] + 64 + M2 + M2 / 4); /* < 2 MiB over the step */
+        x[sizes[i] - 1] = 1;
+    }
+    CHECK(pa_heap_validate(p, h, 0, NULL));
+    CHECK(pa_heap_destroy(p, h));
+    proc_end(p);
+}
+
 TEST(mm_clear_pages_clears_written_pages_in_place_or_drops_the_range)
 {
     pa_process_t *p = proc_new();
