@@ -1297,27 +1297,21 @@ static int lfh_eligible(const pa_heap_t *h)
            !(h->force_flags & 0x80000000u); /* bit 31 of force_flags: our "no LFH" option */
 }
 
-/* Lookaside class of a request n in (PA_LA_MIN, PA_LA_MAX], and the largest request of a
- * class. */
-static inline unsigned la_class(size_t n)
-{
-    if (n <= ((size_t)20 << 10)) return 0;
-    if (n <= ((size_t)32 << 10)) return (unsigned)((n - 1 - ((size_t)16 << 10)) >> 12);
-    return 4u + (unsigned)((n - 1 - ((size_t)32 << 10)) >> 13);
-}
+/* Lookaside class of a request n in (PA_LA_MIN, PA_LA_MAX] (by (n - 1) >> 12, 3..15), the
+ * largest request of a class, and the class of a block of cap user bytes in
+ * [la_class_bytes(0), PA_LA_MAX * 5 / 4] (by cap >> 12, 5..20: the largest class whose
+ * requests it holds). Tables, not comparisons: the sizes of a free+alloc pair come in no
+ * order, and the comparisons' branches were mispredicted about once per pair. */
+static const uint8_t la_req_class[16] = {0, 0, 0, 0, 0, 1, 2, 3, 4, 4, 5, 5, 6, 6, 7, 7};
+static const uint8_t la_cap_class[21] = {0, 0, 0, 0, 0, 0, 1, 2, 3, 3, 4, 4, 5, 5, 6, 6, 7, 7, 7, 7, 7};
+static const uint32_t la_bytes[PA_LA_CLASSES] = {20 << 10, 24 << 10, 28 << 10, 32 << 10,
+                                                 40 << 10, 48 << 10, 56 << 10, 64 << 10};
 
-static size_t la_class_bytes(unsigned c)
-{
-    return c < 4 ? ((size_t)16 << 10) + ((size_t)c + 1) * 4096 : ((size_t)32 << 10) + ((size_t)c - 3) * 8192;
-}
+static inline unsigned la_class(size_t n) { return la_req_class[(n - 1) >> 12]; }
 
-/* The class of a block of `cap` user bytes: the largest whose requests it holds. */
-static inline unsigned la_class_of_cap(size_t cap)
-{
-    unsigned c = la_class(cap);
-    if (c >= PA_LA_CLASSES) return PA_LA_CLASSES - 1;
-    return la_class_bytes(c) > cap ? c - 1 : c;
-}
+static inline size_t la_class_bytes(unsigned c) { return la_bytes[c]; }
+
+static inline unsigned la_class_of_cap(size_t cap) { return la_cap_class[cap >> 12]; }
 
 static int la_eligible(const pa_heap_t *h, size_t n)
 {
