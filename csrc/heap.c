@@ -524,14 +524,28 @@ static inline pa_segment_t *seg_at(const pa_heap_t *h, unsigned i)
 }
 
 /* The mc_words entry (see pa_heap_t) whose committed range holds addr, or 0. Read without the
- * heap lock by the lookaside bins' lookups, and under it by backend_seg_of. */
-static inline uint64_t mc_word_of(const pa_heap_t *h, uintptr_t addr)
+ * heap lock by the lookaside bins' lookups, and under it by backend_seg_of. With a thread's
+ * cache tc, the entry that held addr's MiB of address space last time is tried first
+ * (tc->mc_hint): which of the segments a freed block lies in follows no pattern, so the
+ * search's exit was a mispredicted branch on most frees. A hint only names a slot of
+ * mc_words, whose word is checked as in the search: a stale one costs the search, nothing
+ * else. */
+static inline __attribute__((always_inline)) uint64_t mc_word_of(const pa_heap_t *h, pa_lfh_tcache_t *tc,
+                                                                 uintptr_t addr)
 {
+    unsigned g = (unsigned)(addr >> 20) & (PA_MC_HINTS - 1), k;
+    if (tc && (k = tc->mc_hint[g] - 1u) < PA_MC_ORDER) {
+        uint64_t w = __atomic_load_n(&h->mc_words[k], __ATOMIC_ACQUIRE);
+        if (PA_LIKELY(addr - segmap_base(w) < ((size_t)(uint32_t)w << 12))) return w;
+    }
     for (unsigned j = 0; j < PA_MC_ORDER; j++) {
         uint64_t w = __atomic_load_n(&h->mc_words[j], __ATOMIC_ACQUIRE);
         size_t committed = (size_t)(uint32_t)w << 12;
         if (!committed) return 0;
-        if (addr - segmap_base(w) < committed) return w;
+        if (addr - segmap_base(w) < committed) {
+            if (tc) tc->mc_hint[g] = (uint8_t)(j + 1);
+            return w;
+        }
     }
     return 0;
 }
@@ -542,7 +556,7 @@ static inline uint64_t mc_word_of(const pa_heap_t *h, uintptr_t addr)
  * took about 100 instructions per call with 36 MB in 1-64 KiB blocks. */
 static pa_segment_t *backend_seg_of(const pa_heap_t *h, uintptr_t addr)
 {
-    uint64_t w = mc_word_of(h, addr);
+    uint64_t w = mc_word_of(h, NULL, addr);
     if (w) return seg_at_base(h, segmap_base(w));
     int i = seg_index(h, addr);
     return i >= 0 && !(h->segmap[i] & PA_SEGMAP_LFH) ? seg_at(h, (unsigned)i) : NULL;
@@ -1407,10 +1421,11 @@ static void la_flush_locked(pa_heap_t *h)
 /* The end of the committed blocks of the back-end segment of h whose blocks hold header
  * address b, found without the heap lock in mc_words; 0 when b is not 16-aligned in such a
  * place (or its segment is not listed there: the caller then takes the locked path). */
-static inline __attribute__((always_inline)) uintptr_t mc_committed_end(pa_heap_t *h, uintptr_t b)
+static inline __attribute__((always_inline)) uintptr_t mc_committed_end(pa_heap_t *h, pa_lfh_tcache_t *tc,
+                                                                      uintptr_t b)
 {
     if (b & (U - 1)) return 0;
-    uint64_t w = mc_word_of(h, b);
+    uint64_t w = mc_word_of(h, tc, b);
     if (!w) return 0;
     uintptr_t base = segmap_base(w);
     size_t committed = (size_t)(uint32_t)w << 12, hdr = base == (uintptr_t)h ? HEAP_HDR_SIZE : SEG_HDR_SIZE;
@@ -1420,10 +1435,11 @@ static inline __attribute__((always_inline)) uintptr_t mc_committed_end(pa_heap_
 /* The header of the back-end block at user address a if it is one with flags `want`, found
  * without the heap lock (its tag checked; the neighbours are not read); NULL otherwise.
  * Nothing is read at a before a is known to lie in committed blocks of a back-end segment. */
-static inline __attribute__((always_inline)) pa_block_t *mc_block_of(pa_heap_t *h, uintptr_t a, uint8_t want)
+static inline __attribute__((always_inline)) pa_block_t *mc_block_of(pa_heap_t *h, pa_lfh_tcache_t *tc,
+                                                                     uintptr_t a, uint8_t want)
 {
     pa_block_t *b = (pa_block_t *)(a - U);
-    uintptr_t end = mc_committed_end(h, (uintptr_t)b);
+    uintptr_t end = mc_committed_end(h, tc, (uintptr_t)b);
     if (!end) return NULL;
     pa_block_t v = blk_snapshot(b);
     if (v.flags != want || v.tag != _pa_blk_tag_v(h, (uintptr_t)b, v.size, v.extra) || v.size < 2 ||
@@ -1558,7 +1574,7 @@ static void mc_take_remote(pa_heap_t *h, pa_lfh_tcache_t *tc, unsigned c)
  * checks everything and reports what is wrong). */
 static inline __attribute__((always_inline)) int mc_put(pa_heap_t *h, pa_lfh_tcache_t *tc, void *mem)
 {
-    pa_block_t *b = mc_block_of(h, (uintptr_t)mem, PA_BLK_BUSY);
+    pa_block_t *b = mc_block_of(h, tc, (uintptr_t)mem, PA_BLK_BUSY);
     if (!b) return 0;
     size_t cap = (size_t)b->size * U - U;
     if (cap < la_class_bytes(0) || cap > PA_LA_MAX + PA_LA_MAX / 4) return 0;
@@ -1602,7 +1618,7 @@ static pa_block_t *mc_next(pa_heap_t *h, pa_block_t *b, int *bad)
 {
     pa_block_t *x = mc_get_link(h, b, bad);
     if (!x) return NULL;
-    if (!mc_committed_end(h, (uintptr_t)x)) {
+    if (!mc_committed_end(h, NULL, (uintptr_t)x)) {
         *bad = 1;
         return NULL;
     }
@@ -2396,7 +2412,7 @@ SIZE_T pa_heap_size(pa_process_t *p, HANDLE heap, DWORD flags, LPCVOID mem)
         int r = _pa_lfh_lookup(h, e->tc, mem, &b);
         if (r == PA_LFH_BUSY) return b->prev_size;
         if (r == PA_LFH_BAD) return _pa_heap_fail(STATUS_INVALID_PARAMETER), (SIZE_T)-1;
-        if ((b = mc_block_of(h, (uintptr_t)mem, PA_BLK_BUSY)) != NULL) {
+        if ((b = mc_block_of(h, e->tc, (uintptr_t)mem, PA_BLK_BUSY)) != NULL) {
             pa_block_t v = blk_snapshot(b);
             return (size_t)v.size * U - U - v.extra;
         }

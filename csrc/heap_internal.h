@@ -84,6 +84,7 @@
 #define PA_MC_REMOTE_BYTES ((int64_t)64 << 20) /* bytes the remote lists of a heap may hold */
 #define PA_SEGMAP_LFH 0x80000000u
 #define PA_MC_ORDER 24                /* back-end segments a lock-free lookup searches */
+#define PA_MC_HINTS 1024              /* a thread's hints of where a block's segment is */
 #define PA_LA_MIN ((size_t)16368)  /* requests above this (the LFH's limit) ... */
 #define PA_LA_MAX ((size_t)65536)  /* ... up to this use the lists */
 /* A HeapReAlloc that moves an LFH block to a new size up to this, in an active bucket, takes
@@ -256,6 +257,9 @@ typedef struct pa_lfh_tcache_s {
     /* The LFH segments the thread freed into last (the fast free's range check), never NULL:
      * &_pa_lfh_no_seg until the first LFH frees. */
     pa_lfh_seg_t *last_seg, *prev_seg;
+    /* Per MiB of address space (modulo PA_MC_HINTS), 1 + the mc_words slot that held a block
+     * the thread freed there last (heap.c mc_word_of); 0: none yet. */
+    uint8_t mc_hint[PA_MC_HINTS];
     pa_heap_t *heap;
     uintptr_t owner;       /* pthread_self() of the thread using it, 0 when free */
 } pa_lfh_tcache_t;
