@@ -1324,6 +1324,34 @@ TEST(thread_bins_reuse_medium_blocks_and_hide_them)
     proc_end(p);
 }
 
+/* heap.c mc_word_of: a thread remembers which back-end segment held the last block it freed
+ * in each MiB; after the segments shrink and are rebuilt, those hints name stale slots, which
+ * must cost a search, never vouch for memory the segments gave back. */
+TEST(thread_bins_stale_segment_hints_vouch_for_nothing)
+{
+    pa_process_t *p = proc_new();
+    HANDLE h = pa_heap_create(p, 0, 0, 0);
+    lfh_on(p, h);
+    enum { N = 300 };
+    static unsigned char *x[N];
+    for (int i = 0; i < N; i++) CHECK((x[i] = pa_heap_alloc(p, h, 0, 40000)) != NULL);
+    pa_heap_stats_t st;
+    CHECK(pa_heap_stats(p, h, &st));
+    CHECK(st.segments >= 3); /* 12 MB of blocks: the heap grew by segments */
+    for (int i = 0; i < N; i++) CHECK(pa_heap_free(p, h, 0, x[i])); /* every MiB hinted */
+    CHECK(pa_heap_compact(p, h, 0) > 0); /* bins emptied, free ranges decommitted */
+    CHECK(pa_heap_validate(p, h, 0, NULL));
+    for (int i = 0; i < N; i += 7) CHECK_FAILS(pa_heap_free(p, h, 0, x[i]), ERROR_INVALID_PARAMETER);
+    for (int i = 0; i < N; i += 7) CHECK_EQ(pa_heap_size(p, h, 0, x[i]), (SIZE_T)-1);
+    /* And blocks allocated again are freed through the hints as before. */
+    for (int i = 0; i < N; i++) CHECK((x[i] = pa_heap_alloc(p, h, 0, 40000)) != NULL);
+    for (int i = 0; i < N; i++) CHECK(pa_heap_free(p, h, 0, x[i]));
+    CHECK_FAILS(pa_heap_free(p, h, 0, x[N / 2]), ERROR_INVALID_PARAMETER);
+    CHECK(pa_heap_validate(p, h, 0, NULL));
+    CHECK(pa_heap_destroy(p, h));
+    proc_end(p);
+}
+
 /* A heap that serves only 16-64 KiB blocks (no LFH bucket ever active) gets the thread bins
  * after 17 of them: a block freed then waits in the freeing thread's own bin, where another
  * thread's request of its class does not find it (the heap's shared lookaside lists would
