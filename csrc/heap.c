@@ -418,12 +418,15 @@ static int decommit(pa_heap_t *h, uintptr_t addr, size_t size)
     return ok;
 }
 
-static void *reserve(pa_heap_t *h, size_t size)
+/* Reserves size bytes at address `at` (NULL: anywhere). */
+static void *reserve_at(pa_heap_t *h, void *at, size_t size)
 {
-    void *base = pa_virtual_alloc(h->process, NULL, size, MEM_RESERVE, heap_protect(h), PA_OWNER_HEAP);
+    void *base = pa_virtual_alloc(h->process, at, size, MEM_RESERVE, heap_protect(h), PA_OWNER_HEAP);
     if (base) h->ctr.reserved += _pa_align_up(size, PA_PAGE_SIZE);
     return base;
 }
+
+static void *reserve(pa_heap_t *h, size_t size) { return reserve_at(h, NULL, size); }
 
 /* A large block's reservation starts 64 KiB before a 2 MiB boundary and ends on one, where
  * the address space has room: its first page (header and first user bytes, always written)
@@ -444,10 +447,9 @@ static void *reserve_large(pa_heap_t *h, size_t *size)
     void *at = pa_mm_find_phased(h->process, placed, LARGE_ALIGN, LARGE_ALIGN - PA_GRANULARITY);
     if (at) {
         DWORD saved = pa_get_last_error();
-        void *base = pa_virtual_alloc(h->process, at, placed, MEM_RESERVE, heap_protect(h), PA_OWNER_HEAP);
+        void *base = reserve_at(h, at, placed);
         pa_set_last_error(saved); /* taken meanwhile: anywhere else will do */
         if (base) {
-            h->ctr.reserved += placed;
             *size = placed;
             return base;
         }

@@ -259,22 +259,29 @@ static size_t slot_scan_down(const pa_process_t *p, size_t from, size_t to, int 
     return (size_t)-1;
 }
 
+/* The first slot of n free ones, bottom-up from the first free slot, whose address is `phase`
+ * slots past a multiple of `period` slots (period 1: any); (size_t)-1 when there is none. */
+static size_t find_phased_slots_locked(const pa_process_t *p, size_t n, size_t period, size_t phase)
+{
+    size_t lo = 1, hi = p->nslots - 1, s0 = p->base >> PA_SLOT_SHIFT;
+    size_t i = p->free_hint > lo ? p->free_hint : lo;
+    for (;;) {
+        i = slot_scan_up(p, i, hi, 0);
+        if (period > 1) i += (phase + period - (s0 + i) % period) % period;
+        if (i >= hi || n > hi - i) return (size_t)-1;
+        size_t j = slot_scan_up(p, i, i + n, 1);
+        if (j == i + n) return i;
+        i = j + 1;
+    }
+}
+
 /* Finds n consecutive free slots between the first and last usable slot, bottom-up or
  * top-down. Returns the first slot or (size_t)-1. */
 static size_t find_free_slots_locked(pa_process_t *p, size_t n, int top_down)
 {
     size_t lo = 1, hi = p->nslots - 1; /* slot 0 and the last slot are never usable */
     if (n > hi - lo) return (size_t)-1;
-    if (!top_down) {
-        size_t i = p->free_hint > lo ? p->free_hint : lo;
-        for (;;) {
-            i = slot_scan_up(p, i, hi, 0);
-            if (i + n > hi) return (size_t)-1;
-            size_t j = slot_scan_up(p, i, i + n, 1);
-            if (j == i + n) return i;
-            i = j + 1;
-        }
-    }
+    if (!top_down) return find_phased_slots_locked(p, n, 1, 0);
     size_t end = hi;
     for (;;) {
         size_t z = slot_scan_down(p, lo, end, 0);
@@ -283,22 +290,6 @@ static size_t find_free_slots_locked(pa_process_t *p, size_t n, int top_down)
         size_t j = slot_scan_down(p, end - n, end, 1);
         if (j == (size_t)-1) return end - n;
         end = j;
-    }
-}
-
-/* The first slot of n free ones, bottom-up as find_free_slots_locked, whose address is
- * `phase` slots past a multiple of `period` slots; (size_t)-1 when there is none. */
-static size_t find_phased_slots_locked(const pa_process_t *p, size_t n, size_t period, size_t phase)
-{
-    size_t lo = 1, hi = p->nslots - 1, s0 = p->base >> PA_SLOT_SHIFT;
-    size_t i = p->free_hint > lo ? p->free_hint : lo;
-    for (;;) {
-        i = slot_scan_up(p, i, hi, 0);
-        i += (phase + period - (s0 + i) % period) % period;
-        if (i >= hi || n > hi - i) return (size_t)-1;
-        size_t j = slot_scan_up(p, i, i + n, 1);
-        if (j == i + n) return i;
-        i = j + 1;
     }
 }
 
