@@ -1437,6 +1437,9 @@ int pa_mm_range_pinned(pa_process_t *p, const void *address, size_t size, pa_own
 {
     uintptr_t start = (uintptr_t)address, end = start + size;
     int found = 0;
+    /* No pin at all (the usual case: asked on every HeapFree and HeapReAlloc from Python):
+     * no lock. A pin made meanwhile by another thread is as if made after the call. */
+    if (!__atomic_load_n(&p->pins, __ATOMIC_ACQUIRE)) return 0;
     _pa_lock(p);
     for (const pa_pin_t *pin = p->pins; pin && !found; pin = pin->next) {
         if (size) {
