@@ -436,9 +436,11 @@ static void *reserve(pa_heap_t *h, size_t size) { return reserve_at(h, NULL, siz
  * was barely written (large_zero_locked) walks the page table entries of its range: with the
  * blocks packed at 64 KiB granularity most of a 2.5 MiB block's entries were walked, 0.5 us
  * a call; placed so, 0.27 us (a loop of madvise calls on this machine, kernel 6.18).
- * bench_heap's large workload went from 1.07x glibc's time to 0.76-0.79x. The reservation
- * grows by less than 2 MiB of address space, never of commit; *size is rounded up so when
- * the place is found. (A freed block then serves any request up to its reservation.) */
+ * bench_heap's large workload went from 1.07x glibc's time to 0.76-0.79x. It costs address
+ * space, never commit: a 1 MiB request spans about 4 MiB of it (the reservation rounded up,
+ * and the next placed block starts after the next boundary; the gaps serve smaller
+ * reservations); where no such place is free, the block goes anywhere, packed. *size is
+ * rounded up when the place is found (a freed block then serves any request up to it). */
 #define LARGE_ALIGN ((size_t)2 << 20)
 
 static void *reserve_large(pa_heap_t *h, size_t *size)
