@@ -68,6 +68,49 @@ int pa_arg_ptr(PyObject *o, uintptr_t *out);
 int pa_arg_size(PyObject *o, size_t *out);
 int pa_arg_dword(PyObject *o, DWORD *out);
 
+/* The common cases inline, for the calls whose cost is measured (malloc, free, HeapAlloc,
+ * HeapFree): exactly the required arguments, positionally, parsed by taking them as given;
+ * exact ints converted without PyLong_AsUnsignedLongLong, which goes through
+ * _PyLong_AsByteArray for anything above 2**30, as an address always is. Anything else goes
+ * to the functions above. */
+static inline int pa_parse_fast(const char *fname, PyObject *const *args, Py_ssize_t nargs,
+                                PyObject *kwnames, const char *const *names, int nreq, PyObject **out)
+{
+    if (__builtin_expect(!kwnames && nargs == nreq, 1)) {
+        for (Py_ssize_t i = 0; i < nargs; i++) out[i] = args[i];
+        return 0;
+    }
+    return pa_parse_args(fname, args, nargs, kwnames, names, nreq, out);
+}
+
+static inline int pa_arg_size_fast(PyObject *o, size_t *out)
+{
+    if (__builtin_expect(PyLong_CheckExact(o), 1)) {
+        size_t v = PyLong_AsSize_t(o);
+        if (__builtin_expect(v != (size_t)-1 || !PyErr_Occurred(), 1)) {
+            *out = v;
+            return 0;
+        }
+        PyErr_Clear(); /* pa_arg_size raises its own OverflowError */
+    }
+    return pa_arg_size(o, out);
+}
+
+_Static_assert(sizeof(unsigned long) == sizeof(uintptr_t), "LP64: an address is an unsigned long");
+
+static inline int pa_arg_ptr_fast(PyObject *o, uintptr_t *out)
+{
+    if (__builtin_expect(PyLong_CheckExact(o), 1)) {
+        unsigned long v = PyLong_AsUnsignedLong(o); /* 64 bits on LP64 */
+        if (__builtin_expect(v != (unsigned long)-1 || !PyErr_Occurred(), 1)) {
+            *out = (uintptr_t)v;
+            return 0;
+        }
+        PyErr_Clear();
+    }
+    return pa_arg_ptr(o, out);
+}
+
 /* ---- errors (errors.c) ---- */
 int pa_errors_init(PyObject *module, pa_state *st);
 /* Raises for the calling thread's last error: BufferError for PA_ERROR_BUFFER_EXPORTED,

@@ -444,47 +444,6 @@ int pa_crt_check_not_exported(ProcessObject *po, uintptr_t address)
 /* ------------------------------------------------------------------------------------------ */
 /* Arguments and results                                                                       */
 
-/* Positional arguments as given (the common case, no parsing), else pa_parse_args. */
-static int parse(const char *fname, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames,
-                 const char *const *names, int nreq, PyObject **out)
-{
-    if (LIKELY(!kwnames && nargs == nreq)) {
-        for (Py_ssize_t i = 0; i < nargs; i++) out[i] = args[i];
-        return 0;
-    }
-    return pa_parse_args(fname, args, nargs, kwnames, names, nreq, out);
-}
-
-/* pa_arg_size and pa_arg_ptr with a fast path for exact ints: PyLong_AsUnsignedLongLong goes
- * through _PyLong_AsByteArray for anything above 2**30, which an address always is. */
-static inline int arg_size(PyObject *o, size_t *out)
-{
-    if (LIKELY(PyLong_CheckExact(o))) {
-        size_t v = PyLong_AsSize_t(o);
-        if (LIKELY(v != (size_t)-1 || !PyErr_Occurred())) {
-            *out = v;
-            return 0;
-        }
-        PyErr_Clear(); /* pa_arg_size raises its own OverflowError */
-    }
-    return pa_arg_size(o, out);
-}
-
-_Static_assert(sizeof(unsigned long) == sizeof(uintptr_t), "LP64: an address is an unsigned long");
-
-static inline int arg_ptr(PyObject *o, uintptr_t *out)
-{
-    if (LIKELY(PyLong_CheckExact(o))) {
-        unsigned long v = PyLong_AsUnsignedLong(o); /* 64 bits on LP64 */
-        if (LIKELY(v != (unsigned long)-1 || !PyErr_Occurred())) {
-            *out = (uintptr_t)v;
-            return 0;
-        }
-        PyErr_Clear();
-    }
-    return pa_arg_ptr(o, out);
-}
-
 static int arg_int(PyObject *o, int *out)
 {
     if (!PyLong_Check(o)) {
@@ -548,7 +507,7 @@ PyObject *malloc_impl(PyObject *self, PyObject *const *args, Py_ssize_t nargs, P
     size_t size;
     const char *file;
     int line;
-    if (parse("malloc", args, nargs, kwnames, names, 1, a) || arg_size(a[0], &size))
+    if (pa_parse_fast("malloc", args, nargs, kwnames, names, 1, a) || pa_arg_size_fast(a[0], &size))
         return NULL;
     if (LIKELY(SELF->crt_mode == PA_CRT_MODE_RELEASE)) {
         void *r = pa_crt_malloc(SELF->p, size);
@@ -568,7 +527,7 @@ PyObject *free_impl(PyObject *self, PyObject *const *args, Py_ssize_t nargs, PyO
     static const char *const names[] = {"address", NULL};
     PyObject *a[1] = {NULL};
     uintptr_t address;
-    if (parse("free", args, nargs, kwnames, names, 1, a) || arg_ptr(a[0], &address))
+    if (pa_parse_fast("free", args, nargs, kwnames, names, 1, a) || pa_arg_ptr_fast(a[0], &address))
         return NULL;
     if (LIKELY(SELF->crt_mode == PA_CRT_MODE_RELEASE)) {
         if (UNLIKELY(SELF->exports) && pa_crt_check_not_exported(SELF, address)) return NULL;
@@ -631,8 +590,8 @@ PyObject *calloc_impl(PyObject *self, PyObject *const *args, Py_ssize_t nargs, P
     size_t count, size;
     const char *file;
     int line;
-    if (parse("calloc", args, nargs, kwnames, names, 2, a) || arg_size(a[0], &count) ||
-        arg_size(a[1], &size))
+    if (pa_parse_fast("calloc", args, nargs, kwnames, names, 2, a) || pa_arg_size_fast(a[0], &count) ||
+        pa_arg_size_fast(a[1], &size))
         return NULL;
     int mode = enter_site(SELF, &file, &line);
     if (mode < 0) return NULL;
@@ -650,8 +609,8 @@ static int address_size_site(PyObject *self, const char *fname, PyObject *const 
 {
     static const char *const names[] = {"address", "size", NULL};
     PyObject *a[2] = {NULL, NULL};
-    if (parse(fname, args, nargs, kwnames, names, 2, a) || arg_ptr(a[0], address) ||
-        arg_size(a[1], size))
+    if (pa_parse_fast(fname, args, nargs, kwnames, names, 2, a) || pa_arg_ptr_fast(a[0], address) ||
+        pa_arg_size_fast(a[1], size))
         return -1;
     int mode = enter_site(SELF, file, line);
     if (mode < 0 || pa_crt_check_not_exported(SELF, *address)) return -1;
@@ -681,7 +640,7 @@ PyObject *_msize_impl(PyObject *self, PyObject *const *args, Py_ssize_t nargs, P
     static const char *const names[] = {"address", NULL};
     PyObject *a[1] = {NULL};
     uintptr_t address;
-    if (parse("_msize", args, nargs, kwnames, names, 1, a) || arg_ptr(a[0], &address) ||
+    if (pa_parse_fast("_msize", args, nargs, kwnames, names, 1, a) || pa_arg_ptr_fast(a[0], &address) ||
         pa_crt_enter(SELF) < 0)
         return NULL;
     errno = 0;
@@ -713,8 +672,8 @@ PyObject *_recalloc_impl(PyObject *self, PyObject *const *args, Py_ssize_t nargs
     size_t count, size;
     const char *file;
     int line;
-    if (parse("_recalloc", args, nargs, kwnames, names, 3, a) || arg_ptr(a[0], &address) ||
-        arg_size(a[1], &count) || arg_size(a[2], &size))
+    if (pa_parse_fast("_recalloc", args, nargs, kwnames, names, 3, a) || pa_arg_ptr_fast(a[0], &address) ||
+        pa_arg_size_fast(a[1], &count) || pa_arg_size_fast(a[2], &size))
         return NULL;
     int mode = enter_site(SELF, &file, &line);
     if (mode < 0 || pa_crt_check_not_exported(SELF, address)) return NULL;
@@ -738,8 +697,8 @@ PyObject *_aligned_malloc_impl(PyObject *self, PyObject *const *args, Py_ssize_t
     size_t size, alignment;
     const char *file;
     int line;
-    if (parse("_aligned_malloc", args, nargs, kwnames, names, 2, a) ||
-        arg_size(a[0], &size) || arg_size(a[1], &alignment))
+    if (pa_parse_fast("_aligned_malloc", args, nargs, kwnames, names, 2, a) ||
+        pa_arg_size_fast(a[0], &size) || pa_arg_size_fast(a[1], &alignment))
         return NULL;
     int mode = enter_site(SELF, &file, &line);
     if (mode < 0) return NULL;
@@ -757,8 +716,8 @@ PyObject *_aligned_offset_malloc_impl(PyObject *self, PyObject *const *args, Py_
     size_t size, alignment, offset;
     const char *file;
     int line;
-    if (parse("_aligned_offset_malloc", args, nargs, kwnames, names, 3, a) ||
-        arg_size(a[0], &size) || arg_size(a[1], &alignment) || arg_size(a[2], &offset))
+    if (pa_parse_fast("_aligned_offset_malloc", args, nargs, kwnames, names, 3, a) ||
+        pa_arg_size_fast(a[0], &size) || pa_arg_size_fast(a[1], &alignment) || pa_arg_size_fast(a[2], &offset))
         return NULL;
     int mode = enter_site(SELF, &file, &line);
     if (mode < 0) return NULL;
@@ -777,8 +736,8 @@ PyObject *_aligned_realloc_impl(PyObject *self, PyObject *const *args, Py_ssize_
     size_t size, alignment;
     const char *file;
     int line;
-    if (parse("_aligned_realloc", args, nargs, kwnames, names, 3, a) ||
-        arg_ptr(a[0], &address) || arg_size(a[1], &size) || arg_size(a[2], &alignment))
+    if (pa_parse_fast("_aligned_realloc", args, nargs, kwnames, names, 3, a) ||
+        pa_arg_ptr_fast(a[0], &address) || pa_arg_size_fast(a[1], &size) || pa_arg_size_fast(a[2], &alignment))
         return NULL;
     int mode = enter_site(SELF, &file, &line);
     if (mode < 0 || pa_crt_check_not_exported(SELF, address)) return NULL;
@@ -797,8 +756,8 @@ PyObject *_aligned_free_impl(PyObject *self, PyObject *const *args, Py_ssize_t n
     static const char *const names[] = {"address", NULL};
     PyObject *a[1] = {NULL};
     uintptr_t address;
-    if (parse("_aligned_free", args, nargs, kwnames, names, 1, a) ||
-        arg_ptr(a[0], &address) || pa_crt_enter(SELF) < 0 ||
+    if (pa_parse_fast("_aligned_free", args, nargs, kwnames, names, 1, a) ||
+        pa_arg_ptr_fast(a[0], &address) || pa_crt_enter(SELF) < 0 ||
         pa_crt_check_not_exported(SELF, address))
         return NULL;
     errno = 0;
@@ -813,9 +772,9 @@ PyObject *_aligned_msize_impl(PyObject *self, PyObject *const *args, Py_ssize_t 
     PyObject *a[3] = {NULL, NULL, NULL};
     uintptr_t address;
     size_t alignment, offset;
-    if (parse("_aligned_msize", args, nargs, kwnames, names, 3, a) ||
-        arg_ptr(a[0], &address) || arg_size(a[1], &alignment) ||
-        arg_size(a[2], &offset) || pa_crt_enter(SELF) < 0)
+    if (pa_parse_fast("_aligned_msize", args, nargs, kwnames, names, 3, a) ||
+        pa_arg_ptr_fast(a[0], &address) || pa_arg_size_fast(a[1], &alignment) ||
+        pa_arg_size_fast(a[2], &offset) || pa_crt_enter(SELF) < 0)
         return NULL;
     errno = 0;
     size_t n = pa_crt_aligned_msize(SELF->p, (void *)address, alignment, offset);
@@ -831,7 +790,7 @@ PyObject *_set_new_mode_impl(PyObject *self, PyObject *const *args, Py_ssize_t n
     static const char *const names[] = {"mode", NULL};
     PyObject *a[1] = {NULL};
     int mode;
-    if (parse("_set_new_mode", args, nargs, kwnames, names, 1, a) || arg_int(a[0], &mode) ||
+    if (pa_parse_fast("_set_new_mode", args, nargs, kwnames, names, 1, a) || arg_int(a[0], &mode) ||
         pa_crt_enter(SELF) < 0)
         return NULL;
     int old = pa_crt_set_new_mode(SELF->p, mode);
@@ -845,7 +804,7 @@ PyObject *_query_new_mode_impl(PyObject *self, PyObject *const *args, Py_ssize_t
                                PyObject *kwnames)
 {
     static const char *const names[] = {NULL};
-    if (parse("_query_new_mode", args, nargs, kwnames, names, 0, NULL) || pa_crt_enter(SELF) < 0)
+    if (pa_parse_fast("_query_new_mode", args, nargs, kwnames, names, 0, NULL) || pa_crt_enter(SELF) < 0)
         return NULL;
     return PyLong_FromLong(pa_crt_query_new_mode(SELF->p));
 }
@@ -855,7 +814,7 @@ PyObject *set_new_handler_impl(PyObject *self, PyObject *const *args, Py_ssize_t
 {
     static const char *const names[] = {"handler", NULL};
     PyObject *a[1] = {NULL};
-    if (parse("set_new_handler", args, nargs, kwnames, names, 1, a) || pa_crt_enter(SELF) < 0)
+    if (pa_parse_fast("set_new_handler", args, nargs, kwnames, names, 1, a) || pa_crt_enter(SELF) < 0)
         return NULL;
     PyObject *handler = a[0];
     if (handler != Py_None && !PyCallable_Check(handler))
@@ -873,7 +832,7 @@ PyObject *_get_heap_handle_impl(PyObject *self, PyObject *const *args, Py_ssize_
                                 PyObject *kwnames)
 {
     static const char *const names[] = {NULL};
-    if (parse("_get_heap_handle", args, nargs, kwnames, names, 0, NULL) || pa_crt_enter(SELF) < 0)
+    if (pa_parse_fast("_get_heap_handle", args, nargs, kwnames, names, 0, NULL) || pa_crt_enter(SELF) < 0)
         return NULL;
     /* UCRT's CRT heap is the process heap (heap.md fact 71): the same Heap object. */
     return GetProcessHeap_impl(self, NULL, 0, NULL);
@@ -888,7 +847,7 @@ PyObject *_CrtSetDbgFlag_impl(PyObject *self, PyObject *const *args, Py_ssize_t 
     static const char *const names[] = {"flags", NULL};
     PyObject *a[1] = {NULL};
     int flags;
-    if (parse("_CrtSetDbgFlag", args, nargs, kwnames, names, 1, a) || arg_int(a[0], &flags) ||
+    if (pa_parse_fast("_CrtSetDbgFlag", args, nargs, kwnames, names, 1, a) || arg_int(a[0], &flags) ||
         pa_crt_enter(SELF) < 0)
         return NULL;
     errno = 0;
@@ -903,7 +862,7 @@ PyObject *_CrtCheckMemory_impl(PyObject *self, PyObject *const *args, Py_ssize_t
                                PyObject *kwnames)
 {
     static const char *const names[] = {NULL};
-    if (parse("_CrtCheckMemory", args, nargs, kwnames, names, 0, NULL) || pa_crt_enter(SELF) < 0)
+    if (pa_parse_fast("_CrtCheckMemory", args, nargs, kwnames, names, 0, NULL) || pa_crt_enter(SELF) < 0)
         return NULL;
     int ok = pa_crt_check_memory(SELF->p);
     if (pa_crt_flush(SELF, 0)) return NULL;
@@ -963,7 +922,7 @@ PyObject *_CrtDumpMemoryLeaks_impl(PyObject *self, PyObject *const *args, Py_ssi
                                    PyObject *kwnames)
 {
     static const char *const names[] = {NULL};
-    if (parse("_CrtDumpMemoryLeaks", args, nargs, kwnames, names, 0, NULL) ||
+    if (pa_parse_fast("_CrtDumpMemoryLeaks", args, nargs, kwnames, names, 0, NULL) ||
         pa_crt_enter(SELF) < 0)
         return NULL;
     pa_state *st = STATE(SELF);
@@ -1018,8 +977,8 @@ PyObject *_CrtIsValidHeapPointer_impl(PyObject *self, PyObject *const *args, Py_
     static const char *const names[] = {"address", NULL};
     PyObject *a[1] = {NULL};
     uintptr_t address;
-    if (parse("_CrtIsValidHeapPointer", args, nargs, kwnames, names, 1, a) ||
-        arg_ptr(a[0], &address) || pa_crt_enter(SELF) < 0)
+    if (pa_parse_fast("_CrtIsValidHeapPointer", args, nargs, kwnames, names, 1, a) ||
+        pa_arg_ptr_fast(a[0], &address) || pa_crt_enter(SELF) < 0)
         return NULL;
     return PyBool_FromLong(pa_crt_is_valid_heap_pointer(SELF->p, (void *)address));
 }
@@ -1030,8 +989,8 @@ PyObject *_CrtReportBlockType_impl(PyObject *self, PyObject *const *args, Py_ssi
     static const char *const names[] = {"address", NULL};
     PyObject *a[1] = {NULL};
     uintptr_t address;
-    if (parse("_CrtReportBlockType", args, nargs, kwnames, names, 1, a) ||
-        arg_ptr(a[0], &address) || pa_crt_enter(SELF) < 0)
+    if (pa_parse_fast("_CrtReportBlockType", args, nargs, kwnames, names, 1, a) ||
+        pa_arg_ptr_fast(a[0], &address) || pa_crt_enter(SELF) < 0)
         return NULL;
     return PyLong_FromLong(pa_crt_report_block_type(SELF->p, (void *)address));
 }

@@ -294,7 +294,7 @@ static int arg_heap(PyObject *self, PyObject *o, HANDLE *h, DWORD *options)
         return 0;
     }
     uintptr_t v;
-    if (pa_arg_ptr(o, &v)) return -1;
+    if (pa_arg_ptr_fast(o, &v)) return -1;
     *h = (HANDLE)v;
     return 0;
 }
@@ -399,7 +399,7 @@ int pa_heap_check_access(ProcessObject *self, uintptr_t address, size_t size, co
 
 #define PARSE(fname, names, nreq, out)                                                           \
     do {                                                                                         \
-        if (open_or_raise(self) || pa_parse_args(fname, args, nargs, kwnames, names, nreq, out)) \
+        if (open_or_raise(self) || pa_parse_fast(fname, args, nargs, kwnames, names, nreq, out)) \
             return NULL;                                                                         \
     } while (0)
 
@@ -415,8 +415,8 @@ PyObject *HeapCreate_impl(PyObject *self, PyObject *const *args, Py_ssize_t narg
     if (nargs > 3) /* debug and lfh are keyword-only */
         return PyErr_Format(PyExc_TypeError,
                             "HeapCreate() takes 3 positional arguments but %zd were given", nargs);
-    if (pa_arg_dword(a[0], &options) || pa_arg_size(a[1], &initial) ||
-        pa_arg_size(a[2], &maximum) || (a[3] && pa_arg_dword(a[3], &debug)))
+    if (pa_arg_dword(a[0], &options) || pa_arg_size_fast(a[1], &initial) ||
+        pa_arg_size_fast(a[2], &maximum) || (a[3] && pa_arg_dword(a[3], &debug)))
         return NULL;
     pa_heap_options_t ho = {debug, 0, (size_t)-1};
     if (a[4]) {
@@ -437,7 +437,7 @@ static int heap_arg_unlocked(PyObject *self, const char *fname, PyObject *const 
     static const char *const names[] = {"heap", NULL};
     PyObject *a[1] = {NULL};
     DWORD options;
-    if (open_or_raise(self) || pa_parse_args(fname, args, nargs, kwnames, names, 1, a) ||
+    if (open_or_raise(self) || pa_parse_fast(fname, args, nargs, kwnames, names, 1, a) ||
         arg_heap(self, a[0], h, &options) || wait_heap_unlocked(self, *h))
         return -1;
     *arg = a[0];
@@ -471,7 +471,7 @@ PyObject *HeapAlloc_impl(PyObject *self, PyObject *const *args, Py_ssize_t nargs
     size_t size;
     PARSE("HeapAlloc", names, 3, a);
     if (arg_heap(self, a[0], &h, &options) || pa_arg_dword(a[1], &flags) ||
-        pa_arg_size(a[2], &size) || (!NO_SERIALIZE(flags) && wait_heap_unlocked(self, h)))
+        pa_arg_size_fast(a[2], &size) || (!NO_SERIALIZE(flags) && wait_heap_unlocked(self, h)))
         return NULL;
     void *r = pa_heap_alloc(PROC(self), h, flags, size);
     if (!r) return heap_failure(self, flags | options, h, "HeapAlloc");
@@ -489,7 +489,7 @@ PyObject *HeapReAlloc_impl(PyObject *self, PyObject *const *args, Py_ssize_t nar
     size_t size;
     PARSE("HeapReAlloc", names, 4, a);
     if (arg_heap(self, a[0], &h, &options) || pa_arg_dword(a[1], &flags) ||
-        pa_arg_ptr(a[2], &address) || pa_arg_size(a[3], &size) ||
+        pa_arg_ptr_fast(a[2], &address) || pa_arg_size_fast(a[3], &size) ||
         (!NO_SERIALIZE(flags) && wait_heap_unlocked(self, h)) || check_not_exported(self, address))
         return NULL;
     void *r = pa_heap_realloc(PROC(self), h, flags, (void *)address, size);
@@ -511,9 +511,9 @@ static int heap_flags_address(PyObject *self, const char *fname, PyObject *const
     DWORD options;
     *flags = 0;
     *address = 0;
-    if (open_or_raise(self) || pa_parse_args(fname, args, nargs, kwnames, names, nreq, a) ||
+    if (open_or_raise(self) || pa_parse_fast(fname, args, nargs, kwnames, names, nreq, a) ||
         arg_heap(self, a[0], h, &options) || (a[1] && pa_arg_dword(a[1], flags)) ||
-        (a[2] && pa_arg_ptr(a[2], address)))
+        (a[2] && pa_arg_ptr_fast(a[2], address)))
         return -1;
     return 0;
 }
