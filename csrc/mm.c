@@ -1308,7 +1308,7 @@ NTSTATUS pa_mm_pin(pa_process_t *p, void *address, size_t size, int want_write, 
     pin->writable = w;
     pin->next = p->pins;
     if (p->pins) p->pins->prev = pin;
-    p->pins = pin;
+    __atomic_store_n(&p->pins, pin, __ATOMIC_RELEASE); /* read without the lock: pa_mm_range_pinned */
     p->npins++;
     *writable = w;
     *pin_out = pin;
@@ -1457,7 +1457,7 @@ void pa_mm_unpin(pa_process_t *p, pa_pin_t *pin)
 {
     _pa_lock(p);
     if (pin->prev) pin->prev->next = pin->next;
-    else p->pins = pin->next;
+    else __atomic_store_n(&p->pins, pin->next, __ATOMIC_RELEASE);
     if (pin->next) pin->next->prev = pin->prev;
     p->npins--;
     _pa_pool_put(&p->pin_pool, pin);
