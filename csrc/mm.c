@@ -1308,7 +1308,8 @@ NTSTATUS pa_mm_pin(pa_process_t *p, void *address, size_t size, int want_write, 
     pin->writable = w;
     pin->next = p->pins;
     if (p->pins) p->pins->prev = pin;
-    __atomic_store_n(&p->pins, pin, __ATOMIC_RELEASE); /* read without the lock: pa_mm_range_pinned */
+    /* pa_mm_range_pinned reads the head without the lock. */
+    __atomic_store_n(&p->pins, pin, __ATOMIC_RELEASE);
     p->npins++;
     *writable = w;
     *pin_out = pin;

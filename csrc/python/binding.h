@@ -74,7 +74,8 @@ int pa_arg_dword(PyObject *o, DWORD *out);
  * _PyLong_AsByteArray for anything above 2**30, as an address always is. Anything else goes
  * to the functions above. */
 static inline int pa_parse_fast(const char *fname, PyObject *const *args, Py_ssize_t nargs,
-                                PyObject *kwnames, const char *const *names, int nreq, PyObject **out)
+                                PyObject *kwnames, const char *const *names, int nreq,
+                                PyObject **out)
 {
     if (__builtin_expect(!kwnames && nargs == nreq, 1)) {
         for (Py_ssize_t i = 0; i < nargs; i++) out[i] = args[i];

@@ -590,7 +590,8 @@ PyObject *calloc_impl(PyObject *self, PyObject *const *args, Py_ssize_t nargs, P
     size_t count, size;
     const char *file;
     int line;
-    if (pa_parse_fast("calloc", args, nargs, kwnames, names, 2, a) || pa_arg_size_fast(a[0], &count) ||
+    if (pa_parse_fast("calloc", args, nargs, kwnames, names, 2, a) ||
+        pa_arg_size_fast(a[0], &count) ||
         pa_arg_size_fast(a[1], &size))
         return NULL;
     int mode = enter_site(SELF, &file, &line);
@@ -640,7 +641,8 @@ PyObject *_msize_impl(PyObject *self, PyObject *const *args, Py_ssize_t nargs, P
     static const char *const names[] = {"address", NULL};
     PyObject *a[1] = {NULL};
     uintptr_t address;
-    if (pa_parse_fast("_msize", args, nargs, kwnames, names, 1, a) || pa_arg_ptr_fast(a[0], &address) ||
+    if (pa_parse_fast("_msize", args, nargs, kwnames, names, 1, a) ||
+        pa_arg_ptr_fast(a[0], &address) ||
         pa_crt_enter(SELF) < 0)
         return NULL;
     errno = 0;
@@ -672,7 +674,8 @@ PyObject *_recalloc_impl(PyObject *self, PyObject *const *args, Py_ssize_t nargs
     size_t count, size;
     const char *file;
     int line;
-    if (pa_parse_fast("_recalloc", args, nargs, kwnames, names, 3, a) || pa_arg_ptr_fast(a[0], &address) ||
+    if (pa_parse_fast("_recalloc", args, nargs, kwnames, names, 3, a) ||
+        pa_arg_ptr_fast(a[0], &address) ||
         pa_arg_size_fast(a[1], &count) || pa_arg_size_fast(a[2], &size))
         return NULL;
     int mode = enter_site(SELF, &file, &line);
@@ -717,7 +720,8 @@ PyObject *_aligned_offset_malloc_impl(PyObject *self, PyObject *const *args, Py_
     const char *file;
     int line;
     if (pa_parse_fast("_aligned_offset_malloc", args, nargs, kwnames, names, 3, a) ||
-        pa_arg_size_fast(a[0], &size) || pa_arg_size_fast(a[1], &alignment) || pa_arg_size_fast(a[2], &offset))
+        pa_arg_size_fast(a[0], &size) || pa_arg_size_fast(a[1], &alignment) ||
+        pa_arg_size_fast(a[2], &offset))
         return NULL;
     int mode = enter_site(SELF, &file, &line);
     if (mode < 0) return NULL;
@@ -737,7 +741,8 @@ PyObject *_aligned_realloc_impl(PyObject *self, PyObject *const *args, Py_ssize_
     const char *file;
     int line;
     if (pa_parse_fast("_aligned_realloc", args, nargs, kwnames, names, 3, a) ||
-        pa_arg_ptr_fast(a[0], &address) || pa_arg_size_fast(a[1], &size) || pa_arg_size_fast(a[2], &alignment))
+        pa_arg_ptr_fast(a[0], &address) || pa_arg_size_fast(a[1], &size) ||
+        pa_arg_size_fast(a[2], &alignment))
         return NULL;
     int mode = enter_site(SELF, &file, &line);
     if (mode < 0 || pa_crt_check_not_exported(SELF, address)) return NULL;
@@ -804,7 +809,8 @@ PyObject *_query_new_mode_impl(PyObject *self, PyObject *const *args, Py_ssize_t
                                PyObject *kwnames)
 {
     static const char *const names[] = {NULL};
-    if (pa_parse_fast("_query_new_mode", args, nargs, kwnames, names, 0, NULL) || pa_crt_enter(SELF) < 0)
+    if (pa_parse_fast("_query_new_mode", args, nargs, kwnames, names, 0, NULL) ||
+        pa_crt_enter(SELF) < 0)
         return NULL;
     return PyLong_FromLong(pa_crt_query_new_mode(SELF->p));
 }
@@ -814,7 +820,8 @@ PyObject *set_new_handler_impl(PyObject *self, PyObject *const *args, Py_ssize_t
 {
     static const char *const names[] = {"handler", NULL};
     PyObject *a[1] = {NULL};
-    if (pa_parse_fast("set_new_handler", args, nargs, kwnames, names, 1, a) || pa_crt_enter(SELF) < 0)
+    if (pa_parse_fast("set_new_handler", args, nargs, kwnames, names, 1, a) ||
+        pa_crt_enter(SELF) < 0)
         return NULL;
     PyObject *handler = a[0];
     if (handler != Py_None && !PyCallable_Check(handler))
@@ -832,7 +839,8 @@ PyObject *_get_heap_handle_impl(PyObject *self, PyObject *const *args, Py_ssize_
                                 PyObject *kwnames)
 {
     static const char *const names[] = {NULL};
-    if (pa_parse_fast("_get_heap_handle", args, nargs, kwnames, names, 0, NULL) || pa_crt_enter(SELF) < 0)
+    if (pa_parse_fast("_get_heap_handle", args, nargs, kwnames, names, 0, NULL) ||
+        pa_crt_enter(SELF) < 0)
         return NULL;
     /* UCRT's CRT heap is the process heap (heap.md fact 71): the same Heap object. */
     return GetProcessHeap_impl(self, NULL, 0, NULL);
@@ -847,7 +855,8 @@ PyObject *_CrtSetDbgFlag_impl(PyObject *self, PyObject *const *args, Py_ssize_t 
     static const char *const names[] = {"flags", NULL};
     PyObject *a[1] = {NULL};
     int flags;
-    if (pa_parse_fast("_CrtSetDbgFlag", args, nargs, kwnames, names, 1, a) || arg_int(a[0], &flags) ||
+    if (pa_parse_fast("_CrtSetDbgFlag", args, nargs, kwnames, names, 1, a) ||
+        arg_int(a[0], &flags) ||
         pa_crt_enter(SELF) < 0)
         return NULL;
     errno = 0;
@@ -862,7 +871,8 @@ PyObject *_CrtCheckMemory_impl(PyObject *self, PyObject *const *args, Py_ssize_t
                                PyObject *kwnames)
 {
     static const char *const names[] = {NULL};
-    if (pa_parse_fast("_CrtCheckMemory", args, nargs, kwnames, names, 0, NULL) || pa_crt_enter(SELF) < 0)
+    if (pa_parse_fast("_CrtCheckMemory", args, nargs, kwnames, names, 0, NULL) ||
+        pa_crt_enter(SELF) < 0)
         return NULL;
     int ok = pa_crt_check_memory(SELF->p);
     if (pa_crt_flush(SELF, 0)) return NULL;
