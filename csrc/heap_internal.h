@@ -163,24 +163,31 @@ typedef struct pa_lfh_seg_s {
     uint16_t map[];        /* per chunk, see the file comment */
 } pa_lfh_seg_t;
 
-/* A subsegment: equal slots of one bucket, at the start of its first chunk. */
-typedef struct pa_lfh_sub_s {  /* 64 bytes: slot 0 follows */
+/* A subsegment: equal slots of one bucket, at the start of its first chunk. Slots handed back
+ * to it are marked in a bitmap, not linked: a refill takes them in address order and reads no
+ * slot to find the next one (a linked list made every step a dependent cache miss), and the
+ * slots it hands out lie close together. The smallest bucket's subsegment (one chunk of
+ * 32-byte slots) has the most slots: 2038, under the bitmap's 2048. */
+#define PA_LFH_SUB_WORDS 32
+typedef struct pa_lfh_sub_s {  /* 320 bytes: slot 0 follows */
     uint16_t magic;
     uint8_t bucket;
     uint8_t listed;        /* 1: on the bucket's partial list, 2: on its empty list */
     uint16_t nchunks;
-    uint16_t pad;
+    uint16_t low;          /* freebits words below this are all zero */
     uint32_t slot_size;    /* bytes, header included */
     uint32_t nslots;
     uint32_t used;         /* slots handed out (busy, cached by a thread, or remote) */
     uint32_t bump;         /* slots [bump, nslots) were never handed out */
-    pa_block_t *free;      /* returned slots, linked through their first user word */
+    uint64_t pad;
     uintptr_t first;       /* slot 0's header */
     struct pa_lfh_sub_s *next, *prev; /* the bucket's list of subsegments with room */
     pa_lfh_seg_t *seg;
+    /* Bit i: slot i (< bump) was handed back and is free; bump - used bits are set. */
+    uint64_t freebits[PA_LFH_SUB_WORDS];
 } pa_lfh_sub_t;
 #define PA_LFH_SUB_MAGIC 0x5342u
-#define PA_LFH_SUB_HDR ((size_t)64)
+#define PA_LFH_SUB_HDR ((size_t)320)
 /* map[] value of the segment's header chunk: bucket 0 with offset 14, so that every map value
  * (0, the header, a subsegment's chunk) names a bucket < 16 * 16 + 8, and a chunk without
  * slots gives an offset (2^32 - 1 or 14 chunks) that no slot geometry passes. */
@@ -206,7 +213,7 @@ static inline size_t _pa_lfh_slot_offset(size_t off, unsigned o)
     return (off & (PA_LFH_CHUNK - 1)) + (size_t)o * PA_LFH_CHUNK - PA_LFH_SUB_HDR - PA_HEAP_UNIT;
 }
 
-/* A bucket: its lock guards its subsegment list and every subsegment's free list.
+/* A bucket: its lock guards its subsegment list and every subsegment's free bitmap.
  *
  * Its remote list is a lock-free stack of free slots (linked through their first user word,
  * with the link's check value as in a thread's bin, flags already cleared) that bypasses the lock: a thread whose bin overflows pushes the

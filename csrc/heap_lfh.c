@@ -26,6 +26,8 @@
 
 _Static_assert(sizeof(pa_lfh_sub_t) == PA_LFH_SUB_HDR, "subsegment header");
 _Static_assert(sizeof(pa_lfh_bucket_t) == 64, "bucket is one cache line");
+/* The subsegment with the most slots: bucket 0's, one chunk of 32-byte slots. */
+_Static_assert((PA_LFH_CHUNK - PA_LFH_SUB_HDR) / 32 <= PA_LFH_SUB_WORDS * 64, "free bitmap");
 /* The first LFH segment's header chunk holds its header, a map of up to 512 chunks and the
  * pa_lfh_t. */
 _Static_assert(sizeof(pa_lfh_seg_t) + 512 * 2 + 64 + sizeof(pa_lfh_t) <= PA_LFH_CHUNK,
@@ -281,12 +283,22 @@ static int over_budget(pa_lfh_t *L)
     return r > (budget > PA_LFH_RETAIN_MIN ? budget : PA_LFH_RETAIN_MIN);
 }
 
-/* Takes up to `want` slots of bucket b into a list linked through the first user word.
+/* Appends slot s to the list head..tail. */
+static inline void append(pa_block_t **head, pa_block_t **tail, pa_block_t *s)
+{
+    if (*tail) _pa_lfh_link(*tail, s);
+    else *head = s;
+    *tail = s;
+}
+
+/* Takes up to `want` slots of bucket b into a list linked through the first user word, in
+ * address order within each subsegment (the order a program that allocates a batch then
+ * walks it reads them).
  * Returns how many. Takes the bucket lock (and the heap lock to carve a subsegment). */
 static unsigned take_slots(pa_heap_t *h, unsigned b, unsigned want, pa_block_t **out)
 {
     pa_lfh_bucket_t *bk = &h->lfh->bucket[b];
-    pa_block_t *head = NULL;
+    pa_block_t *head = NULL, *tail = NULL;
     unsigned got = 0;
     spin_lock(&bk->lock);
     while (got < want) {
@@ -302,22 +314,28 @@ static unsigned take_slots(pa_heap_t *h, unsigned b, unsigned want, pa_block_t *
             if (!sub) break;
             list_add(bk, sub);
         }
-        while (got < want && sub->free) {
-            pa_block_t *s = sub->free;
-            /* The link was written into a free slot: check it is one of this subsegment's
-             * (geometry from the bucket) before reading it; drop the list if not (HeapValidate
-             * then fails: the dropped slots are neither used nor free). */
-            size_t off = (uintptr_t)s - ((uintptr_t)sub + PA_LFH_SUB_HDR);
-            if (off >= _pa_lfh_geom[b].span || off >= (size_t)sub->bump * bk->slot_size ||
-                (size_t)s->size * bk->slot_size != off || s->flags != PA_BLK_LFH) {
-                sub->free = NULL;
+        while (got < want && sub->used < sub->bump) {
+            unsigned w = sub->low;
+            while (w < PA_LFH_SUB_WORDS && !sub->freebits[w]) w++;
+            if (w == PA_LFH_SUB_WORDS) { /* a count the bitmap disagrees with: corrupted */
+                sub->used = sub->bump;
                 break;
             }
-            sub->free = *(pa_block_t **)(s + 1);
-            _pa_lfh_link(s, head);
-            head = s;
-            sub->used++;
-            got++;
+            uint64_t bits = sub->freebits[w];
+            while (bits && got < want) {
+                uint32_t i = (uint32_t)(w * 64 + (unsigned)__builtin_ctzll(bits));
+                bits &= bits - 1;
+                pa_block_t *s = (pa_block_t *)(sub->first + (size_t)i * bk->slot_size);
+                sub->used++;
+                /* A handed-back slot's header says free slot i of this bucket unless
+                 * something wrote into it since: such a slot is not handed out again (it
+                 * stays counted as used, so HeapValidate fails on its header). */
+                if (i >= sub->bump || s->size != i || s->flags != PA_BLK_LFH || s->bucket != b) continue;
+                append(&head, &tail, s);
+                got++;
+            }
+            sub->freebits[w] = bits;
+            sub->low = (uint16_t)(bits ? w : w + 1);
         }
         while (got < want && sub->bump < sub->nslots) {
             pa_block_t *s = (pa_block_t *)(sub->first + (size_t)sub->bump * sub->slot_size);
@@ -327,14 +345,14 @@ static unsigned take_slots(pa_heap_t *h, unsigned b, unsigned want, pa_block_t *
             s->flags = PA_BLK_LFH;
             s->bucket = (uint8_t)b;
             s->tag = _pa_blk_tag(h, s);
-            _pa_lfh_link(s, head);
-            head = s;
+            append(&head, &tail, s);
             sub->used++;
             got++;
         }
-        if (!sub->free && sub->bump == sub->nslots) list_remove(bk, sub);
+        if (sub->used >= sub->nslots) list_remove(bk, sub);
     }
     spin_unlock(&bk->lock);
+    if (tail) _pa_lfh_link(tail, NULL);
     *out = head;
     return got;
 }
@@ -347,20 +365,28 @@ static void give_slots(pa_heap_t *h, unsigned b, pa_block_t *list, int can_relea
 {
     pa_lfh_bucket_t *bk = &h->lfh->bucket[b];
     pa_lfh_sub_t *dead = NULL;
+    pa_lfh_sub_t *cur = NULL; /* the last slot's subsegment, checked and listed */
+    uint32_t nslots = _pa_lfh_geom[b].span / bk->slot_size;
     spin_lock(&bk->lock);
     while (list) {
         pa_block_t *s = list;
         list = *(pa_block_t **)(s + 1);
+        uint32_t i = s->size; /* checked when the slot was freed; bounded again here */
         pa_lfh_sub_t *sub = sub_of(s, bk->slot_size);
-        *(pa_block_t **)(s + 1) = sub->free;
-        sub->free = s;
-        sub->used--;
-        if (!sub->listed) list_add(bk, sub);
-        if (sub->used == 0) {
-            /* Carved afresh from its first slot when reused: in address order, rather than
-             * by following a free list whose every link is a cache miss on a cold
-             * subsegment (the old headers say free: a stale pointer is still refused). */
-            sub->free = NULL;
+        if (i >= nslots) continue; /* lost */
+        if (sub != cur) { /* (runs of slots of one subsegment are the rule) */
+            if (sub->magic != PA_LFH_SUB_MAGIC || sub->bucket != b) continue; /* lost */
+            if (!sub->listed) list_add(bk, sub);
+            cur = sub;
+        }
+        sub->freebits[i / 64] |= (uint64_t)1 << (i % 64);
+        if (i / 64 < sub->low) sub->low = (uint16_t)(i / 64);
+        if (--sub->used == 0) {
+            cur = NULL;
+            /* Carved afresh from its first slot when reused, with no bitmap to read (the
+             * old headers say free: a stale pointer is still refused). */
+            memset(sub->freebits, 0, ((size_t)sub->bump + 63) / 64 * sizeof(uint64_t));
+            sub->low = 0;
             sub->bump = 0;
             list_remove(bk, sub);
             empty_push(h->lfh, bk, sub);
@@ -684,7 +710,7 @@ static pa_lfh_sub_t *sub_checked(pa_heap_t *h, pa_lfh_seg_t *s, size_t c, unsign
     return sub;
 }
 
-/* sub: checked by sub_checked. Every free-list link is range-checked before it is followed. */
+/* sub: checked by sub_checked. A free bit names a slot below bump (read only then). */
 static int sub_ok_locked(pa_heap_t *h, pa_lfh_seg_t *s, pa_lfh_sub_t *sub)
 {
     if (sub->bucket >= PA_LFH_BUCKETS) return 0;
@@ -698,12 +724,14 @@ static int sub_ok_locked(pa_heap_t *h, pa_lfh_seg_t *s, pa_lfh_sub_t *sub)
     int ok = 1;
     spin_lock(&bk->lock);
     uint32_t nfree = 0;
-    for (pa_block_t *f = sub->free; f; f = *(pa_block_t **)(f + 1)) {
-        uintptr_t off = (uintptr_t)f - sub->first;
-        if (off >= (size_t)sub->bump * sub->slot_size || off % sub->slot_size || ++nfree > sub->bump ||
-            f->flags != PA_BLK_LFH) {
-            ok = 0;
-            break;
+    for (unsigned w = 0; w < PA_LFH_SUB_WORDS; w++) {
+        uint64_t bits = sub->freebits[w];
+        if (bits && w < sub->low) ok = 0;
+        for (; bits; bits &= bits - 1) {
+            uint32_t i = (uint32_t)(w * 64 + (unsigned)__builtin_ctzll(bits));
+            if (i >= sub->bump) ok = 0;
+            else if (((pa_block_t *)(sub->first + (size_t)i * sub->slot_size))->flags != PA_BLK_LFH) ok = 0;
+            nfree++;
         }
     }
     for (uint32_t i = 0; i < sub->bump && ok; i++) {

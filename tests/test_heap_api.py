@@ -596,6 +596,24 @@ def test_walk_and_validate_of_a_corrupt_lfh_subsegment_header():
     assert (rc, out) == (0, "False\nTrue\n")
 
 
+def test_validate_checks_the_lfh_subsegment_free_bitmap():
+    """A subsegment marks the slots handed back to it in a bitmap after its 64-byte header
+    fields: a bit set for a busy slot makes HeapValidate False, and allocating then never
+    hands that slot out twice or crashes."""
+    rc, out = run_child("""
+        h = p.HeapCreate(0, 0, 0)
+        xs = [p.HeapAlloc(h, 0, 48) for _ in range(40)]
+        bitmap = (xs[-1] & ~0xFFFF) + 64
+        print(p.HeapValidate(h))
+        old = p.read(bitmap, 8)
+        p.write(bitmap, b"\\xff" * 8)
+        print(p.HeapValidate(h))
+        p.write(bitmap, old)
+        print(p.HeapValidate(h))
+        """)
+    assert (rc, out) == (0, "True\nFalse\nTrue\n")
+
+
 def test_lfh_use_after_free_write_does_not_crash():
     # (xs[5] comes from the back end: the bucket activates at the 17th block. The write
     # overwrites the free block's list link; its neighbours are then freed without merging.)

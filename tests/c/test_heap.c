@@ -651,7 +651,7 @@ TEST(misuse_lfh_double_free_into_an_emptied_subsegment)
 {
     pa_process_t *p = proc_new();
     HANDLE h = pa_heap_create(p, 0, 0, 0);
-    enum { N = 4000 }; /* 48-byte slots: 1364 per subsegment, so some empty entirely */
+    enum { N = 4000 }; /* 48-byte slots: 1358 per subsegment, so some empty entirely */
     static void *x[N], *y[N];
     for (int i = 0; i < N; i++) CHECK((x[i] = pa_heap_alloc(p, h, 0, 32)) != NULL);
     for (int i = 0; i < N; i++) CHECK(pa_heap_free(p, h, 0, x[i]));
@@ -666,6 +666,65 @@ TEST(misuse_lfh_double_free_into_an_emptied_subsegment)
     CHECK(pa_heap_stats(p, h, &s));
     CHECK_EQ(s.busy_blocks, N);
     for (int i = 0; i < N; i++) CHECK(pa_heap_free(p, h, 0, y[i]));
+    CHECK(pa_heap_validate(p, h, 0, NULL));
+    proc_end(p);
+}
+
+struct shuffled_frees {
+    pa_process_t *p;
+    HANDLE h;
+    void **x;
+    int n;
+};
+
+static void *free_shuffled(void *v)
+{
+    struct shuffled_frees *f = v;
+    uint64_t r = 12345;
+    for (int i = f->n - 1; i > 0; i--) {
+        r = r * 6364136223846793005ull + 1442695040888963407ull;
+        int j = (int)((r >> 33) % (uint64_t)(i + 1));
+        void *t = f->x[i];
+        f->x[i] = f->x[j];
+        f->x[j] = t;
+    }
+    for (int i = 0; i < f->n; i++)
+        if (!pa_heap_free(f->p, f->h, 0, f->x[i])) abort();
+    return NULL; /* the thread's exit hands its cached slots back to the subsegments */
+}
+
+/* Slots handed back to a subsegment (here in random order, by a thread that then exits) are
+ * handed out again lowest address first: a refill reads the subsegment's free bitmap, so a
+ * batch a program allocates lies in address order. */
+TEST(lfh_refills_hand_out_returned_slots_in_address_order)
+{
+    pa_process_t *p = proc_new();
+    HANDLE h = pa_heap_create(p, 0, 0, 0);
+    enum { N = 1300, M = 600 };
+    static void *x[N], *freed[M], *y[N];
+    for (int i = 0; i < N; i++) CHECK((x[i] = pa_heap_alloc(p, h, 0, 32)) != NULL);
+    for (int i = 0; i < M; i++) freed[i] = x[32 + 2 * i]; /* (the first 17 are back-end blocks) */
+    struct shuffled_frees f = {p, h, freed, M};
+    pthread_t t;
+    CHECK_EQ(pthread_create(&t, NULL, free_shuffled, &f), 0);
+    pthread_join(t, NULL);
+    CHECK(pa_heap_validate(p, h, 0, NULL));
+    /* (the first ones come from what this thread's bin and the remote list held) */
+    int run = 0, best = 0, reused = 0;
+    for (int i = 0; i < N; i++) {
+        CHECK((y[i] = pa_heap_alloc(p, h, 0, 32)) != NULL);
+        int was_freed = 0;
+        for (int k = 0; k < M && !was_freed; k++) was_freed = y[i] == freed[k];
+        reused += was_freed;
+        run = was_freed && i && (uintptr_t)y[i] > (uintptr_t)y[i - 1] ? run + 1 : 0;
+        if (run > best) best = run;
+    }
+    CHECK_EQ(reused, M);
+    CHECK(best >= 256);
+    CHECK(pa_heap_validate(p, h, 0, NULL));
+    for (int i = 0; i < N; i++) CHECK(pa_heap_free(p, h, 0, y[i]));
+    for (int i = 0; i < N; i++)
+        if (i < 32 || i >= 32 + 2 * M || (i - 32) % 2) CHECK(pa_heap_free(p, h, 0, x[i]));
     CHECK(pa_heap_validate(p, h, 0, NULL));
     proc_end(p);
 }
