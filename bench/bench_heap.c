@@ -283,7 +283,7 @@ static int in_child(int ai, const work_t *w, int memory, double *x, double *y)
     return memory ? sscanf(buf, "%lf %lf", x, y) == 2 : sscanf(buf, "%lf", x) == 1;
 }
 
-#define ROUNDS 3
+#define ROUNDS 5
 
 int main(int argc, char **argv)
 {
