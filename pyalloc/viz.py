@@ -997,8 +997,8 @@ class HeapLayout(NamedTuple):
 def _walk_segment(region: Any, entries: list[Any]) -> HeapSegment:
     """Cuts one HeapWalk region (a segment) into HeapBlocks. A back-end segment's blocks
     tile its committed part, which ends in a one-granule end sentinel; an LFH segment is a
-    64 KiB header chunk, then subsegments (a 64-byte header, then equal slots) and
-    uncommitted chunks."""
+    64 KiB header chunk, then subsegments (a 320-byte header with the free bitmap, then
+    equal slots) and uncommitted chunks."""
     base, end = region.lpData, region.lpLastBlock
     lfh = region.cbData == _GRANULARITY and region.lpFirstBlock == base + _GRANULARITY
     busy, free = ("LFH busy", "LFH free") if lfh else ("Busy block", "Free block")

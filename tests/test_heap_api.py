@@ -597,9 +597,9 @@ def test_walk_and_validate_of_a_corrupt_lfh_subsegment_header():
 
 
 def test_validate_checks_the_lfh_subsegment_free_bitmap():
-    """A subsegment marks the slots handed back to it in a bitmap after its 64-byte header
-    fields: a bit set for a busy slot makes HeapValidate False, and allocating then never
-    hands that slot out twice or crashes."""
+    """A subsegment marks the slots handed back to it in a bitmap after its 64 bytes of
+    header fields: bits set for busy slots make HeapValidate False, and allocating then hands
+    none of those slots out a second time."""
     rc, out = run_child("""
         h = p.HeapCreate(0, 0, 0)
         xs = [p.HeapAlloc(h, 0, 48) for _ in range(40)]
@@ -608,10 +608,12 @@ def test_validate_checks_the_lfh_subsegment_free_bitmap():
         old = p.read(bitmap, 8)
         p.write(bitmap, b"\\xff" * 8)
         print(p.HeapValidate(h))
+        ys = [p.HeapAlloc(h, 0, 48) for _ in range(200)]
+        print(len(set(xs) | set(ys)) == 240)
         p.write(bitmap, old)
         print(p.HeapValidate(h))
         """)
-    assert (rc, out) == (0, "True\nFalse\nTrue\n")
+    assert (rc, out) == (0, "True\nFalse\nTrue\nTrue\n")
 
 
 def test_lfh_use_after_free_write_does_not_crash():
