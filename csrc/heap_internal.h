@@ -118,6 +118,8 @@
 #define PA_BLK_CACHED 0x10    /* large block kept for reuse after HeapFree; a back-end block
                                  on a lookaside list (busy to the back end, freed to the user) */
 #define PA_BLK_END 0x20       /* a segment's end sentinel (busy, one granule, never walked) */
+#define PA_BLK_DROPPED 0x40   /* free back-end block whose inside pages the host no longer
+                                 holds (heap.c, drop_free_for) */
 
 typedef struct pa_heap_s pa_heap_t;
 

@@ -729,6 +729,60 @@ TEST(lfh_refills_hand_out_returned_slots_in_address_order)
     proc_end(p);
 }
 
+/* Pages of the holes, as the host holds them: how many of the whole pages inside the free
+ * blocks x[1], x[3], ... (each `n` bytes) are present. */
+static size_t hole_pages_present(void **x, int count, size_t n)
+{
+    static unsigned char flags[64];
+    size_t present = 0;
+    for (int i = 1; i < count; i += 2) {
+        uintptr_t from = ((uintptr_t)x[i] + 4095) & ~(uintptr_t)4095;
+        size_t pages = ((uintptr_t)x[i] + n - 4096 - from) / 4096; /* inside the block */
+        if (pages > 64 || _pa_os_page_flags((void *)from, pages, flags)) return (size_t)-1;
+        for (size_t k = 0; k < pages; k++) present += (flags[k] & PA_OS_PAGE_PRESENT) != 0;
+    }
+    return present;
+}
+
+/* A heap whose free back-end blocks hold more than an eighth of its commit pays for what it
+ * commits next with the pages inside its big free blocks (heap.md section 3: Windows
+ * decommits the inside of big free blocks): the holes stay committed and usable, their
+ * pages leave memory. Not with free checking, whose fill must stay. */
+TEST(fragmented_heap_commits_are_paid_with_the_pages_of_big_free_blocks)
+{
+    for (int check = 0; check < 2; check++) {
+        pa_process_t *p = proc_new();
+        HANDLE h = pa_heap_create(p, check ? HEAP_FREE_CHECKING_ENABLED : 0, 0, 0);
+        enum { N = 16, HOLE = 100 << 10, BIG = 600 << 10 };
+        void *x[N], *big[8];
+        for (int i = 0; i < N; i++) {
+            CHECK((x[i] = pa_heap_alloc(p, h, 0, HOLE)) != NULL);
+            memset(x[i], 0x5A, HOLE);
+        }
+        for (int i = 1; i < N; i += 2) CHECK(pa_heap_free(p, h, 0, x[i]));
+        size_t before = hole_pages_present(x, N, HOLE);
+        CHECK(before != (size_t)-1 && before > 8 * 20);
+        for (int i = 0; i < 8; i++) { /* too big for a hole: new commit */
+            CHECK((big[i] = pa_heap_alloc(p, h, 0, BIG)) != NULL);
+            memset(big[i], 0x77, BIG);
+        }
+        size_t after = hole_pages_present(x, N, HOLE);
+        if (check) CHECK_EQ(after, before);
+        else CHECK(after < before / 2); /* (a segment's last block is decommitted otherwise) */
+        CHECK(pa_heap_validate(p, h, 0, NULL));
+        for (int i = 1; i < N; i += 2) { /* the holes serve again */
+            CHECK((x[i] = pa_heap_alloc(p, h, 0, HOLE)) != NULL);
+            memset(x[i], 0x33, HOLE);
+        }
+        CHECK(pa_heap_validate(p, h, 0, NULL));
+        for (int i = 0; i < N; i++) CHECK(pa_heap_free(p, h, 0, x[i]));
+        for (int i = 0; i < 8; i++) CHECK(pa_heap_free(p, h, 0, big[i]));
+        CHECK(pa_heap_validate(p, h, 0, NULL));
+        CHECK(pa_heap_destroy(p, h));
+        proc_end(p);
+    }
+}
+
 /* ---- threads ---- */
 
 #define XT_N 200000
