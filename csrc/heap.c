@@ -941,8 +941,8 @@ static void drop_free_for(pa_heap_t *h, size_t want)
     int budget = 64; /* blocks looked at */
     for (unsigned c = PA_FREE_CLASSES; c-- > cmin && want && budget > 0;) {
         for (pa_free_t *f = h->free[c]; f && want && budget-- > 0; f = f->next) {
-            if (!fl_ptr_ok(h, f)) return; /* (HeapValidate reports it) */
             pa_block_t *b = &f->hdr;
+            if (!fl_ptr_ok(h, f) || !fl_entry_ok(h, b)) return; /* (HeapValidate reports it) */
             size_t bytes = (size_t)b->size * U;
             if ((b->flags & PA_BLK_DROPPED) || bytes < DROP_MIN || (blk_next(b)->flags & PA_BLK_END))
                 continue;
