@@ -22,6 +22,8 @@ few in between.
 """
 from __future__ import annotations
 
+import threading
+
 import hypothesis.strategies as st
 from hypothesis import HealthCheck, settings
 from hypothesis.stateful import (Bundle, RuleBasedStateMachine, initialize, invariant,
@@ -196,6 +198,28 @@ class HeapModel(RuleBasedStateMachine):
         assert self.p.HeapFree(self.h, 0, a) is True
         del self.live[a]
         self.freed.add(a)
+
+    @precondition(lambda self: self.live)
+    @rule(data=st.data())
+    def free_in_a_thread(self, data):
+        """Frees blocks from a thread that then exits: its cache of freed LFH slots goes back
+        to the subsegments (their free bitmaps), where later refills take them."""
+        picks = data.draw(st.lists(st.sampled_from(sorted(self.live)), min_size=1, max_size=8,
+                                   unique=True), label="freed in a thread")
+        for a in picks:
+            self.check_contents(a)
+        results: list = []
+
+        def free_them():
+            results.extend(self.p.HeapFree(self.h, 0, a) for a in picks)
+
+        t = threading.Thread(target=free_them)
+        t.start()
+        t.join()
+        assert results == [True] * len(picks)
+        for a in picks:
+            del self.live[a]
+            self.freed.add(a)
 
     @precondition(lambda self: self.freed)
     @rule(data=st.data())
