@@ -944,12 +944,14 @@ static void drop_free_for(pa_heap_t *h, size_t want)
             pa_block_t *b = &f->hdr;
             if (!fl_ptr_ok(h, f) || !fl_entry_ok(h, b)) return; /* (HeapValidate reports it) */
             size_t bytes = (size_t)b->size * U;
-            if ((b->flags & PA_BLK_DROPPED) || bytes < DROP_MIN || (blk_next(b)->flags & PA_BLK_END))
+            if ((b->flags & PA_BLK_DROPPED) || bytes < DROP_MIN ||
+                (blk_next(b)->flags & PA_BLK_END))
                 continue;
             uintptr_t from = _pa_align_up((uintptr_t)b + sizeof(pa_free_t), PA_PAGE_SIZE);
             uintptr_t to = ((uintptr_t)b + bytes) & ~(uintptr_t)(PA_PAGE_SIZE - 1);
             DWORD saved = pa_get_last_error();
-            if (to > from && pa_mm_zero_pages(h->process, (void *)from, to - from) == STATUS_SUCCESS) {
+            if (to > from &&
+                pa_mm_zero_pages(h->process, (void *)from, to - from) == STATUS_SUCCESS) {
                 b->flags |= PA_BLK_DROPPED;
                 want -= want < to - from ? want : to - from;
             }

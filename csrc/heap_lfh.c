@@ -330,7 +330,8 @@ static unsigned take_slots(pa_heap_t *h, unsigned b, unsigned want, pa_block_t *
                 /* A handed-back slot's header says free slot i of this bucket unless
                  * something wrote into it since: such a slot is not handed out again (it
                  * stays counted as used, so HeapValidate fails on its header). */
-                if (i >= sub->bump || s->size != i || s->flags != PA_BLK_LFH || s->bucket != b) continue;
+                if (i >= sub->bump || s->size != i || s->flags != PA_BLK_LFH || s->bucket != b)
+                    continue;
                 append(&head, &tail, s);
                 got++;
             }
@@ -729,8 +730,8 @@ static int sub_ok_locked(pa_heap_t *h, pa_lfh_seg_t *s, pa_lfh_sub_t *sub)
         if (bits && w < sub->low) ok = 0;
         for (; bits; bits &= bits - 1) {
             uint32_t i = (uint32_t)(w * 64 + (unsigned)__builtin_ctzll(bits));
-            if (i >= sub->bump) ok = 0;
-            else if (((pa_block_t *)(sub->first + (size_t)i * sub->slot_size))->flags != PA_BLK_LFH) ok = 0;
+            const pa_block_t *slot = (const pa_block_t *)(sub->first + (size_t)i * sub->slot_size);
+            if (i >= sub->bump || slot->flags != PA_BLK_LFH) ok = 0; /* (read only below bump) */
             nfree++;
         }
     }
