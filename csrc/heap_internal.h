@@ -101,6 +101,7 @@
 #define PA_LFH_TCACHES 16                 /* threads with a private cache per heap */
 #define PA_LFH_RETAIN_MIN ((size_t)1 << 20) /* empty subsegments kept committed, see pa_lfh_t */
 #define PA_LFH_RETAIN_SHIFT 2
+#define PA_LFH_CREDIT_SHIFT 1
 /* A thread's bin of a bucket holds up to PA_LFH_BIN_BYTES of slots (at least PA_LFH_BIN_MIN,
  * at most 128 slots), and the bucket's remote list as many: what a thread that frees what
  * another allocates (prodcons) keeps out of use is about twice that per bucket. A bin whose
@@ -282,9 +283,12 @@ typedef struct pa_lfh_s {
     /* Committed bytes of all subsegments (changed under the heap lock), and of those on the
      * buckets' empty lists (changed under their bucket locks). Empty subsegments stay
      * committed while retained <= max(PA_LFH_RETAIN_MIN, (committed - retained) >>
-     * PA_LFH_RETAIN_SHIFT): a program that frees a structure and builds it again (trees)
-     * reuses the pages without a decommit and a page fault per page. HeapCompact releases
-     * them all. */
+     * PA_LFH_CREDIT_SHIFT): a program that frees a structure and builds it again (trees),
+     * or frees blocks of some sizes and then allocates others (a new subsegment takes
+     * another bucket's empty one), reuses the pages without a decommit and a page fault per
+     * page. What is retained beyond the same bound with PA_LFH_RETAIN_SHIFT is on credit:
+     * memory the heap commits elsewhere is paid for by releasing it (_pa_lfh_pay_locked),
+     * so that it never raises the peak. HeapCompact releases them all. */
     _Atomic size_t sub_committed, retained;
     atomic_uint claimed; /* caches that threads hold now */
     pa_lfh_tcache_t tcache[PA_LFH_TCACHES];
@@ -440,9 +444,15 @@ void *_pa_heap_backend_alloc_locked(pa_heap_t *h, DWORD flags, size_t size);
 /* Reserves a segment of `size` bytes (64 KiB multiple) for the LFH and appends it to segs[].
  * Commits nothing. NULL (last error set) when the heap is full. Heap lock held. */
 pa_lfh_seg_t *_pa_heap_new_lfh_segment_locked(pa_heap_t *h, size_t size);
-/* Accounts `size` bytes newly committed for the heap (the LFH's subsegments): they are paid
- * for with the pages of cached large blocks kept resident. Heap lock held. */
-void _pa_heap_committed_locked(pa_heap_t *h, size_t size);
+/* Chunks per subsegment of bucket b: room for about 24 slots, 1 to 8 chunks. */
+uint32_t _pa_lfh_bucket_nchunks(unsigned b);
+/* Releases empty LFH subsegments retained on credit (see pa_lfh_t) until `want` bytes are
+ * or none is left; returns the bytes released. Heap lock held, no bucket lock. */
+size_t _pa_lfh_pay_locked(pa_heap_t *h, size_t want);
+/* Accounts `size` bytes newly committed at addr for the heap (the LFH's subsegments): they
+ * are paid for with the pages of cached large blocks kept resident, which move there. Heap
+ * lock held. */
+void _pa_heap_committed_locked(pa_heap_t *h, uintptr_t addr, size_t size);
 /* Finds the heap of a process whose handle is `handle`; NULL when it is not one. */
 pa_heap_t *_pa_heap_from_handle(pa_process_t *p, HANDLE handle);
 int _pa_heap_validate_locked(pa_heap_t *h);

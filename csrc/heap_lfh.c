@@ -74,8 +74,7 @@ size_t _pa_lfh_bucket_data_size(unsigned b)
     return ((size_t)1 << o) + ((size_t)k + 1) * ((size_t)1 << (o - 4));
 }
 
-/* Chunks per subsegment of bucket b: room for about 24 slots, 1 to 8 chunks. */
-static uint32_t bucket_nchunks(unsigned b)
+uint32_t _pa_lfh_bucket_nchunks(unsigned b)
 {
     size_t slot = _pa_lfh_bucket_data_size(b) + U;
     size_t n = (slot * 24 + PA_LFH_CHUNK - 1) / PA_LFH_CHUNK;
@@ -106,7 +105,7 @@ __attribute__((constructor)) static void geom_init(void)
     for (unsigned b = 0; b < PA_LFH_BUCKETS; b++) {
         uint32_t slot = (uint32_t)(_pa_lfh_bucket_data_size(b) + U);
         _pa_lfh_geom[b].slot_size = slot;
-        uint32_t nslots = (uint32_t)((bucket_nchunks(b) * PA_LFH_CHUNK - PA_LFH_SUB_HDR) / slot);
+        uint32_t nslots = (uint32_t)((_pa_lfh_bucket_nchunks(b) * PA_LFH_CHUNK - PA_LFH_SUB_HDR) / slot);
         _pa_lfh_geom[b].span = nslots * slot;
     }
 }
@@ -148,7 +147,7 @@ static int lfh_create_locked(pa_heap_t *h)
         pa_lfh_bucket_t *bk = &L->bucket[b];
         bk->data_size = (uint32_t)_pa_lfh_bucket_data_size(b);
         bk->slot_size = bk->data_size + (uint32_t)U;
-        bk->nchunks = bucket_nchunks(b);
+        bk->nchunks = _pa_lfh_bucket_nchunks(b);
     }
     L->segs[0] = s;
     atomic_store_explicit(&L->nsegs, 1, memory_order_release);
@@ -167,7 +166,32 @@ static size_t find_run(const pa_lfh_seg_t *s, size_t n)
     return 0;
 }
 
-/* Carves a subsegment for bucket b. Takes the heap lock; the caller holds no bucket lock. */
+static pa_lfh_sub_t *empty_pop(pa_lfh_t *L, pa_lfh_bucket_t *bk);
+static void release_chunks_locked(pa_heap_t *h, pa_lfh_seg_t *s, size_t c, size_t n);
+
+/* An empty subsegment that another bucket keeps (its empty list), of at least n chunks,
+ * taken off that list: the fewest chunks first. Heap lock held (it takes that bucket's lock). */
+static pa_lfh_sub_t *steal_empty_locked(pa_lfh_t *L, unsigned b, uint32_t n)
+{
+    for (uint32_t want = n; want <= 8; want++) {
+        for (unsigned o = 0; o < PA_LFH_BUCKETS; o++) {
+            pa_lfh_bucket_t *ob = &L->bucket[o];
+            /* (read without the lock: a hint, checked again under it) */
+            if (o == b || ob->nchunks != want || !__atomic_load_n(&ob->empty, __ATOMIC_RELAXED)) continue;
+            spin_lock(&ob->lock);
+            pa_lfh_sub_t *sub = ob->empty ? empty_pop(L, ob) : NULL;
+            spin_unlock(&ob->lock);
+            if (sub) return sub;
+        }
+    }
+    return NULL;
+}
+
+/* Carves a subsegment for bucket b. Takes the heap lock; the caller holds no bucket lock.
+ * Before it commits new chunks it takes an empty subsegment another bucket retains: a
+ * program that frees many blocks of some sizes and then allocates others (sqlite3 between
+ * its sorts) reuses the pages it has, instead of giving them back to the host and faulting
+ * new ones in (each page once per reuse). Its chunks past the first bk->nchunks go back. */
 static pa_lfh_sub_t *new_sub(pa_heap_t *h, unsigned b)
 {
     pa_lfh_t *L = h->lfh;
@@ -176,26 +200,36 @@ static pa_lfh_sub_t *new_sub(pa_heap_t *h, unsigned b)
     pthread_mutex_lock(&h->lock);
     pa_lfh_seg_t *s = NULL;
     size_t c = 0;
-    unsigned n = atomic_load_explicit(&L->nsegs, memory_order_relaxed);
-    for (unsigned i = 0; i < n && !c; i++) {
-        if (L->segs[i]->free_chunks < bk->nchunks) continue;
-        c = find_run(L->segs[i], bk->nchunks);
-        if (c) s = L->segs[i];
-    }
-    if (!c) {
-        size_t size = L->segs[n - 1]->size * 2;
-        if (size > LFH_SEG_MAX) size = LFH_SEG_MAX;
-        if (n == PA_HEAP_MAX_SEGMENTS || !(s = new_seg_locked(h, size))) goto out;
-        L->segs[n] = s;
-        atomic_store_explicit(&L->nsegs, n + 1, memory_order_release);
-        c = find_run(s, bk->nchunks);
+    size_t bytes = (size_t)bk->nchunks * PA_LFH_CHUNK;
+    pa_lfh_sub_t *old = steal_empty_locked(L, b, bk->nchunks);
+    if (old) {
+        s = old->seg;
+        c = ((uintptr_t)old - s->base) / PA_LFH_CHUNK;
+        if (old->nchunks > bk->nchunks)
+            release_chunks_locked(h, s, c + bk->nchunks, old->nchunks - bk->nchunks);
+    } else {
+        unsigned n = atomic_load_explicit(&L->nsegs, memory_order_relaxed);
+        for (unsigned i = 0; i < n && !c; i++) {
+            if (L->segs[i]->free_chunks < bk->nchunks) continue;
+            c = find_run(L->segs[i], bk->nchunks);
+            if (c) s = L->segs[i];
+        }
+        if (!c) {
+            size_t size = L->segs[n - 1]->size * 2;
+            if (size > LFH_SEG_MAX) size = LFH_SEG_MAX;
+            if (n == PA_HEAP_MAX_SEGMENTS || !(s = new_seg_locked(h, size))) goto out;
+            L->segs[n] = s;
+            atomic_store_explicit(&L->nsegs, n + 1, memory_order_release);
+            c = find_run(s, bk->nchunks);
+        }
+        uintptr_t at = s->base + c * PA_LFH_CHUNK;
+        DWORD prot = (h->flags & HEAP_CREATE_ENABLE_EXECUTE) ? PAGE_EXECUTE_READWRITE : PAGE_READWRITE;
+        if (!pa_virtual_alloc(h->process, (void *)at, bytes, MEM_COMMIT, prot, PA_OWNER_HEAP)) goto out;
+        _pa_heap_committed_locked(h, at, bytes);
+        atomic_fetch_add_explicit(&L->sub_committed, bytes, memory_order_relaxed);
+        s->free_chunks -= bk->nchunks;
     }
     uintptr_t base = s->base + c * PA_LFH_CHUNK;
-    size_t bytes = (size_t)bk->nchunks * PA_LFH_CHUNK;
-    DWORD prot = (h->flags & HEAP_CREATE_ENABLE_EXECUTE) ? PAGE_EXECUTE_READWRITE : PAGE_READWRITE;
-    if (!pa_virtual_alloc(h->process, (void *)base, bytes, MEM_COMMIT, prot, PA_OWNER_HEAP)) goto out;
-    _pa_heap_committed_locked(h, bytes);
-    atomic_fetch_add_explicit(&L->sub_committed, bytes, memory_order_relaxed);
     sub = (pa_lfh_sub_t *)base;
     memset(sub, 0, sizeof *sub);
     sub->magic = PA_LFH_SUB_MAGIC;
@@ -207,24 +241,29 @@ static pa_lfh_sub_t *new_sub(pa_heap_t *h, unsigned b)
     sub->seg = s;
     for (unsigned i = 0; i < bk->nchunks; i++)
         __atomic_store_n(&s->map[c + i], PA_LFH_MAP(i, b), __ATOMIC_RELEASE);
-    s->free_chunks -= bk->nchunks;
 out:
     pthread_mutex_unlock(&h->lock);
     return sub;
+}
+
+/* Gives chunks [c, c + n) of s back (free in the map, decommitted). Heap lock held. */
+static void release_chunks_locked(pa_heap_t *h, pa_lfh_seg_t *s, size_t c, size_t n)
+{
+    for (size_t i = 0; i < n; i++) __atomic_store_n(&s->map[c + i], 0, __ATOMIC_RELEASE);
+    s->free_chunks += (uint32_t)n;
+    atomic_fetch_sub_explicit(&h->lfh->sub_committed, n * PA_LFH_CHUNK, memory_order_relaxed);
+    DWORD saved = pa_get_last_error();
+    if (pa_virtual_free(h->process, (void *)(s->base + c * PA_LFH_CHUNK), n * PA_LFH_CHUNK, MEM_DECOMMIT,
+                        PA_OWNER_HEAP))
+        h->ctr.committed -= n * PA_LFH_CHUNK;
+    pa_set_last_error(saved);
 }
 
 /* Gives a fully free subsegment's chunks back. Heap lock held; the sub is on no list. */
 static void release_sub_locked(pa_heap_t *h, pa_lfh_sub_t *sub)
 {
     pa_lfh_seg_t *s = sub->seg;
-    size_t c = ((uintptr_t)sub - s->base) / PA_LFH_CHUNK, n = sub->nchunks;
-    for (size_t i = 0; i < n; i++) s->map[c + i] = 0;
-    s->free_chunks += (uint32_t)n;
-    atomic_fetch_sub_explicit(&h->lfh->sub_committed, n * PA_LFH_CHUNK, memory_order_relaxed);
-    DWORD saved = pa_get_last_error();
-    if (pa_virtual_free(h->process, sub, n * PA_LFH_CHUNK, MEM_DECOMMIT, PA_OWNER_HEAP))
-        h->ctr.committed -= n * PA_LFH_CHUNK;
-    pa_set_last_error(saved);
+    release_chunks_locked(h, s, ((uintptr_t)sub - s->base) / PA_LFH_CHUNK, sub->nchunks);
 }
 
 /* ------------------------------------------------------------------------------------------ */
@@ -273,14 +312,34 @@ static pa_lfh_sub_t *empty_pop(pa_lfh_t *L, pa_lfh_bucket_t *bk)
     return sub;
 }
 
-/* Are more empty bytes retained than the budget (see pa_lfh_t)? */
-static int over_budget(pa_lfh_t *L)
+/* Are more empty bytes retained than max(PA_LFH_RETAIN_MIN, used bytes >> shift) (see
+ * pa_lfh_t)? */
+static int over_budget(pa_lfh_t *L, unsigned shift)
 {
     size_t r = atomic_load_explicit(&L->retained, memory_order_relaxed);
     size_t c = atomic_load_explicit(&L->sub_committed, memory_order_relaxed);
     size_t used = c > r ? c - r : 0;
-    size_t budget = used >> PA_LFH_RETAIN_SHIFT;
+    size_t budget = used >> shift;
     return r > (budget > PA_LFH_RETAIN_MIN ? budget : PA_LFH_RETAIN_MIN);
+}
+
+size_t _pa_lfh_pay_locked(pa_heap_t *h, size_t want)
+{
+    pa_lfh_t *L = h->lfh;
+    size_t paid = 0;
+    for (unsigned b = 0; L && b < PA_LFH_BUCKETS && paid < want; b++) {
+        pa_lfh_bucket_t *bk = &L->bucket[b];
+        while (paid < want && __atomic_load_n(&bk->empty, __ATOMIC_RELAXED) &&
+               over_budget(L, PA_LFH_RETAIN_SHIFT)) {
+            spin_lock(&bk->lock);
+            pa_lfh_sub_t *sub = bk->empty ? empty_pop(L, bk) : NULL;
+            spin_unlock(&bk->lock);
+            if (!sub) break;
+            paid += (size_t)sub->nchunks * PA_LFH_CHUNK;
+            release_sub_locked(h, sub);
+        }
+    }
+    return paid;
 }
 
 /* Appends slot s to the list head..tail. */
@@ -393,7 +452,7 @@ static void give_slots(pa_heap_t *h, unsigned b, pa_block_t *list, int can_relea
             empty_push(h->lfh, bk, sub);
         }
     }
-    while (can_release && bk->empty && over_budget(h->lfh)) {
+    while (can_release && bk->empty && over_budget(h->lfh, PA_LFH_CREDIT_SHIFT)) {
         pa_lfh_sub_t *sub = empty_pop(h->lfh, bk);
         sub->next = dead;
         dead = sub;
@@ -701,7 +760,7 @@ static pa_lfh_sub_t *sub_checked(pa_heap_t *h, pa_lfh_seg_t *s, size_t c, unsign
 {
     unsigned o = _pa_lfh_map_off(m), bk = _pa_lfh_map_bucket(m);
     if (o >= 8u || o > c || bk >= PA_LFH_BUCKETS) return NULL;
-    size_t c0 = c - o, n = bucket_nchunks(bk);
+    size_t c0 = c - o, n = _pa_lfh_bucket_nchunks(bk);
     if (c0 + n > s->nchunks) return NULL;
     for (size_t k = 0; k < n; k++)
         if (s->map[c0 + k] != PA_LFH_MAP(k, bk)) return NULL;
@@ -835,7 +894,7 @@ int _pa_lfh_walk_seg(pa_heap_t *h, pa_lfh_seg_t *s, uintptr_t at, PROCESS_HEAP_E
         if (at < first) at = first;
         size_t idx = (at - first + slot - 1) / slot;
         if (idx >= nslots) {
-            at = (uintptr_t)sub + (size_t)bucket_nchunks(bk) * PA_LFH_CHUNK;
+            at = (uintptr_t)sub + (size_t)_pa_lfh_bucket_nchunks(bk) * PA_LFH_CHUNK;
             continue;
         }
         pa_block_t *b = (pa_block_t *)(first + idx * slot);

@@ -1830,7 +1830,7 @@ TEST(lfh_bucket_table_matches_the_formula)
 }
 
 /* Empty LFH subsegments stay committed within the heap's budget (max(PA_LFH_RETAIN_MIN, a
- * quarter of the bytes in use)): a structure freed next to a larger live one keeps its pages
+ * quarter of the bytes in use; up to half on credit, see the next test)): a structure freed next to a larger live one keeps its pages
  * for the next one; HeapCompact releases them; once everything is freed at most
  * PA_LFH_RETAIN_MIN (plus the subsegments the thread's bins keep partly used) stays. */
 TEST(lfh_empty_subsegments_kept_within_the_budget)
@@ -1868,6 +1868,140 @@ TEST(lfh_empty_subsegments_kept_within_the_budget)
     CHECK(s4.committed <= s0.committed + slack);
     free(a);
     free(b);
+    proc_end(p);
+}
+
+/* Empty LFH subsegments kept beyond the budget above, up to half the bytes in use, are kept
+ * on credit: memory the heap commits elsewhere (a large block here) is paid for by releasing
+ * them, so that keeping them never raises the heap's peak. */
+TEST(lfh_empty_subsegments_kept_on_credit_pay_for_later_commits)
+{
+    pa_process_t *p = proc_new();
+    HANDLE h = pa_heap_create(p, 0, 0, 0);
+    enum { NA = 160000, NB = 60000 }; /* 48-byte slots: 7.3 MiB live, 2.7 MiB freed */
+    const size_t big = (size_t)4 << 20;
+    void **a = malloc(NA * sizeof *a), **b = malloc(NB * sizeof *b);
+    CHECK(a && b);
+    for (int i = 0; i < 18; i++) CHECK(pa_heap_free(p, h, 0, pa_heap_alloc(p, h, 0, 32)));
+    pa_heap_stats_t s1, s2, s3;
+    for (int i = 0; i < NA; i++) CHECK((a[i] = pa_heap_alloc(p, h, 0, 32)) != NULL);
+    for (int i = 0; i < NB; i++) CHECK((b[i] = pa_heap_alloc(p, h, 0, 32)) != NULL);
+    CHECK(pa_heap_stats(p, h, &s1));
+    for (int i = 0; i < NB; i++) CHECK(pa_heap_free(p, h, 0, b[i]));
+    CHECK(pa_heap_stats(p, h, &s2));
+    CHECK_EQ(s2.committed, s1.committed); /* more than a quarter of 7.3 MiB, all kept */
+    void *x = pa_heap_alloc(p, h, 0, big);
+    CHECK(x != NULL);
+    CHECK(pa_heap_stats(p, h, &s3));
+    /* Released down to a quarter of the bytes in use: about 0.9 MiB of the 2.7. */
+    CHECK(s3.committed + ((size_t)512 << 10) <= s2.committed + big);
+    CHECK(s3.committed + ((size_t)2 << 20) >= s2.committed + big);
+    CHECK(pa_heap_validate(p, h, 0, NULL));
+    CHECK(pa_heap_free(p, h, 0, x));
+    for (int i = 0; i < NA; i++) CHECK(pa_heap_free(p, h, 0, a[i]));
+    CHECK(pa_heap_validate(p, h, 0, NULL));
+    free(a);
+    free(b);
+    proc_end(p);
+}
+
+/* A bucket that needs a new subsegment takes an empty one that another bucket of the same
+ * subsegment size keeps, before it commits more: the blocks of the new size land where the
+ * freed ones were, and the heap's commit does not grow. */
+TEST(lfh_new_subsegment_takes_an_empty_one_another_bucket_keeps)
+{
+    pa_process_t *p = proc_new();
+    HANDLE h = pa_heap_create(p, 0, 0, 0);
+    enum { NA = 6000, NB = 3000 }; /* 48-byte slots (288 KiB), then 80-byte slots (240 KiB) */
+    static void *a[NA], *b[NB];
+    for (int i = 0; i < 18; i++) {
+        CHECK(pa_heap_free(p, h, 0, pa_heap_alloc(p, h, 0, 32)));
+        CHECK(pa_heap_free(p, h, 0, pa_heap_alloc(p, h, 0, 64)));
+    }
+    CHECK(_pa_lfh_bucket(32) != _pa_lfh_bucket(64));
+    uintptr_t lo = UINTPTR_MAX, hi = 0;
+    for (int i = 0; i < NA; i++) {
+        CHECK((a[i] = pa_heap_alloc(p, h, 0, 32)) != NULL);
+        if ((uintptr_t)a[i] < lo) lo = (uintptr_t)a[i];
+        if ((uintptr_t)a[i] > hi) hi = (uintptr_t)a[i];
+    }
+    for (int i = 0; i < NA; i++) CHECK(pa_heap_free(p, h, 0, a[i]));
+    pa_heap_stats_t s1, s2;
+    CHECK(pa_heap_stats(p, h, &s1));
+    int inside = 0;
+    for (int i = 0; i < NB; i++) {
+        CHECK((b[i] = pa_heap_alloc(p, h, 0, 64)) != NULL);
+        inside += (uintptr_t)b[i] >= lo && (uintptr_t)b[i] <= hi;
+    }
+    CHECK(pa_heap_stats(p, h, &s2));
+    CHECK(s2.committed <= s1.committed);
+    CHECK(inside >= NB / 2);
+    CHECK(pa_heap_validate(p, h, 0, NULL));
+    for (int i = 0; i < NB; i++) CHECK(pa_heap_free(p, h, 0, b[i]));
+    CHECK(pa_heap_validate(p, h, 0, NULL));
+    /* A bigger empty subsegment serves too (its other chunks go back): 4000-byte slots live
+     * in subsegments of two chunks, 128-byte slots in one. */
+    CHECK(pa_heap_compact(p, h, 0) > 0);
+    CHECK(_pa_lfh_bucket_nchunks(_pa_lfh_bucket(4000)) == 2 && _pa_lfh_bucket_nchunks(_pa_lfh_bucket(128)) == 1);
+    for (int i = 0; i < 18; i++) {
+        CHECK(pa_heap_free(p, h, 0, pa_heap_alloc(p, h, 0, 128)));
+        CHECK((a[i] = pa_heap_alloc(p, h, 0, 4000)) != NULL);
+    }
+    for (int i = 18; i < 100; i++) CHECK((a[i] = pa_heap_alloc(p, h, 0, 4000)) != NULL);
+    for (int i = 0; i < 100; i++) CHECK(pa_heap_free(p, h, 0, a[i]));
+    CHECK(pa_heap_stats(p, h, &s1));
+    for (int i = 0; i < NB; i++) CHECK((b[i] = pa_heap_alloc(p, h, 0, 128)) != NULL); /* 432 KiB */
+    CHECK(pa_heap_stats(p, h, &s2));
+    CHECK(s2.committed + ((size_t)128 << 10) <= s1.committed + (size_t)NB * 144);
+    CHECK(pa_heap_validate(p, h, 0, NULL));
+    for (int i = 0; i < NB; i++) CHECK(pa_heap_free(p, h, 0, b[i]));
+    CHECK(pa_heap_validate(p, h, 0, NULL));
+    proc_end(p);
+}
+
+/* The pages a cached large block keeps resident (cleared when it was freed) move into what
+ * the heap commits next, a new LFH subsegment here: its pages are in memory before anything
+ * writes them, they read as zero, and the cache keeps that much less. */
+TEST(pages_kept_by_cached_large_blocks_move_into_the_next_commit)
+{
+    pa_process_t *p = proc_new();
+    HANDLE h = pa_heap_create(p, 0, 0, 0);
+    pa_heap_t *hp = h;
+    const size_t n = (size_t)2 << 20;
+    unsigned char *keep = pa_heap_alloc(p, h, 0, (size_t)24 << 20); /* live bytes: a budget */
+    CHECK(keep != NULL);
+    for (int i = 0; i < 3; i++) { /* written end to end: cleared in place and kept */
+        unsigned char *x = pa_heap_alloc(p, h, 0, n);
+        CHECK(x != NULL);
+        if (!x) break;
+        memset(x, 0x5A, n);
+        CHECK(pa_heap_free(p, h, 0, x));
+    }
+    size_t before = hp->ctr.cached_resident;
+    CHECK(before >= n);
+    void *y[18];
+    for (int i = 0; i < 18; i++) CHECK((y[i] = pa_heap_alloc(p, h, 0, 4000)) != NULL); /* back end */
+    unsigned char *z = pa_heap_alloc(p, h, 0, 4000); /* in the bucket's first subsegment */
+    CHECK(z != NULL);
+    unsigned bk = _pa_lfh_bucket(4000);
+    size_t bytes = (size_t)hp->lfh->bucket[bk].nchunks * PA_LFH_CHUNK;
+    CHECK(bytes >= 2 * PA_LFH_CHUNK);
+    const pa_block_t *zh = (const pa_block_t *)(z - PA_HEAP_UNIT); /* size: its slot index */
+    unsigned char *base = z - PA_HEAP_UNIT - (size_t)zh->size * hp->lfh->bucket[bk].slot_size - PA_LFH_SUB_HDR;
+    CHECK_EQ(((pa_lfh_sub_t *)base)->magic, PA_LFH_SUB_MAGIC);
+    unsigned char flags[16];
+    CHECK_EQ(_pa_os_page_flags(base + bytes - PA_LFH_CHUNK, 16, flags), 0); /* last chunk */
+    int present = 0;
+    for (int i = 0; i < 16; i++) present += (flags[i] & PA_OS_PAGE_PRESENT) != 0;
+    CHECK_EQ(present, 16);
+    CHECK_EQ(nonzero_bytes(base + bytes - PA_LFH_CHUNK, PA_LFH_CHUNK), 0);
+    CHECK(hp->ctr.cached_resident + bytes <= before);
+    CHECK(pa_heap_validate(p, h, 0, NULL));
+    CHECK(pa_heap_free(p, h, 0, z));
+    for (int i = 0; i < 18; i++) CHECK(pa_heap_free(p, h, 0, y[i]));
+    CHECK(pa_heap_free(p, h, 0, keep));
+    CHECK(pa_heap_validate(p, h, 0, NULL));
+    CHECK(pa_heap_destroy(p, h));
     proc_end(p);
 }
 
