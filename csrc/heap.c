@@ -705,7 +705,8 @@ pa_lfh_seg_t *_pa_heap_new_lfh_segment_locked(pa_heap_t *h, size_t size)
     return s;
 }
 
-#define TRIM_KEEP ((size_t)256 << 10)
+#define TRIM_KEEP ((size_t)1 << 20)
+#define TRIM_STEP ((size_t)256 << 10)
 
 /* After a free: decommits the free tail of s beyond 64 KiB into the last free block, and
  * releases a secondary segment that became entirely free while the heap has plenty of other
@@ -722,12 +723,15 @@ static void seg_trim(pa_heap_t *h, pa_segment_t *s, pa_block_t *b)
         release(h, (void *)s->base, seg_bytes, s->commit_end - s->base);
         return;
     }
-    /* Keep 256 KiB of the free tail committed and decommit only 256 KiB or more at once:
-     * a heap that frees and reallocates near its end must not commit and decommit on every
-     * call (Windows' DeCommitFreeBlockThreshold plays the same role). */
+    /* Keep 1 MiB of the free tail committed and decommit only 256 KiB or more at once: a
+     * heap that frees and reallocates near its end must not commit and decommit on every
+     * call (Windows' DeCommitFreeBlockThreshold plays the same role), nor fault the pages in
+     * again (python3 growing lists and buffers under the preload library: with 256 KiB kept,
+     * 7.6 MiB decommitted in 14 trims of json+re, and 11.7k page faults against 8.2k in the
+     * growth workload; peak RSS 1.3-1.6 MiB higher). */
     uintptr_t keep = _pa_align_up((uintptr_t)b + sizeof(pa_free_t) + TRIM_KEEP, PA_PAGE_SIZE);
     if (keep < s->min_commit) keep = s->min_commit;
-    if (keep + TRIM_KEEP > s->commit_end) return;
+    if (keep + TRIM_STEP > s->commit_end) return;
     fl_remove(h, b);
     uintptr_t old_end = s->commit_end;
     s->commit_end = keep;

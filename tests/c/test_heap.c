@@ -783,6 +783,39 @@ TEST(fragmented_heap_commits_are_paid_with_the_pages_of_big_free_blocks)
     }
 }
 
+/* The free tail of a back-end segment: up to 1 MiB of it stays committed (a heap that frees
+ * and allocates near its end neither decommits nor faults the pages in again each time);
+ * beyond 1.25 MiB it is decommitted down to 1 MiB. */
+TEST(segment_free_tail_keeps_one_mib_committed)
+{
+    pa_process_t *p = proc_new();
+    const size_t n = (size_t)480 << 10, mib = (size_t)1 << 20;
+    HANDLE h = pa_heap_create(p, 0, 0, 16 * mib); /* one segment */
+    enum { N = 8 };
+    void *x[N];
+    pa_heap_stats_t s0, s1, s2;
+    for (int i = 0; i < N; i++) CHECK((x[i] = pa_heap_alloc(p, h, 0, n)) != NULL);
+    for (int i = 1; i < N; i++) CHECK((char *)x[i] > (char *)x[i - 1]);
+    CHECK(pa_heap_stats(p, h, &s0));
+    CHECK(pa_heap_free(p, h, 0, x[7]));
+    CHECK(pa_heap_free(p, h, 0, x[6]));
+    CHECK(pa_heap_stats(p, h, &s1));
+    CHECK_EQ(s1.committed, s0.committed); /* 960 KiB free at the end: kept */
+    CHECK(pa_heap_free(p, h, 0, x[5]));
+    CHECK(pa_heap_free(p, h, 0, x[4]));
+    CHECK(pa_heap_stats(p, h, &s2));
+    CHECK(s2.committed + 3 * mib / 4 <= s0.committed); /* 1.9 MiB free: down to 1 MiB */
+    CHECK(s2.committed + 5 * mib / 4 >= s0.committed);
+    void *y = pa_heap_alloc(p, h, 0, n); /* where x[4] was, in the pages kept */
+    CHECK(y == x[4]);
+    CHECK(pa_heap_validate(p, h, 0, NULL));
+    CHECK(pa_heap_free(p, h, 0, y));
+    for (int i = 0; i < 4; i++) CHECK(pa_heap_free(p, h, 0, x[i]));
+    CHECK(pa_heap_validate(p, h, 0, NULL));
+    CHECK(pa_heap_destroy(p, h));
+    proc_end(p);
+}
+
 /* ---- threads ---- */
 
 #define XT_N 200000
