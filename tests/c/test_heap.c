@@ -1862,10 +1862,25 @@ TEST(lfh_bucket_table_matches_the_formula)
     }
 }
 
+/* On a heap whose LFH serves 32-byte requests (48-byte slots): stats in s0, then na blocks
+ * a[] and nb blocks b[] allocated (stats in s1), then b[] freed (stats in s2). */
+static void lfh_build_then_free(pa_process_t *p, HANDLE h, void **a, int na, void **b, int nb,
+                                pa_heap_stats_t *s0, pa_heap_stats_t *s1, pa_heap_stats_t *s2)
+{
+    for (int i = 0; i < 18; i++) CHECK(pa_heap_free(p, h, 0, pa_heap_alloc(p, h, 0, 32)));
+    CHECK(pa_heap_stats(p, h, s0));
+    for (int i = 0; i < na; i++) CHECK((a[i] = pa_heap_alloc(p, h, 0, 32)) != NULL);
+    for (int i = 0; i < nb; i++) CHECK((b[i] = pa_heap_alloc(p, h, 0, 32)) != NULL);
+    CHECK(pa_heap_stats(p, h, s1));
+    for (int i = 0; i < nb; i++) CHECK(pa_heap_free(p, h, 0, b[i]));
+    CHECK(pa_heap_stats(p, h, s2));
+}
+
 /* Empty LFH subsegments stay committed within the heap's budget (max(PA_LFH_RETAIN_MIN, a
- * quarter of the bytes in use; up to half on credit, see the next test)): a structure freed next to a larger live one keeps its pages
- * for the next one; HeapCompact releases them; once everything is freed at most
- * PA_LFH_RETAIN_MIN (plus the subsegments the thread's bins keep partly used) stays. */
+ * quarter of the bytes in use; up to half on credit, see the next test)): a structure freed
+ * next to a larger live one keeps its pages for the next one; HeapCompact releases them;
+ * once everything is freed at most PA_LFH_RETAIN_MIN (plus the subsegments the thread's bins
+ * keep partly used) stays. */
 TEST(lfh_empty_subsegments_kept_within_the_budget)
 {
     pa_process_t *p = proc_new();
@@ -1874,14 +1889,8 @@ TEST(lfh_empty_subsegments_kept_within_the_budget)
     const size_t slack = 4 * PA_LFH_CHUNK;
     void **a = malloc(NA * sizeof *a), **b = malloc(NB * sizeof *b);
     CHECK(a && b);
-    for (int i = 0; i < 18; i++) CHECK(pa_heap_free(p, h, 0, pa_heap_alloc(p, h, 0, 32)));
     pa_heap_stats_t s0, s1, s2, s3, s4;
-    CHECK(pa_heap_stats(p, h, &s0));
-    for (int i = 0; i < NA; i++) CHECK((a[i] = pa_heap_alloc(p, h, 0, 32)) != NULL);
-    for (int i = 0; i < NB; i++) CHECK((b[i] = pa_heap_alloc(p, h, 0, 32)) != NULL);
-    CHECK(pa_heap_stats(p, h, &s1));
-    for (int i = 0; i < NB; i++) CHECK(pa_heap_free(p, h, 0, b[i]));
-    CHECK(pa_heap_stats(p, h, &s2));
+    lfh_build_then_free(p, h, a, NA, b, NB, &s0, &s1, &s2);
     CHECK_EQ(s2.committed, s1.committed); /* all of B's subsegments kept */
     CHECK(pa_heap_validate(p, h, 0, NULL));
     for (int i = 0; i < NB; i++) CHECK((b[i] = pa_heap_alloc(p, h, 0, 32)) != NULL);
@@ -1915,13 +1924,8 @@ TEST(lfh_empty_subsegments_kept_on_credit_pay_for_later_commits)
     const size_t big = (size_t)4 << 20;
     void **a = malloc(NA * sizeof *a), **b = malloc(NB * sizeof *b);
     CHECK(a && b);
-    for (int i = 0; i < 18; i++) CHECK(pa_heap_free(p, h, 0, pa_heap_alloc(p, h, 0, 32)));
-    pa_heap_stats_t s1, s2, s3;
-    for (int i = 0; i < NA; i++) CHECK((a[i] = pa_heap_alloc(p, h, 0, 32)) != NULL);
-    for (int i = 0; i < NB; i++) CHECK((b[i] = pa_heap_alloc(p, h, 0, 32)) != NULL);
-    CHECK(pa_heap_stats(p, h, &s1));
-    for (int i = 0; i < NB; i++) CHECK(pa_heap_free(p, h, 0, b[i]));
-    CHECK(pa_heap_stats(p, h, &s2));
+    pa_heap_stats_t s0, s1, s2, s3;
+    lfh_build_then_free(p, h, a, NA, b, NB, &s0, &s1, &s2);
     CHECK_EQ(s2.committed, s1.committed); /* more than a quarter of 7.3 MiB, all kept */
     void *x = pa_heap_alloc(p, h, 0, big);
     CHECK(x != NULL);
