@@ -1632,8 +1632,8 @@ TEST(fact54_heaplock_excludes_binned_medium_calls)
     CHECK(a.unlocking); /* it waited for HeapUnlock */
     CHECK(y != NULL);
     pthread_join(t, NULL);
+    a.locked = a.unlocking = 0; /* (before the thread starts: it sets them) */
     pthread_create(&t, NULL, bins_lock_thread, &a);
-    a.locked = a.unlocking = 0;
     while (!a.locked) usleep(1000);
     CHECK(pa_heap_free(p, h, 0, y));
     CHECK(a.unlocking);
