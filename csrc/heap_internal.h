@@ -100,16 +100,18 @@
 #define PA_LFH_CHUNK ((size_t)0x10000)
 #define PA_LFH_TCACHES 16                 /* threads with a private cache per heap */
 #define PA_LFH_RETAIN_MIN ((size_t)1 << 20) /* empty subsegments kept committed, see pa_lfh_t */
-#define PA_LFH_RETAIN_SHIFT 2
-#define PA_LFH_CREDIT_SHIFT 1
+#define PA_LFH_RETAIN_SHIFT 3
+#define PA_LFH_CREDIT_SHIFT 2
 /* A thread's bin of a bucket holds up to PA_LFH_BIN_BYTES of slots (at least PA_LFH_BIN_MIN,
  * at most 128 slots), and the bucket's remote list as many: what a thread that frees what
  * another allocates (prodcons) keeps out of use is about twice that per bucket. A bin whose
  * thread takes back the remote list it pushed last (it allocates what it frees) doubles its
  * limit, up to PA_LFH_BIN_GROW_BYTES (at least 8 slots): fewer flushes and refills. With 8
- * KiB, bench_preload's prodcons (64 buckets in use) peaked at 1.22x glibc's RSS; with 4 KiB
- * at 1.09x, and bench_heap's small workload is as fast. */
-#define PA_LFH_BIN_BYTES ((size_t)4 << 10)
+ * KiB bins and empty subsegments kept up to half the bytes in use, bench_preload's prodcons
+ * (64 buckets in use) peaked at 1.22-1.28x glibc's RSS when its queue filled; with 2 KiB and
+ * a quarter (PA_LFH_CREDIT_SHIFT 2, PA_LFH_RETAIN_SHIFT 3) at 1.10x, and it, trees and
+ * bench_heap's small workload are as fast. */
+#define PA_LFH_BIN_BYTES ((size_t)2 << 10)
 #define PA_LFH_BIN_MIN 4
 #define PA_LFH_BIN_GROW_BYTES ((size_t)64 << 10)
 

@@ -718,17 +718,17 @@ def test_corrupted_link_deep_in_the_cache_is_caught_by_the_flush():
     """A bin that overflows hands its newest slots on, walking their links: a link overwritten
     in a slot freed earlier is caught there (HeapFree reports STATUS_HEAP_CORRUPTION, the block
     itself is freed), not followed; the heap goes on serving. (A bin of 64-byte slots holds
-    64 of them, 4 KiB: the 50 freed first stay in it, and the overflow hands on the newest 32,
-    which walks past the one written 19 frees later.)"""
+    32 of them, 2 KiB: the 20 freed first stay in it, and the overflow hands on the newest 16,
+    which walks past the one written 15 frees later.)"""
     rc, out = run_child("""
         h = p.HeapCreate(0, 0, 0)
         xs = [p.HeapAlloc(h, 0, 48) for _ in range(400)]
         ys = xs[100:]
-        for y in ys[:50]:
+        for y in ys[:20]:
             p.HeapFree(h, 0, y)
-        p.write(ys[45], b"\\xff" * 8)
+        p.write(ys[17], b"\\xff" * 8)
         failed = 0
-        for y in ys[50:200]:
+        for y in ys[20:200]:
             try:
                 p.HeapFree(h, 0, y)
             except pa.WinError:
@@ -751,9 +751,9 @@ def test_corrupted_link_on_a_remote_list_is_caught():
         h = p.HeapCreate(0, 0, 0)
         xs = [p.HeapAlloc(h, 0, 48) for _ in range(400)]
         ys = xs[100:]
-        for y in ys[:129]:  # the 129th overflows the bin (128): its newest 65 go remote
+        for y in ys[:33]:  # the 33rd overflows the bin (32, 2 KiB): its newest 17 go remote
             p.HeapFree(h, 0, y)
-        p.write(ys[100], b"\\xa5" * 8)
+        p.write(ys[20], b"\\xa5" * 8)
         failed, zs = 0, []
         for _ in range(200):
             try:
