@@ -925,7 +925,8 @@ static void large_trim_resident_locked(pa_heap_t *h, size_t keep, uintptr_t dst,
             moved = room = 0;
         dst += moved;
         room -= moved;
-        if (len > moved && pa_mm_zero_pages(h->process, from + moved, len - moved) != STATUS_SUCCESS) {
+        if (len > moved &&
+            pa_mm_zero_pages(h->process, from + moved, len - moved) != STATUS_SUCCESS) {
             if (!moved) continue;
             len = moved;
         }

@@ -105,7 +105,8 @@ __attribute__((constructor)) static void geom_init(void)
     for (unsigned b = 0; b < PA_LFH_BUCKETS; b++) {
         uint32_t slot = (uint32_t)(_pa_lfh_bucket_data_size(b) + U);
         _pa_lfh_geom[b].slot_size = slot;
-        uint32_t nslots = (uint32_t)((_pa_lfh_bucket_nchunks(b) * PA_LFH_CHUNK - PA_LFH_SUB_HDR) / slot);
+        size_t bytes = _pa_lfh_bucket_nchunks(b) * PA_LFH_CHUNK;
+        uint32_t nslots = (uint32_t)((bytes - PA_LFH_SUB_HDR) / slot);
         _pa_lfh_geom[b].span = nslots * slot;
     }
 }
@@ -177,7 +178,8 @@ static pa_lfh_sub_t *steal_empty_locked(pa_lfh_t *L, unsigned b, uint32_t n)
         for (unsigned o = 0; o < PA_LFH_BUCKETS; o++) {
             pa_lfh_bucket_t *ob = &L->bucket[o];
             /* (read without the lock: a hint, checked again under it) */
-            if (o == b || ob->nchunks != want || !__atomic_load_n(&ob->empty, __ATOMIC_RELAXED)) continue;
+            if (o == b || ob->nchunks != want || !__atomic_load_n(&ob->empty, __ATOMIC_RELAXED))
+                continue;
             spin_lock(&ob->lock);
             pa_lfh_sub_t *sub = ob->empty ? empty_pop(L, ob) : NULL;
             spin_unlock(&ob->lock);
@@ -223,8 +225,10 @@ static pa_lfh_sub_t *new_sub(pa_heap_t *h, unsigned b)
             c = find_run(s, bk->nchunks);
         }
         uintptr_t at = s->base + c * PA_LFH_CHUNK;
-        DWORD prot = (h->flags & HEAP_CREATE_ENABLE_EXECUTE) ? PAGE_EXECUTE_READWRITE : PAGE_READWRITE;
-        if (!pa_virtual_alloc(h->process, (void *)at, bytes, MEM_COMMIT, prot, PA_OWNER_HEAP)) goto out;
+        DWORD prot = (h->flags & HEAP_CREATE_ENABLE_EXECUTE) ? PAGE_EXECUTE_READWRITE
+                                                              : PAGE_READWRITE;
+        if (!pa_virtual_alloc(h->process, (void *)at, bytes, MEM_COMMIT, prot, PA_OWNER_HEAP))
+            goto out;
         _pa_heap_committed_locked(h, at, bytes);
         atomic_fetch_add_explicit(&L->sub_committed, bytes, memory_order_relaxed);
         s->free_chunks -= bk->nchunks;
@@ -253,8 +257,8 @@ static void release_chunks_locked(pa_heap_t *h, pa_lfh_seg_t *s, size_t c, size_
     s->free_chunks += (uint32_t)n;
     atomic_fetch_sub_explicit(&h->lfh->sub_committed, n * PA_LFH_CHUNK, memory_order_relaxed);
     DWORD saved = pa_get_last_error();
-    if (pa_virtual_free(h->process, (void *)(s->base + c * PA_LFH_CHUNK), n * PA_LFH_CHUNK, MEM_DECOMMIT,
-                        PA_OWNER_HEAP))
+    void *at = (void *)(s->base + c * PA_LFH_CHUNK);
+    if (pa_virtual_free(h->process, at, n * PA_LFH_CHUNK, MEM_DECOMMIT, PA_OWNER_HEAP))
         h->ctr.committed -= n * PA_LFH_CHUNK;
     pa_set_last_error(saved);
 }

@@ -1980,7 +1980,8 @@ TEST(lfh_new_subsegment_takes_an_empty_one_another_bucket_keeps)
     /* A bigger empty subsegment serves too (its other chunks go back): 4000-byte slots live
      * in subsegments of two chunks, 128-byte slots in one. */
     CHECK(pa_heap_compact(p, h, 0) > 0);
-    CHECK(_pa_lfh_bucket_nchunks(_pa_lfh_bucket(4000)) == 2 && _pa_lfh_bucket_nchunks(_pa_lfh_bucket(128)) == 1);
+    CHECK_EQ(_pa_lfh_bucket_nchunks(_pa_lfh_bucket(4000)), 2);
+    CHECK_EQ(_pa_lfh_bucket_nchunks(_pa_lfh_bucket(128)), 1);
     for (int i = 0; i < 18; i++) {
         CHECK(pa_heap_free(p, h, 0, pa_heap_alloc(p, h, 0, 128)));
         CHECK((a[i] = pa_heap_alloc(p, h, 0, 4000)) != NULL);
@@ -2018,14 +2019,16 @@ TEST(pages_kept_by_cached_large_blocks_move_into_the_next_commit)
     size_t before = hp->ctr.cached_resident;
     CHECK(before >= n);
     void *y[18];
-    for (int i = 0; i < 18; i++) CHECK((y[i] = pa_heap_alloc(p, h, 0, 4000)) != NULL); /* back end */
+    for (int i = 0; i < 18; i++) /* back end */
+        CHECK((y[i] = pa_heap_alloc(p, h, 0, 4000)) != NULL);
     unsigned char *z = pa_heap_alloc(p, h, 0, 4000); /* in the bucket's first subsegment */
     CHECK(z != NULL);
     unsigned bk = _pa_lfh_bucket(4000);
     size_t bytes = (size_t)hp->lfh->bucket[bk].nchunks * PA_LFH_CHUNK;
     CHECK(bytes >= 2 * PA_LFH_CHUNK);
     const pa_block_t *zh = (const pa_block_t *)(z - PA_HEAP_UNIT); /* size: its slot index */
-    unsigned char *base = z - PA_HEAP_UNIT - (size_t)zh->size * hp->lfh->bucket[bk].slot_size - PA_LFH_SUB_HDR;
+    unsigned char *base =
+        z - PA_HEAP_UNIT - (size_t)zh->size * hp->lfh->bucket[bk].slot_size - PA_LFH_SUB_HDR;
     CHECK_EQ(((pa_lfh_sub_t *)base)->magic, PA_LFH_SUB_MAGIC);
     unsigned char flags[16];
     CHECK_EQ(_pa_os_page_flags(base + bytes - PA_LFH_CHUNK, 16, flags), 0); /* last chunk */
