@@ -3050,6 +3050,7 @@ BOOL pa_heap_stats(pa_process_t *p, HANDLE heap, pa_heap_stats_t *out)
     out->large_blocks = h->ctr.large_blocks;
     out->cached_large_bytes = h->ctr.cached_large_bytes;
     out->cached_large_resident = h->ctr.cached_resident;
+    if (h->lfh) out->spare_committed = h->lfh->cfree_bytes;
     out->segments = h->nsegs;
     out->debug = h->debug;
     for (unsigned b = 0; b < PA_LFH_BUCKETS; b++) out->lfh_active += h->lfh_on[b];
@@ -3066,7 +3067,7 @@ BOOL pa_heap_stats(pa_process_t *p, HANDLE heap, pa_heap_stats_t *out)
     out->busy_bytes = (size_t)((int64_t)out->busy_bytes + mb);
     out->busy_blocks = (size_t)((int64_t)out->busy_blocks + mn);
     pthread_mutex_unlock(&h->lock);
-    size_t used = out->busy_bytes + out->free_bytes;
+    size_t used = out->busy_bytes + out->free_bytes + out->spare_committed;
     out->overhead = out->committed > used ? out->committed - used : 0;
     return TRUE;
 }
@@ -3084,8 +3085,10 @@ static void walk_region(const pa_heap_t *h, unsigned i, PROCESS_HEAP_ENTRY *e)
     if (s->kind == PA_SEG_LFH) {
         const pa_lfh_seg_t *l = (const pa_lfh_seg_t *)s;
         e->cbData = (DWORD)PA_LFH_CHUNK;
-        e->Region.dwCommittedSize = (DWORD)((size_t)(l->nchunks - l->free_chunks) * PA_LFH_CHUNK);
-        e->Region.dwUnCommittedSize = (DWORD)((size_t)l->free_chunks * PA_LFH_CHUNK);
+        size_t kept = l->cfree_chunks; /* free chunks that stay committed */
+        e->Region.dwCommittedSize =
+            (DWORD)((size_t)(l->nchunks - l->free_chunks + kept) * PA_LFH_CHUNK);
+        e->Region.dwUnCommittedSize = (DWORD)((size_t)(l->free_chunks - kept) * PA_LFH_CHUNK);
         e->Region.lpFirstBlock = (char *)l->base + PA_LFH_CHUNK;
         e->Region.lpLastBlock = (char *)l->base + l->size;
         return;

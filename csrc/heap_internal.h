@@ -159,6 +159,7 @@ typedef struct pa_segment_s {
 } pa_segment_t;
 
 /* An LFH segment's header, at its base (chunk 0). */
+#define PA_LFH_SEG_MAX_CHUNKS 512 /* chunks of the largest LFH segment (32 MiB) */
 typedef struct pa_lfh_seg_s {
     uint32_t magic;
     uint32_t kind;         /* PA_SEG_LFH: same prefix as pa_segment_t */
@@ -167,6 +168,11 @@ typedef struct pa_lfh_seg_s {
     size_t size;
     uint32_t nchunks;
     uint32_t free_chunks;
+    /* Free chunks that stay committed, their pages dropped (bit c of cfree: chunk c), so that
+     * the next subsegments there need no commit (heap_lfh.c, commit_chunks). */
+    uint32_t cfree_chunks;
+    uint32_t pad;
+    uint64_t cfree[PA_LFH_SEG_MAX_CHUNKS / 64];
     uint16_t map[];        /* per chunk, see the file comment */
 } pa_lfh_seg_t;
 
@@ -294,6 +300,7 @@ typedef struct pa_lfh_s {
      * memory the heap commits elsewhere is paid for by releasing it (_pa_lfh_pay_locked),
      * so that it never raises the peak. HeapCompact releases them all. */
     _Atomic size_t sub_committed, retained;
+    size_t cfree_bytes; /* free chunks kept committed in all segments (heap lock) */
     atomic_uint claimed; /* caches that threads hold now */
     pa_lfh_tcache_t tcache[PA_LFH_TCACHES];
 } pa_lfh_t;

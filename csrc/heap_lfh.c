@@ -36,6 +36,19 @@ _Static_assert(sizeof(pa_lfh_seg_t) + 512 * 2 + 64 + sizeof(pa_lfh_t) <= PA_LFH_
 #define U PA_HEAP_UNIT
 #define LFH_SEG_MIN ((size_t)4 << 20)
 #define LFH_SEG_MAX ((size_t)32 << 20)
+_Static_assert(LFH_SEG_MAX / PA_LFH_CHUNK == PA_LFH_SEG_MAX_CHUNKS, "cfree bitmap");
+/* A new subsegment's commit covers up to this many chunks from its first one: the free,
+ * uncommitted chunks after it are committed too (free chunks kept committed, pa_lfh_seg_t's
+ * cfree), so that the next subsegments need no commit of their own. Committed pages the
+ * program never touches cost no memory. sqlite3 under the preload library committed its
+ * subsegments in 270 calls of one or two chunks. */
+#define LFH_AHEAD 8
+/* Chunks released (past the retention budget, or HeapCompact aside) stay committed with
+ * their pages dropped while the heap's free chunks kept committed are at most
+ * max(LFH_CFREE_MIN, the subsegments' commit); past that, a release decommits them all, in
+ * runs. Releasing and committing chunk by chunk cost sqlite3 460 host calls (with a TLB
+ * flush for each decommit) where glibc's heap moved its break 108 times. */
+#define LFH_CFREE_MIN ((size_t)4 << 20)
 
 static void spin_lock(atomic_int *l)
 {
@@ -156,15 +169,86 @@ static int lfh_create_locked(pa_heap_t *h)
     return 1;
 }
 
-/* A free run of n chunks in s, or 0. */
-static size_t find_run(const pa_lfh_seg_t *s, size_t n)
+static inline int cfree_has(const pa_lfh_seg_t *s, size_t c)
+{
+    return (int)((s->cfree[c / 64] >> (c % 64)) & 1u);
+}
+
+/* Marks free chunk c of s as kept committed (on) or not. Heap lock held. */
+static void cfree_mark(pa_lfh_t *L, pa_lfh_seg_t *s, size_t c, int on)
+{
+    if (cfree_has(s, c) == on) return;
+    s->cfree[c / 64] ^= (uint64_t)1 << (c % 64);
+    s->cfree_chunks += on ? 1u : (uint32_t)-1;
+    L->cfree_bytes += on ? PA_LFH_CHUNK : (size_t)0 - PA_LFH_CHUNK;
+}
+
+/* A free run of n chunks in s (all of them kept committed, when `committed`), or 0. */
+static size_t find_run(const pa_lfh_seg_t *s, size_t n, int committed)
 {
     size_t run = 0;
     for (size_t c = 1; c < s->nchunks; c++) {
-        run = s->map[c] ? 0 : run + 1;
+        run = s->map[c] || (committed && !cfree_has(s, c)) ? 0 : run + 1;
         if (run == n) return c + 1 - n;
     }
     return 0;
+}
+
+/* Decommits the free chunks of s kept committed, one call per run. Heap lock held. */
+static void decommit_cfree_locked(pa_heap_t *h, pa_lfh_seg_t *s)
+{
+    DWORD saved = pa_get_last_error();
+    for (size_t c = 1; c < s->nchunks && s->cfree_chunks;) {
+        if (!cfree_has(s, c)) {
+            c++;
+            continue;
+        }
+        size_t e = c;
+        while (e < s->nchunks && cfree_has(s, e)) cfree_mark(h->lfh, s, e++, 0);
+        void *at = (void *)(s->base + c * PA_LFH_CHUNK);
+        if (pa_virtual_free(h->process, at, (e - c) * PA_LFH_CHUNK, MEM_DECOMMIT, PA_OWNER_HEAP))
+            h->ctr.committed -= (e - c) * PA_LFH_CHUNK;
+        c = e;
+    }
+    pa_set_last_error(saved);
+}
+
+/* Commits chunks [c, c + n) of s (free), [c, end) here, as one call. 0 on failure. */
+static int commit_range(pa_heap_t *h, pa_lfh_seg_t *s, size_t c, size_t end)
+{
+    uintptr_t at = s->base + c * PA_LFH_CHUNK;
+    size_t bytes = (end - c) * PA_LFH_CHUNK;
+    DWORD prot = (h->flags & HEAP_CREATE_ENABLE_EXECUTE) ? PAGE_EXECUTE_READWRITE : PAGE_READWRITE;
+    if (!pa_virtual_alloc(h->process, (void *)at, bytes, MEM_COMMIT, prot, PA_OWNER_HEAP)) return 0;
+    _pa_heap_committed_locked(h, at, bytes);
+    return 1;
+}
+
+/* Makes free chunks [c, c + n) of s committed for a subsegment: those kept committed as they
+ * are, the others committed, the last run of them with the free chunks after it up to
+ * LFH_AHEAD chunks from c (kept committed; without them if that commit fails). 0 on failure
+ * (what it committed is then kept committed). Heap lock held. */
+static int commit_chunks(pa_heap_t *h, pa_lfh_seg_t *s, size_t c, size_t n)
+{
+    size_t end = c + n;
+    for (size_t i = c; i < end;) {
+        if (cfree_has(s, i)) {
+            i++;
+            continue;
+        }
+        size_t j = i + 1, stop;
+        while (j < end && !cfree_has(s, j)) j++;
+        for (stop = j; j == end && stop < s->nchunks && stop - c < LFH_AHEAD && !s->map[stop] &&
+                       !cfree_has(s, stop);)
+            stop++;
+        if (!commit_range(h, s, i, stop)) {
+            if (stop == j || !commit_range(h, s, i, stop = j)) return 0;
+        }
+        for (size_t k = i; k < stop; k++) cfree_mark(h->lfh, s, k, 1);
+        i = j;
+    }
+    for (size_t k = c; k < end; k++) cfree_mark(h->lfh, s, k, 0);
+    return 1;
 }
 
 static pa_lfh_sub_t *empty_pop(pa_lfh_t *L, pa_lfh_bucket_t *bk);
@@ -211,10 +295,14 @@ static pa_lfh_sub_t *new_sub(pa_heap_t *h, unsigned b)
             release_chunks_locked(h, s, c + bk->nchunks, old->nchunks - bk->nchunks);
     } else {
         unsigned n = atomic_load_explicit(&L->nsegs, memory_order_relaxed);
-        for (unsigned i = 0; i < n && !c; i++) {
-            if (L->segs[i]->free_chunks < bk->nchunks) continue;
-            c = find_run(L->segs[i], bk->nchunks);
-            if (c) s = L->segs[i];
+        /* Chunks kept committed first. */
+        for (int pass = L->cfree_bytes ? 0 : 1; pass < 2 && !c; pass++) {
+            for (unsigned i = 0; i < n && !c; i++) {
+                if ((pass ? L->segs[i]->free_chunks : L->segs[i]->cfree_chunks) < bk->nchunks)
+                    continue;
+                c = find_run(L->segs[i], bk->nchunks, !pass);
+                if (c) s = L->segs[i];
+            }
         }
         if (!c) {
             size_t size = L->segs[n - 1]->size * 2;
@@ -222,14 +310,9 @@ static pa_lfh_sub_t *new_sub(pa_heap_t *h, unsigned b)
             if (n == PA_HEAP_MAX_SEGMENTS || !(s = new_seg_locked(h, size))) goto out;
             L->segs[n] = s;
             atomic_store_explicit(&L->nsegs, n + 1, memory_order_release);
-            c = find_run(s, bk->nchunks);
+            c = find_run(s, bk->nchunks, 0);
         }
-        uintptr_t at = s->base + c * PA_LFH_CHUNK;
-        DWORD prot = (h->flags & HEAP_CREATE_ENABLE_EXECUTE) ? PAGE_EXECUTE_READWRITE
-                                                              : PAGE_READWRITE;
-        if (!pa_virtual_alloc(h->process, (void *)at, bytes, MEM_COMMIT, prot, PA_OWNER_HEAP))
-            goto out;
-        _pa_heap_committed_locked(h, at, bytes);
+        if (!commit_chunks(h, s, c, bk->nchunks)) goto out;
         atomic_fetch_add_explicit(&L->sub_committed, bytes, memory_order_relaxed);
         s->free_chunks -= bk->nchunks;
     }
@@ -250,17 +333,23 @@ out:
     return sub;
 }
 
-/* Gives chunks [c, c + n) of s back (free in the map, decommitted). Heap lock held. */
+/* Gives chunks [c, c + n) of s back: free in the map, their pages dropped and kept
+ * committed (LFH_CFREE_MIN), or with the segment's other such chunks decommitted. Heap lock
+ * held. */
 static void release_chunks_locked(pa_heap_t *h, pa_lfh_seg_t *s, size_t c, size_t n)
 {
+    pa_lfh_t *L = h->lfh;
     for (size_t i = 0; i < n; i++) __atomic_store_n(&s->map[c + i], 0, __ATOMIC_RELEASE);
     s->free_chunks += (uint32_t)n;
-    atomic_fetch_sub_explicit(&h->lfh->sub_committed, n * PA_LFH_CHUNK, memory_order_relaxed);
-    DWORD saved = pa_get_last_error();
+    size_t bytes = n * PA_LFH_CHUNK;
+    size_t left = atomic_fetch_sub_explicit(&L->sub_committed, bytes, memory_order_relaxed) - bytes;
     void *at = (void *)(s->base + c * PA_LFH_CHUNK);
-    if (pa_virtual_free(h->process, at, n * PA_LFH_CHUNK, MEM_DECOMMIT, PA_OWNER_HEAP))
-        h->ctr.committed -= n * PA_LFH_CHUNK;
+    DWORD saved = pa_get_last_error();
+    int dropped = pa_mm_zero_pages(h->process, at, bytes) == STATUS_SUCCESS;
     pa_set_last_error(saved);
+    for (size_t i = 0; i < n; i++) cfree_mark(L, s, c + i, 1);
+    if (!dropped || L->cfree_bytes > (left > LFH_CFREE_MIN ? left : LFH_CFREE_MIN))
+        decommit_cfree_locked(h, s);
 }
 
 /* Gives a fully free subsegment's chunks back. Heap lock held; the sub is on no list. */
@@ -716,6 +805,8 @@ void _pa_lfh_compact_locked(pa_heap_t *h)
             dead = next;
         }
     }
+    unsigned n = atomic_load_explicit(&L->nsegs, memory_order_acquire);
+    for (unsigned i = 0; i < n; i++) decommit_cfree_locked(h, L->segs[i]);
 }
 
 static pa_lfh_sub_t *sub_checked(pa_heap_t *h, pa_lfh_seg_t *s, size_t c, unsigned m);
@@ -850,14 +941,16 @@ int _pa_lfh_validate_locked(pa_heap_t *h)
     for (unsigned i = 0; i < n; i++) {
         pa_lfh_seg_t *s = L->segs[i];
         if (s->magic != PA_LFHSEG_MAGIC || s->heap != h || s->map[0] != PA_LFH_MAP_HEADER) return 0;
-        uint32_t nfree = 0;
+        uint32_t nfree = 0, ncfree = 0;
         for (size_t c = 1; c < s->nchunks;) {
             unsigned m = s->map[c];
             if (!m) {
                 nfree++;
+                ncfree += (uint32_t)cfree_has(s, c);
                 c++;
                 continue;
             }
+            if (cfree_has(s, c)) return 0;
             pa_lfh_sub_t *sub = sub_checked(h, s, c, m);
             if (!sub || _pa_lfh_map_off(m) != 0 || m != PA_LFH_MAP(0, sub->bucket) ||
                 c + sub->nchunks > s->nchunks)
@@ -867,7 +960,7 @@ int _pa_lfh_validate_locked(pa_heap_t *h)
             if (!sub_ok_locked(h, s, sub)) return 0;
             c += sub->nchunks;
         }
-        if (nfree != s->free_chunks) return 0;
+        if (nfree != s->free_chunks || ncfree != s->cfree_chunks || cfree_has(s, 0)) return 0;
     }
     return 1;
 }
@@ -882,12 +975,22 @@ int _pa_lfh_walk_seg(pa_heap_t *h, pa_lfh_seg_t *s, uintptr_t at, PROCESS_HEAP_E
             continue;
         }
         if (!m) {
+            /* Free chunks: an uncommitted range, or where they stay committed a free block
+             * (its data one unit in, as a slot's). The walk goes on from the range's end,
+             * or from just past the free block's start: that run was listed. */
+            int kept = cfree_has(s, c);
             size_t end = c;
-            while (end < s->nchunks && !s->map[end]) end++;
+            uintptr_t from = s->base + c * PA_LFH_CHUNK;
+            while (end < s->nchunks && !s->map[end] && cfree_has(s, end) == kept) end++;
+            if (at != from) {
+                at = s->base + end * PA_LFH_CHUNK;
+                continue;
+            }
             memset(e, 0, sizeof *e);
-            e->wFlags = PROCESS_HEAP_UNCOMMITTED_RANGE;
-            e->lpData = (void *)(s->base + c * PA_LFH_CHUNK);
-            e->cbData = (DWORD)((end - c) * PA_LFH_CHUNK);
+            e->wFlags = kept ? 0 : PROCESS_HEAP_UNCOMMITTED_RANGE;
+            e->lpData = (void *)(kept ? from + U : from);
+            e->cbData = (DWORD)((end - c) * PA_LFH_CHUNK - (kept ? U : 0));
+            e->cbOverhead = (BYTE)(kept ? U : 0);
             return 1;
         }
         pa_lfh_sub_t *sub = sub_checked(h, s, c, m);

@@ -83,7 +83,8 @@ Busy is dark and free is light at both ends, and the back end is blue and yellow
 front end is green, so busy and free stay apart for every kind of colour blindness
 (checked by simulating protan, deutan and tritan vision: the pairs that share a row differ
 by at least 17 in CIELAB); a row holds back-end or front-end blocks, never both, and its
-label says which.
+label says which (the free chunks an LFH segment keeps committed for its next subsegments
+are free space of no bucket, drawn as a Free block).
 
 Adding a layer to the anatomy
 -----------------------------
@@ -902,6 +903,7 @@ def _zoom_inset(ax: Axes, base: int, address: int, spans: list[Span], y: float,
 
 _UNIT = 16  # the heap's block granularity and header size (x64)
 _LFH_BUCKETS = 128
+_LFH_CHUNK = 0x10000  # an LFH segment is cut into chunks of 64 KiB
 
 
 def lfh_bucket(size: int) -> int:
@@ -968,16 +970,21 @@ class HeapLayout(NamedTuple):
     def totals(self) -> dict[str, int]:
         """What the walk adds up to, in Heap.stats()'s terms: busy_blocks, busy_bytes (the
         requested bytes), free_blocks, free_bytes (back-end free blocks, headers included),
-        largest_free (user bytes of the largest), lfh_slots, lfh_free, committed, reserved."""
+        largest_free (user bytes of the largest), spare_committed (free chunks the LFH
+        keeps committed), lfh_slots, lfh_free, committed, reserved."""
         blocks = self.blocks
         busy = [b for b in blocks if b.category in ("Busy block", "LFH busy")]
-        free = [b for b in blocks if b.category == "Free block"]
+        free = [b for s in self.segments if s.kind != "LFH" for b in s.blocks
+                if b.category == "Free block"]
+        spare = [b for s in self.segments if s.kind == "LFH" for b in s.blocks
+                 if b.category == "Free block"]
         return {
             "busy_blocks": len(busy),
             "busy_bytes": sum(b.size for b in busy),
             "free_blocks": len(free),
             "free_bytes": sum(b.end - b.start for b in free),
             "largest_free": max((b.end - b.start - _UNIT for b in free), default=0),
+            "spare_committed": sum(b.end - b.start for b in spare),
             "lfh_slots": sum(b.category in ("LFH busy", "LFH free") for b in blocks),
             "lfh_free": sum(b.category == "LFH free" for b in blocks),
             "committed": sum(b.end - b.start for b in blocks if b.category != "Uncommitted"),
@@ -998,7 +1005,8 @@ def _walk_segment(region: Any, entries: list[Any]) -> HeapSegment:
     """Cuts one HeapWalk region (a segment) into HeapBlocks. A back-end segment's blocks
     tile its committed part, which ends in a one-granule end sentinel; an LFH segment is a
     64 KiB header chunk, then subsegments (a 320-byte header with the free bitmap, then
-    equal slots) and uncommitted chunks."""
+    equal slots), free chunks kept committed (listed as one free entry per run) and
+    uncommitted chunks."""
     base, end = region.lpData, region.lpLastBlock
     lfh = region.cbData == _GRANULARITY and region.lpFirstBlock == base + _GRANULARITY
     busy, free = ("LFH busy", "LFH free") if lfh else ("Busy block", "Free block")
@@ -1011,6 +1019,11 @@ def _walk_segment(region: Any, entries: list[Any]) -> HeapSegment:
         start = e.lpData - _UNIT
         if lfh:  # a slot: cbData + cbOverhead is the slot size, header included
             stop = start + e.cbData + e.cbOverhead
+            if not e.wFlags and (stop - start) % _LFH_CHUNK == 0:
+                # free chunks kept committed (Heap.stats()['spare_committed']): free space of
+                # no bucket, their pages dropped
+                pieces.append(HeapBlock(start, stop, "Free block", e.lpData, e.cbData, e))
+                continue
         else:  # back-end blocks tile the committed part: up to the next block
             after = entries[i + 1] if i + 1 < len(entries) else None
             if after is not None and not after.wFlags & _core.PROCESS_HEAP_UNCOMMITTED_RANGE:

@@ -841,7 +841,8 @@ def check_stats(p, h, live: dict):
     s = h.stats()
     assert s["busy_blocks"] == len(live)
     assert s["busy_bytes"] == sum(live.values())
-    assert s["overhead"] == s["committed"] - s["busy_bytes"] - s["free_bytes"]
+    held = s["busy_bytes"] + s["free_bytes"] + s["spare_committed"]
+    assert s["overhead"] == s["committed"] - held
     assert s["committed"] <= s["reserved"]
     assert s["largest_free"] <= s["free_bytes"]
     walk = list(p.HeapWalk(h))
@@ -852,6 +853,15 @@ def check_stats(p, h, live: dict):
     else:
         assert s["large_blocks"] == outside
     assert s["free_blocks"] >= sum(1 for e in walk if e.wFlags == 0 and e.iRegionIndex == 0)
+    # The LFH's free chunks kept committed: free entries of whole chunks in its regions (whose
+    # first entry is the 64 KiB header chunk).
+    spare, lfh = 0, False
+    for e in walk:
+        if e.wFlags == REGION:
+            lfh = e.cbData == 0x10000
+        elif lfh and e.wFlags == 0 and (e.cbData + e.cbOverhead) % 0x10000 == 0:
+            spare += e.cbData + e.cbOverhead
+    assert s["spare_committed"] == spare
     assert len(s["bucket_busy"]) == 128
     return s
 

@@ -21,6 +21,11 @@ BUSY, FREE = pa.PROCESS_HEAP_ENTRY_BUSY, 0
 LFH_CATS = {"LFH busy", "LFH free"}
 
 
+def spare_chunks(e) -> bool:
+    """Is walk entry e (in an LFH region) a run of free chunks the LFH keeps committed?"""
+    return not e.wFlags and (e.cbData + e.cbOverhead) % K64 == 0
+
+
 def same_colour(patch, colour):
     return patch.get_facecolor() == pytest.approx(to_rgba(colour))
 
@@ -70,8 +75,10 @@ def test_heap_layout_tiles_every_reservation_and_lists_every_walked_block(mixed)
             assert a.end == b.start
         assert all(b.category in viz.BLOCK_PALETTE for b in seg.blocks)
         cats = {b.category for b in seg.blocks}
-        if seg.kind == "LFH":
-            assert not cats & {"Busy block", "Free block"}
+        if seg.kind == "LFH":  # free space of no bucket: only whole chunks kept committed
+            assert "Busy block" not in cats
+            assert all(b.start % 0x10000 == 0 and b.end % K64 == 0
+                       for b in seg.blocks if b.category == "Free block")
         else:
             assert not cats & LFH_CATS
     by_user = {b.user: (seg, b) for seg in layout.segments for b in seg.blocks if b.user}
@@ -81,7 +88,9 @@ def test_heap_layout_tiles_every_reservation_and_lists_every_walked_block(mixed)
         seg, b = by_user[e.lpData]
         assert b.entry == e and b.size == e.cbData
         busy = bool(e.wFlags & BUSY)
-        if seg.kind == "LFH":  # a slot: header, then cbData + cbOverhead - 16 bytes
+        if seg.kind == "LFH" and spare_chunks(e):
+            assert b.category == "Free block" and b.end - b.start == e.cbData + e.cbOverhead
+        elif seg.kind == "LFH":  # a slot: header, then cbData + cbOverhead - 16 bytes
             assert b.category == ("LFH busy" if busy else "LFH free")
             assert (b.start, b.end) == (e.lpData - 16, e.lpData - 16 + e.cbData + e.cbOverhead)
         elif seg.kind == "back end":
@@ -106,7 +115,7 @@ def test_heap_layout_tiles_every_reservation_and_lists_every_walked_block(mixed)
     stats = h.stats()
     totals = layout.totals()
     for key in ("busy_blocks", "busy_bytes", "free_blocks", "free_bytes", "largest_free",
-                "committed", "reserved"):
+                "spare_committed", "committed", "reserved"):
         assert totals[key] == stats[key], key
     assert layout.stats == stats
 
@@ -194,7 +203,7 @@ def check_heap_map(p, h, fig):
     for e in block_entries(p, h):
         d = where[e.lpData]
         assert d.start <= e.lpData < d.end
-        lfh = layout.block_at(e.lpData)[0].kind == "LFH"
+        lfh = layout.block_at(e.lpData)[0].kind == "LFH" and not spare_chunks(e)
         busy = bool(e.wFlags & BUSY)
         expect = {(True, True): "LFH busy", (True, False): "LFH free",
                   (False, True): "Busy block", (False, False): "Free block"}[lfh, busy]

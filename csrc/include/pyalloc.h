@@ -352,10 +352,12 @@ typedef struct pa_heap_stats_s {
     size_t free_bytes;      /* committed bytes in free back-end blocks, headers included */
     size_t free_blocks;
     size_t largest_free;    /* user bytes of the largest free back-end block */
-    size_t overhead;        /* committed - busy_bytes - free_bytes */
+    size_t overhead;        /* committed - busy_bytes - free_bytes - spare_committed */
     size_t large_blocks;    /* live blocks served by their own reservation */
     size_t cached_large_bytes; /* reserved bytes of freed large blocks kept for reuse */
     size_t cached_large_resident; /* bytes of them cleared in place and kept in memory */
+    size_t spare_committed; /* committed bytes of free LFH chunks, their pages dropped: not in
+                               memory, kept for the next subsegments */
     size_t segments;        /* regions, as HeapWalk lists them */
     uint32_t lfh_active;    /* buckets served by the LFH */
     uint32_t debug;         /* PA_HEAP_DEBUG_* in force */

@@ -170,14 +170,16 @@ static PyObject *Heap_stats(PyObject *self, PyObject *Py_UNUSED(ignored))
         PyList_SET_ITEM(buckets, i, v);
     }
     return Py_BuildValue(
-        "{sKsKsKsKsKsKsKsKsKsKsKsKsIsIsN}", "reserved", (unsigned long long)s.reserved, "committed",
+        "{sKsKsKsKsKsKsKsKsKsKsKsKsKsIsIsN}", "reserved", (unsigned long long)s.reserved,
+        "committed",
         (unsigned long long)s.committed, "busy_bytes", (unsigned long long)s.busy_bytes,
         "busy_blocks", (unsigned long long)s.busy_blocks, "free_bytes",
         (unsigned long long)s.free_bytes, "free_blocks", (unsigned long long)s.free_blocks,
         "largest_free", (unsigned long long)s.largest_free, "overhead",
         (unsigned long long)s.overhead, "large_blocks", (unsigned long long)s.large_blocks,
         "cached_large_bytes", (unsigned long long)s.cached_large_bytes, "cached_large_resident",
-        (unsigned long long)s.cached_large_resident, "segments",
+        (unsigned long long)s.cached_large_resident, "spare_committed",
+        (unsigned long long)s.spare_committed, "segments",
         (unsigned long long)s.segments, "lfh_active", (unsigned)s.lfh_active, "debug",
         (unsigned)s.debug, "bucket_busy", buckets);
 }
@@ -218,7 +220,8 @@ static PyMethodDef Heap_methods[] = {
     {"stats", Heap_stats, METH_NOARGS,
      "stats() -> dict: reserved, committed, busy_bytes, busy_blocks, free_bytes, free_blocks, "
      "largest_free, overhead, large_blocks, cached_large_bytes, cached_large_resident (bytes of "
-     "freed large blocks cleared in place and kept in memory), segments, lfh_active, debug, "
+     "freed large blocks cleared in place and kept in memory), spare_committed (committed bytes of "
+     "free LFH chunks whose pages were dropped), segments, lfh_active, debug, "
      "bucket_busy (live blocks per front-end bucket)."},
     {NULL, NULL, 0, NULL},
 };

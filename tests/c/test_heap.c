@@ -1862,6 +1862,10 @@ TEST(lfh_bucket_table_matches_the_formula)
     }
 }
 
+/* The bytes a heap holds in memory or may touch without a commit: its commit less the free LFH
+ * chunks whose pages were dropped (spare_committed). */
+#define HELD(s) ((s).committed - (s).spare_committed)
+
 /* On a heap whose LFH serves 32-byte requests (48-byte slots): stats in s0, then na blocks
  * a[] and nb blocks b[] allocated (stats in s1), then b[] freed (stats in s2). */
 static void lfh_build_then_free(pa_process_t *p, HANDLE h, void **a, int na, void **b, int nb,
@@ -1891,23 +1895,23 @@ TEST(lfh_empty_subsegments_kept_within_the_budget)
     CHECK(a && b);
     pa_heap_stats_t s0, s1, s2, s3, s4;
     lfh_build_then_free(p, h, a, NA, b, NB, &s0, &s1, &s2);
-    CHECK_EQ(s2.committed, s1.committed); /* all of B's subsegments kept */
+    CHECK_EQ(HELD(s2), HELD(s1)); /* all of B's subsegments kept */
     CHECK(pa_heap_validate(p, h, 0, NULL));
     for (int i = 0; i < NB; i++) CHECK((b[i] = pa_heap_alloc(p, h, 0, 32)) != NULL);
     CHECK(pa_heap_stats(p, h, &s3));
-    CHECK_EQ(s3.committed, s1.committed); /* and reused */
+    CHECK_EQ(HELD(s3), HELD(s1)); /* and reused */
     for (int i = 0; i < NB; i++) CHECK(pa_heap_free(p, h, 0, b[i]));
     CHECK(pa_heap_compact(p, h, 0) > 0);
     CHECK(pa_heap_stats(p, h, &s3));
-    CHECK(s3.committed + (size_t)NB * 48 - slack <= s1.committed);
+    CHECK(HELD(s3) + (size_t)NB * 48 - slack <= HELD(s1));
     for (int i = 0; i < NA; i++) CHECK(pa_heap_free(p, h, 0, a[i]));
     CHECK(pa_heap_stats(p, h, &s4));
-    CHECK(s4.committed <= s0.committed + PA_LFH_RETAIN_MIN + slack);
+    CHECK(HELD(s4) <= HELD(s0) + PA_LFH_RETAIN_MIN + slack);
     CHECK_EQ(s4.busy_blocks, 0);
     CHECK(pa_heap_validate(p, h, 0, NULL));
     CHECK(pa_heap_compact(p, h, 0) > 0);
     CHECK(pa_heap_stats(p, h, &s4));
-    CHECK(s4.committed <= s0.committed + slack);
+    CHECK(HELD(s4) <= HELD(s0) + slack);
     free(a);
     free(b);
     proc_end(p);
@@ -1926,14 +1930,14 @@ TEST(lfh_empty_subsegments_kept_on_credit_pay_for_later_commits)
     CHECK(a && b);
     pa_heap_stats_t s0, s1, s2, s3;
     lfh_build_then_free(p, h, a, NA, b, NB, &s0, &s1, &s2);
-    CHECK_EQ(s2.committed, s1.committed); /* more than an eighth of 7.3 MiB, all kept */
+    CHECK_EQ(HELD(s2), HELD(s1)); /* more than an eighth of 7.3 MiB, all kept */
     void *x = pa_heap_alloc(p, h, 0, big);
     CHECK(x != NULL);
     CHECK(pa_heap_stats(p, h, &s3));
     /* Released down to PA_LFH_RETAIN_MIN (more than an eighth of the bytes in use): about
      * 0.6 MiB of the 1.65. */
-    CHECK(s3.committed + ((size_t)384 << 10) <= s2.committed + big);
-    CHECK(s3.committed + ((size_t)1 << 20) >= s2.committed + big);
+    CHECK(HELD(s3) + ((size_t)384 << 10) <= HELD(s2) + big);
+    CHECK(HELD(s3) + ((size_t)1 << 20) >= HELD(s2) + big);
     CHECK(pa_heap_validate(p, h, 0, NULL));
     CHECK(pa_heap_free(p, h, 0, x));
     for (int i = 0; i < NA; i++) CHECK(pa_heap_free(p, h, 0, a[i]));
@@ -1972,7 +1976,7 @@ TEST(lfh_new_subsegment_takes_an_empty_one_another_bucket_keeps)
         inside += (uintptr_t)b[i] >= lo && (uintptr_t)b[i] <= hi;
     }
     CHECK(pa_heap_stats(p, h, &s2));
-    CHECK(s2.committed <= s1.committed);
+    CHECK(HELD(s2) <= HELD(s1));
     CHECK(inside >= NB / 2);
     CHECK(pa_heap_validate(p, h, 0, NULL));
     for (int i = 0; i < NB; i++) CHECK(pa_heap_free(p, h, 0, b[i]));
@@ -1991,10 +1995,86 @@ TEST(lfh_new_subsegment_takes_an_empty_one_another_bucket_keeps)
     CHECK(pa_heap_stats(p, h, &s1));
     for (int i = 0; i < NB; i++) CHECK((b[i] = pa_heap_alloc(p, h, 0, 128)) != NULL); /* 432 KiB */
     CHECK(pa_heap_stats(p, h, &s2));
-    CHECK(s2.committed + ((size_t)128 << 10) <= s1.committed + (size_t)NB * 144);
+    CHECK(HELD(s2) + ((size_t)128 << 10) <= HELD(s1) + (size_t)NB * 144);
     CHECK(pa_heap_validate(p, h, 0, NULL));
     for (int i = 0; i < NB; i++) CHECK(pa_heap_free(p, h, 0, b[i]));
     CHECK(pa_heap_validate(p, h, 0, NULL));
+    proc_end(p);
+}
+
+/* The first free entry HeapWalk lists in an LFH region (free chunks kept committed), or
+ * lpData NULL. Checks that the walk ends as it should. */
+static PROCESS_HEAP_ENTRY lfh_spare_entry(pa_process_t *p, HANDLE h)
+{
+    PROCESS_HEAP_ENTRY e, found;
+    memset(&e, 0, sizeof e);
+    memset(&found, 0, sizeof found);
+    int in_lfh = 0;
+    for (int n = 0; pa_heap_walk(p, h, &e) && n < 1000000; n++) {
+        if (e.wFlags & PROCESS_HEAP_REGION) in_lfh = e.cbData == PA_LFH_CHUNK; /* header chunk */
+        else if (in_lfh && !e.wFlags && e.cbData > PA_LFH_CHUNK / 2 && !found.lpData) found = e;
+    }
+    CHECK_EQ(pa_get_last_error(), ERROR_NO_MORE_ITEMS);
+    return found;
+}
+
+/* A new LFH subsegment's commit runs LFH_AHEAD chunks ahead (kept committed, spare_committed),
+ * so the next subsegment, of another bucket here, needs no commit; chunks released past the
+ * retention budget stay committed with their pages dropped, at most max(4 MiB, the
+ * subsegments' commit); HeapWalk lists them as free; HeapCompact decommits them. */
+TEST(lfh_free_chunks_stay_committed_without_their_pages)
+{
+    pa_process_t *p = proc_new();
+    HANDLE h = pa_heap_create(p, 0, 0, 0);
+    enum { NA = 160000 }; /* 48-byte slots: 7.3 MiB */
+    void **a = malloc(NA * sizeof *a);
+    CHECK(a != NULL);
+    for (int i = 0; i < 18; i++) {
+        CHECK(pa_heap_free(p, h, 0, pa_heap_alloc(p, h, 0, 32)));
+        CHECK(pa_heap_free(p, h, 0, pa_heap_alloc(p, h, 0, 64)));
+    }
+    pa_heap_stats_t s0, s1, s2, s3;
+    CHECK(pa_heap_stats(p, h, &s0));
+    CHECK(s0.spare_committed >= 4 * PA_LFH_CHUNK); /* two 1-chunk subsegments, the rest ahead */
+    void *x = pa_heap_alloc(p, h, 0, 200); /* a third bucket: its subsegment from the spare */
+    CHECK(x != NULL);
+    for (int i = 0; i < 18; i++) CHECK(pa_heap_free(p, h, 0, pa_heap_alloc(p, h, 0, 200)));
+    void *y = pa_heap_alloc(p, h, 0, 200);
+    CHECK(pa_heap_stats(p, h, &s1));
+    CHECK_EQ(s1.committed, s0.committed);
+    CHECK_EQ(s1.spare_committed + PA_LFH_CHUNK, s0.spare_committed);
+    CHECK(pa_heap_free(p, h, 0, x));
+    CHECK(pa_heap_free(p, h, 0, y));
+    for (int i = 0; i < NA; i++) CHECK((a[i] = pa_heap_alloc(p, h, 0, 32)) != NULL);
+    for (int i = 0; i < NA; i++) CHECK(pa_heap_free(p, h, 0, a[i]));
+    CHECK(pa_heap_stats(p, h, &s2));
+    CHECK(s2.spare_committed > 0);
+    CHECK(s2.spare_committed <= ((size_t)4 << 20) + (s2.committed - s2.spare_committed));
+    CHECK(pa_heap_validate(p, h, 0, NULL));
+    PROCESS_HEAP_ENTRY e = lfh_spare_entry(p, h);
+    CHECK(e.lpData != NULL);
+    if (e.lpData) {
+        CHECK_EQ(e.cbOverhead, PA_HEAP_UNIT);
+        CHECK_EQ((e.cbData + PA_HEAP_UNIT) % PA_LFH_CHUNK, 0);
+        char *from = (char *)e.lpData - PA_HEAP_UNIT;
+        static unsigned char flags[16];
+        CHECK_EQ(_pa_os_page_flags(from, 16, flags), 0);
+        int present = 0;
+        for (int i = 0; i < 16; i++) present += (flags[i] & PA_OS_PAGE_PRESENT) != 0;
+        CHECK_EQ(present, 0);
+        MEMORY_BASIC_INFORMATION mbi;
+        CHECK(pa_virtual_query(p, from, &mbi, sizeof mbi));
+        CHECK_EQ(mbi.State, MEM_COMMIT);
+        CHECK(pa_heap_compact(p, h, 0) > 0);
+        CHECK(pa_heap_stats(p, h, &s3));
+        CHECK_EQ(s3.spare_committed, 0);
+        CHECK(s3.committed + s2.spare_committed <= s2.committed);
+        CHECK(pa_virtual_query(p, from, &mbi, sizeof mbi));
+        CHECK_EQ(mbi.State, MEM_RESERVE);
+        CHECK(lfh_spare_entry(p, h).lpData == NULL);
+    }
+    CHECK(pa_heap_validate(p, h, 0, NULL));
+    free(a);
     proc_end(p);
 }
 
