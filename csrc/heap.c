@@ -2558,7 +2558,13 @@ static inline int lfh_resizes_in_place(size_t old, size_t n)
  * HEAP_ZERO_MEMORY zeros after them when it grew. */
 static void realloc_move(void *nu, const void *user, size_t old, size_t n, DWORD flags)
 {
-    memcpy(nu, user, old < n ? old : n);
+    size_t len = old < n ? old : n;
+    /* The length hidden from the compiler: knowing it small (the fast path's blocks are at
+     * most 512 bytes), GCC inlined the copy as `rep movsq`, whose start-up cost was a quarter
+     * of the fast HeapReAlloc's time under sqlite3; libc's memcpy copies such blocks with a
+     * few vector moves. */
+    __asm__("" : "+r"(len));
+    memcpy(nu, user, len);
     if (n > old && (flags & HEAP_ZERO_MEMORY)) memset((char *)nu + old, 0, n - old);
 }
 
