@@ -224,30 +224,40 @@ static int commit_range(pa_heap_t *h, pa_lfh_seg_t *s, size_t c, size_t end)
     return 1;
 }
 
-/* Makes free chunks [c, c + n) of s committed for a subsegment: those kept committed as they
- * are, the others committed, the last run of them with the free chunks after it up to
- * LFH_AHEAD chunks from c (kept committed; without them if that commit fails). 0 on failure
- * (what it committed is then kept committed). Heap lock held. */
+/* Makes free chunks [c, c + n) of s (n <= 8) committed for a subsegment: those kept
+ * committed as they are, the others committed, the last run of them with the free chunks
+ * after it up to LFH_AHEAD chunks from c (kept committed; without them if that commit fails).
+ * The kept ones are taken off the bitmap first: a commit pays for itself by releasing empty
+ * subsegments (_pa_heap_committed_locked), and a release may decommit the segment's kept
+ * chunks. 0 on failure (what it committed is then kept committed). Heap lock held. */
 static int commit_chunks(pa_heap_t *h, pa_lfh_seg_t *s, size_t c, size_t n)
 {
+    pa_lfh_t *L = h->lfh;
     size_t end = c + n;
+    unsigned kept = 0; /* bit k: chunk c + k was kept committed */
+    for (size_t k = 0; k < n; k++)
+        if (cfree_has(s, c + k)) {
+            kept |= 1u << k;
+            cfree_mark(L, s, c + k, 0);
+        }
     for (size_t i = c; i < end;) {
-        if (cfree_has(s, i)) {
+        if ((kept >> (i - c)) & 1u) {
             i++;
             continue;
         }
         size_t j = i + 1, stop;
-        while (j < end && !cfree_has(s, j)) j++;
+        while (j < end && !((kept >> (j - c)) & 1u)) j++;
         for (stop = j; j == end && stop < s->nchunks && stop - c < LFH_AHEAD && !s->map[stop] &&
                        !cfree_has(s, stop);)
             stop++;
-        if (!commit_range(h, s, i, stop)) {
-            if (stop == j || !commit_range(h, s, i, stop = j)) return 0;
+        if (!commit_range(h, s, i, stop) && (stop == j || !commit_range(h, s, i, stop = j))) {
+            for (size_t k = c; k < end; k++)
+                if (k < i || ((kept >> (k - c)) & 1u)) cfree_mark(L, s, k, 1);
+            return 0;
         }
-        for (size_t k = i; k < stop; k++) cfree_mark(h->lfh, s, k, 1);
+        for (size_t k = j; k < stop; k++) cfree_mark(L, s, k, 1);
         i = j;
     }
-    for (size_t k = c; k < end; k++) cfree_mark(h->lfh, s, k, 0);
     return 1;
 }
 
@@ -334,8 +344,8 @@ out:
 }
 
 /* Gives chunks [c, c + n) of s back: free in the map, their pages dropped and kept
- * committed (LFH_CFREE_MIN), or with the segment's other such chunks decommitted. Heap lock
- * held. */
+ * committed; past LFH_CFREE_MIN, with every segment's kept chunks decommitted (those of s
+ * alone when the drop fails). Heap lock held. */
 static void release_chunks_locked(pa_heap_t *h, pa_lfh_seg_t *s, size_t c, size_t n)
 {
     pa_lfh_t *L = h->lfh;
@@ -348,8 +358,12 @@ static void release_chunks_locked(pa_heap_t *h, pa_lfh_seg_t *s, size_t c, size_
     int dropped = pa_mm_zero_pages(h->process, at, bytes) == STATUS_SUCCESS;
     pa_set_last_error(saved);
     for (size_t i = 0; i < n; i++) cfree_mark(L, s, c + i, 1);
-    if (!dropped || L->cfree_bytes > (left > LFH_CFREE_MIN ? left : LFH_CFREE_MIN))
+    if (!dropped) {
         decommit_cfree_locked(h, s);
+    } else if (L->cfree_bytes > (left > LFH_CFREE_MIN ? left : LFH_CFREE_MIN)) {
+        unsigned nsegs = atomic_load_explicit(&L->nsegs, memory_order_relaxed);
+        for (unsigned i = 0; i < nsegs; i++) decommit_cfree_locked(h, L->segs[i]);
+    }
 }
 
 /* Gives a fully free subsegment's chunks back. Heap lock held; the sub is on no list. */

@@ -2078,6 +2078,62 @@ TEST(lfh_free_chunks_stay_committed_without_their_pages)
     proc_end(p);
 }
 
+/* Random phases of building and freeing LFH blocks of sizes whose subsegments span 1, 2, 4
+ * and 8 chunks (each phase its own pair of sizes), with a large block now and then: the
+ * commits of new subsegments, some over chunks kept committed, pay for themselves by
+ * releasing empty subsegments, and a release can decommit the chunks segments keep. Every
+ * block is written end to end when allocated and checked before it is freed; the heap
+ * validates after each phase. */
+TEST(lfh_chunks_kept_committed_survive_random_build_and_free)
+{
+    pa_process_t *p = proc_new();
+    HANDLE h = pa_heap_create(p, 0, 0, 0);
+    static const size_t sizes[] = {32, 200, 1000, 4000, 9000, 16000};
+    enum { MAX = 12000 };
+    static unsigned char *x[MAX];
+    static size_t xn[MAX];
+    int live = 0, bad = 0;
+    uint64_t r = 0x9E3779B97F4A7C15u;
+#define NEXT() (r ^= r << 13, r ^= r >> 7, r ^= r << 17, r)
+    for (int k = 0; k < 6; k++)
+        for (int i = 0; i < 18; i++) CHECK(pa_heap_free(p, h, 0, pa_heap_alloc(p, h, 0, sizes[k])));
+    for (int phase = 0; phase < 40 && !bad; phase++) {
+        size_t s0 = sizes[NEXT() % 6], s1 = sizes[NEXT() % 6];
+        int target = phase % 2 ? (int)(NEXT() % (uint64_t)(live / 4 + 1))
+                               : MAX / 4 + (int)(NEXT() % (MAX * 3 / 4));
+        while (live < target && !bad) {
+            uint64_t v = NEXT();
+            size_t n = (v & 1 ? s0 : s1) - (size_t)(v >> 40) % 16;
+            unsigned char *b = pa_heap_alloc(p, h, 0, n);
+            if (!b) bad = 1;
+            else {
+                memset(b, (int)(live & 0xff), n);
+                x[live] = b;
+                xn[live++] = n;
+            }
+        }
+        while (live > target) {
+            int i = (int)(NEXT() % (uint64_t)live);
+            if (x[i][0] != x[i][xn[i] - 1]) bad = 1;
+            CHECK(pa_heap_free(p, h, 0, x[i]));
+            x[i] = x[--live];
+            xn[i] = xn[live];
+        }
+        if (phase % 5 == 2) { /* a commit elsewhere: paid for with empty subsegments */
+            void *big = pa_heap_alloc(p, h, 0, (size_t)(1 + NEXT() % 6) << 20);
+            CHECK(big != NULL);
+            CHECK(pa_heap_free(p, h, 0, big));
+        }
+        CHECK(pa_heap_validate(p, h, 0, NULL));
+    }
+#undef NEXT
+    CHECK_EQ(bad, 0);
+    while (live) CHECK(pa_heap_free(p, h, 0, x[--live]));
+    CHECK(pa_heap_validate(p, h, 0, NULL));
+    CHECK(pa_heap_destroy(p, h));
+    proc_end(p);
+}
+
 /* The pages a cached large block keeps resident (cleared when it was freed) move into what
  * the heap commits next, a new LFH subsegment here: its pages are in memory before anything
  * writes them, they read as zero, and the cache keeps that much less. */
