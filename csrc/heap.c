@@ -324,7 +324,8 @@ static void make_free(pa_heap_t *h, pa_block_t *b, uint32_t units, uint32_t prev
     fl_insert(h, b);
 }
 
-static int fl_ptr_ok(const pa_heap_t *h, const void *p);
+static inline int fl_ptr_ok(const pa_heap_t *h, const void *p, const pa_segment_t *near);
+static int fl_entry_ok_in(const pa_heap_t *h, const pa_segment_t *s, pa_block_t *b);
 static int fl_entry_ok(const pa_heap_t *h, pa_block_t *b);
 static int seg_last_block(const pa_heap_t *h, const pa_segment_t *s, pa_block_t **last);
 
@@ -342,7 +343,7 @@ static pa_block_t *fl_take(pa_heap_t *h, size_t units)
                 fl_remove(h, &f->hdr);
                 return &f->hdr;
             }
-            if (f->next && !fl_ptr_ok(h, f->next)) return corrupt_fail(), NULL;
+            if (f->next && !fl_ptr_ok(h, f->next, NULL)) return corrupt_fail(), NULL;
         }
         c++;
     }
@@ -622,7 +623,8 @@ static int seg_extend(pa_heap_t *h, pa_segment_t *s, size_t bytes)
     size_t step = want < PA_GRANULARITY ? PA_GRANULARITY : want;
     if (step > room) step = room;
     pa_block_t *last;
-    if (!seg_last_block(h, s, &last) || (last && !(last->flags & PA_BLK_BUSY) && !fl_entry_ok(h, last)))
+    if (!seg_last_block(h, s, &last) ||
+        (last && !(last->flags & PA_BLK_BUSY) && !fl_entry_ok_in(h, s, last)))
         return corrupt_fail(), -1;
     if (!commit(h, s->commit_end, step)) return 0;
     pa_block_t *old_end = (pa_block_t *)(s->commit_end - U);
@@ -960,7 +962,8 @@ static void drop_free_for(pa_heap_t *h, size_t want)
     for (unsigned c = PA_FREE_CLASSES; c-- > cmin && want && budget > 0;) {
         for (pa_free_t *f = h->free[c]; f && want && budget-- > 0; f = f->next) {
             pa_block_t *b = &f->hdr;
-            if (!fl_ptr_ok(h, f) || !fl_entry_ok(h, b)) return; /* (HeapValidate reports it) */
+            if (!fl_ptr_ok(h, f, NULL) || !fl_entry_ok(h, b))
+                return; /* (HeapValidate reports it) */
             size_t bytes = (size_t)b->size * U;
             if ((b->flags & PA_BLK_DROPPED) || bytes < DROP_MIN ||
                 (blk_next(b)->flags & PA_BLK_END))
@@ -1291,28 +1294,36 @@ static int backend_block_ok(const pa_heap_t *h, const pa_segment_t *s, pa_block_
 }
 
 /* Could p be a listed free block of h: 16-aligned, its pa_free_t inside the blocks of a
- * back-end segment? Reads nothing through p (so a link read from heap memory is checked with
- * it before it is followed). */
-static int fl_ptr_ok(const pa_heap_t *h, const void *p)
+ * back-end segment (near, when not NULL, is tried first without a lookup)? Reads nothing
+ * through p (so a link read from heap memory is checked with it before it is followed). */
+static inline int fl_ptr_ok(const pa_heap_t *h, const void *p, const pa_segment_t *near)
 {
     uintptr_t a = (uintptr_t)p;
     if (a & (U - 1)) return 0;
-    const pa_segment_t *s = backend_seg_of(h, a);
+    const pa_segment_t *s = near;
+    if (!s || a - s->first >= s->commit_end - s->first) s = backend_seg_of(h, a);
     return s && a >= s->first && a + sizeof(pa_free_t) <= s->commit_end - U;
 }
 
 /* Is b an intact listed free block of h: a real free block of its segment (backend_block_ok,
  * tag included) whose list neighbours point back to it? Checked before a free block is
  * unlinked or merged, so that corrupted metadata is reported instead of followed. */
-static int fl_entry_ok(const pa_heap_t *h, pa_block_t *b)
+static int fl_entry_ok_in(const pa_heap_t *h, const pa_segment_t *s, pa_block_t *b)
 {
-    const pa_segment_t *s = backend_seg_of(h, (uintptr_t)b);
     if (!s || !backend_block_ok(h, s, b) || (b->flags & PA_BLK_BUSY)) return 0;
     const pa_free_t *f = (const pa_free_t *)b;
-    if (f->prev ? !fl_ptr_ok(h, f->prev) || f->prev->next != f : h->free[_pa_free_class(b->size)] != f)
+    if (f->prev ? !fl_ptr_ok(h, f->prev, s) || f->prev->next != f
+                : h->free[_pa_free_class(b->size)] != f)
         return 0;
-    if (f->next && (!fl_ptr_ok(h, f->next) || f->next->prev != f)) return 0;
+    if (f->next && (!fl_ptr_ok(h, f->next, s) || f->next->prev != f)) return 0;
     return 1;
+}
+
+/* fl_entry_ok_in with b's segment looked up; callers that know it (b is a neighbour of a
+ * block of that segment) pass it instead. */
+static int fl_entry_ok(const pa_heap_t *h, pa_block_t *b)
+{
+    return fl_entry_ok_in(h, backend_seg_of(h, (uintptr_t)b), b);
 }
 
 /* The block after b in s, or NULL when b's size would leave the segment's blocks (for loops
@@ -1897,8 +1908,8 @@ static int backend_free_locked(pa_heap_t *h, pa_segment_t *s, pa_block_t *b)
     if (!(h->flags & HEAP_DISABLE_COALESCE_ON_FREE)) {
         join_next = !(next->flags & PA_BLK_BUSY);
         join_prev = prev && !(prev->flags & PA_BLK_BUSY);
-        if (join_next && !fl_entry_ok(h, next)) join_next = -1;
-        if (join_prev && !fl_entry_ok(h, prev)) join_prev = -1;
+        if (join_next && !fl_entry_ok_in(h, s, next)) join_next = -1;
+        if (join_prev && !fl_entry_ok_in(h, s, prev)) join_prev = -1;
         if (join_next < 0 || join_prev < 0) {
             if (h->terminate_on_corruption) return corrupt_fail();
             join_next = join_next > 0;
@@ -2510,7 +2521,7 @@ static int backend_resize_locked(pa_heap_t *h, pa_segment_t *s, pa_block_t *b, s
     if (units * U >= PA_HEAP_LARGE_THRESHOLD) return 0; /* fact 34 */
     size_t have = b->size;
     pa_block_t *next = blk_next(b);
-    if (!(next->flags & PA_BLK_BUSY) && !fl_entry_ok(h, next)) return corrupt_fail(), -1;
+    if (!(next->flags & PA_BLK_BUSY) && !fl_entry_ok_in(h, s, next)) return corrupt_fail(), -1;
     if (units > have) {
         size_t avail = have + (!(next->flags & PA_BLK_BUSY) ? next->size : 0);
         if (avail < units) {
@@ -2837,7 +2848,7 @@ int _pa_heap_validate_locked(pa_heap_t *h)
     for (unsigned c = 0; c < PA_FREE_CLASSES; c++) {
         pa_free_t *prev = NULL;
         for (pa_free_t *f = h->free[c]; f; prev = f, f = f->next) {
-            if (!fl_ptr_ok(h, f) || f->prev != prev || (f->hdr.flags & PA_BLK_BUSY) ||
+            if (!fl_ptr_ok(h, f, NULL) || f->prev != prev || (f->hdr.flags & PA_BLK_BUSY) ||
                 _pa_free_class(f->hdr.size) != c || f->hdr.tag != _pa_blk_tag(h, &f->hdr))
                 return 0;
             if (++listed > nfree) return 0;
@@ -2888,7 +2899,7 @@ static size_t largest_free_locked(const pa_heap_t *h)
 {
     for (unsigned c = PA_FREE_CLASSES; c-- > 0;) {
         size_t best = 0, budget = h->ctr.free_blocks;
-        for (pa_free_t *f = h->free[c]; f && budget-- && fl_ptr_ok(h, f); f = f->next)
+        for (pa_free_t *f = h->free[c]; f && budget-- && fl_ptr_ok(h, f, NULL); f = f->next)
             if (f->hdr.size > best) best = f->hdr.size;
         if (best) return best * U - U;
     }
