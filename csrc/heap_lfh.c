@@ -194,26 +194,27 @@ static size_t find_run(const pa_lfh_seg_t *s, size_t n, int committed)
     return 0;
 }
 
-/* Decommits the free chunks of s kept committed, one call per run. Heap lock held. */
+/* Decommits the free chunks of s kept committed, one call per run (a run layer 1 refuses
+ * stays kept). Heap lock held. */
 static void decommit_cfree_locked(pa_heap_t *h, pa_lfh_seg_t *s)
 {
+    if (!s->cfree_chunks) return;
     DWORD saved = pa_get_last_error();
-    for (size_t c = 1; c < s->nchunks && s->cfree_chunks;) {
-        if (!cfree_has(s, c)) {
-            c++;
-            continue;
-        }
+    for (size_t c = 1; c < s->nchunks;) {
         size_t e = c;
-        while (e < s->nchunks && cfree_has(s, e)) cfree_mark(h->lfh, s, e++, 0);
+        while (e < s->nchunks && cfree_has(s, e)) e++;
         void *at = (void *)(s->base + c * PA_LFH_CHUNK);
-        if (pa_virtual_free(h->process, at, (e - c) * PA_LFH_CHUNK, MEM_DECOMMIT, PA_OWNER_HEAP))
-            h->ctr.committed -= (e - c) * PA_LFH_CHUNK;
-        c = e;
+        size_t bytes = (e - c) * PA_LFH_CHUNK;
+        if (e > c && pa_virtual_free(h->process, at, bytes, MEM_DECOMMIT, PA_OWNER_HEAP)) {
+            h->ctr.committed -= bytes;
+            for (size_t k = c; k < e; k++) cfree_mark(h->lfh, s, k, 0);
+        }
+        c = e + 1;
     }
     pa_set_last_error(saved);
 }
 
-/* Commits chunks [c, c + n) of s (free), [c, end) here, as one call. 0 on failure. */
+/* Commits free chunks [c, end) of s in one call. 0 on failure. */
 static int commit_range(pa_heap_t *h, pa_lfh_seg_t *s, size_t c, size_t end)
 {
     uintptr_t at = s->base + c * PA_LFH_CHUNK;
