@@ -16,7 +16,8 @@ The model is written from the reference (/work/shared/reference/heap.md), not fr
   * a freed block cannot be freed again: ERROR_INVALID_PARAMETER (pyalloc's contract, [15]);
   * after every step HeapValidate(heap) is True [36], HeapWalk's busy entries are exactly the
     live blocks (addresses and sizes) [44-53], Heap.stats() counts them and their bytes, and
-    HeapCompact returns the largest free block [64].
+    HeapCompact returns the largest free block [64] and decommits the LFH's spare chunks;
+    Heap.stats()' spare_committed is what HeapWalk lists as the LFH's kept free chunks.
 Sizes are biased to 0-600 bytes (the LFH's range) with some 1-4 MiB (large blocks [23]) and a
 few in between.
 """
@@ -236,7 +237,9 @@ class HeapModel(RuleBasedStateMachine):
     @rule()
     def compact(self):
         largest = self.p.HeapCompact(self.h, 0)
-        assert largest == self.h.stats()["largest_free"]
+        s = self.h.stats()
+        assert largest == s["largest_free"]
+        assert s["spare_committed"] == 0  # the LFH's kept chunks are decommitted
 
     @rule()
     def enable_lfh(self):
@@ -266,6 +269,17 @@ class HeapModel(RuleBasedStateMachine):
         s = h.stats()
         assert s["busy_blocks"] == len(self.live)
         assert s["busy_bytes"] == sum(size for size, _ in self.live.values())
+        # The LFH's free chunks kept committed: whole-chunk free entries of its regions (whose
+        # header chunk the REGION entry's cbData is), and not counted as overhead.
+        spare, lfh = 0, False
+        for e in p.HeapWalk(h):
+            if e.wFlags & pa.PROCESS_HEAP_REGION:
+                lfh = e.cbData == 0x10000
+            elif lfh and e.wFlags == 0 and (e.cbData + e.cbOverhead) % 0x10000 == 0:
+                spare += e.cbData + e.cbOverhead
+        assert s["spare_committed"] == spare
+        held = s["busy_bytes"] + s["free_bytes"] + spare
+        assert s["overhead"] == max(0, s["committed"] - held)
         for a in self.live:
             self.check_contents(a)
 
