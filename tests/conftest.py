@@ -60,6 +60,25 @@ def mbi(p: pa.Process, address: int) -> dict:
     return p.VirtualQuery(address)._asdict()
 
 
+def lfh_spare_entry(e) -> bool:
+    """Is HeapWalk entry e, in an LFH region, a run of the free chunks the LFH keeps
+    committed (a free entry of whole 64 KiB chunks), not a free slot?"""
+    return e.wFlags == 0 and (e.cbData + e.cbOverhead) % GRAN == 0
+
+
+def lfh_spare_bytes(walk) -> int:
+    """The bytes of the free chunks the LFH keeps committed, as HeapWalk lists them (a
+    REGION entry whose cbData is its 64 KiB header chunk opens an LFH region).
+    Heap.stats()['spare_committed'] counts the same."""
+    spare, lfh = 0, False
+    for e in walk:
+        if e.wFlags & pa.PROCESS_HEAP_REGION:
+            lfh = e.cbData == GRAN
+        elif lfh and lfh_spare_entry(e):
+            spare += e.cbData + e.cbOverhead
+    return spare
+
+
 @contextlib.contextmanager
 def winerror(code: int, process: pa.Process | None = None):
     """Expects a WinError with .winerror == code, and GetLastError() == code afterwards (the

@@ -28,7 +28,7 @@ import threading
 import pytest
 
 import pyalloc as pa
-from conftest import GRAN, PAGE, winerror
+from conftest import GRAN, PAGE, lfh_spare_bytes, winerror
 
 BUSY = pa.PROCESS_HEAP_ENTRY_BUSY
 REGION = pa.PROCESS_HEAP_REGION
@@ -853,15 +853,7 @@ def check_stats(p, h, live: dict):
     else:
         assert s["large_blocks"] == outside
     assert s["free_blocks"] >= sum(1 for e in walk if e.wFlags == 0 and e.iRegionIndex == 0)
-    # The LFH's free chunks kept committed: free entries of whole chunks in its regions (whose
-    # first entry is the 64 KiB header chunk).
-    spare, lfh = 0, False
-    for e in walk:
-        if e.wFlags == REGION:
-            lfh = e.cbData == 0x10000
-        elif lfh and e.wFlags == 0 and (e.cbData + e.cbOverhead) % 0x10000 == 0:
-            spare += e.cbData + e.cbOverhead
-    assert s["spare_committed"] == spare
+    assert s["spare_committed"] == lfh_spare_bytes(walk)
     assert len(s["bucket_busy"]) == 128
     return s
 

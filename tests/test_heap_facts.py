@@ -35,7 +35,7 @@ import time
 import pytest
 
 import pyalloc as pa
-from conftest import GRAN, PAGE, winerror
+from conftest import GRAN, PAGE, lfh_spare_entry, winerror
 
 P = 8
 A = 0x8000 * P  # 0x40000
@@ -956,7 +956,7 @@ def test_fact53_lfh_walk(p):
     assert len(entries) > 24
     lfh_busy = [e for e in entries if e.wFlags == BUSY and e.iRegionIndex not in (0, 64)]
     lfh_free = [e for e in entries if e.wFlags == 0 and e.iRegionIndex not in (0, 64)
-                and e.cbData + e.cbOverhead < 0x10000]  # (not the free chunks kept committed)
+                and not lfh_spare_entry(e)]  # (not the free chunks kept committed)
     assert {e.lpData for e in lfh_busy} <= set(xs) and len(lfh_busy) >= 18
     assert all(e.cbData == n for e in lfh_busy)
     assert lfh_free and all(e.cbOverhead == 2 * P for e in lfh_free)

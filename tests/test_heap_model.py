@@ -31,6 +31,7 @@ from hypothesis.stateful import (Bundle, RuleBasedStateMachine, initialize, inva
                                  precondition, rule)
 
 import pyalloc as pa
+from conftest import lfh_spare_bytes
 
 ZERO = pa.HEAP_ZERO_MEMORY
 IN_PLACE = pa.HEAP_REALLOC_IN_PLACE_ONLY
@@ -269,14 +270,7 @@ class HeapModel(RuleBasedStateMachine):
         s = h.stats()
         assert s["busy_blocks"] == len(self.live)
         assert s["busy_bytes"] == sum(size for size, _ in self.live.values())
-        # The LFH's free chunks kept committed: whole-chunk free entries of its regions (whose
-        # header chunk the REGION entry's cbData is), and not counted as overhead.
-        spare, lfh = 0, False
-        for e in p.HeapWalk(h):
-            if e.wFlags & pa.PROCESS_HEAP_REGION:
-                lfh = e.cbData == 0x10000
-            elif lfh and e.wFlags == 0 and (e.cbData + e.cbOverhead) % 0x10000 == 0:
-                spare += e.cbData + e.cbOverhead
+        spare = lfh_spare_bytes(p.HeapWalk(h))  # the LFH's kept chunks: not overhead
         assert s["spare_committed"] == spare
         held = s["busy_bytes"] + s["free_bytes"] + spare
         assert s["overhead"] == max(0, s["committed"] - held)

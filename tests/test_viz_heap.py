@@ -14,16 +14,12 @@ from matplotlib.figure import Figure  # noqa: E402
 
 import pyalloc as pa  # noqa: E402
 from pyalloc import TraceEvent, viz  # noqa: E402
+from conftest import lfh_spare_entry  # noqa: E402
 
 K64 = 0x10000
 PAGE = 0x1000
 BUSY, FREE = pa.PROCESS_HEAP_ENTRY_BUSY, 0
 LFH_CATS = {"LFH busy", "LFH free"}
-
-
-def spare_chunks(e) -> bool:
-    """Is walk entry e (in an LFH region) a run of free chunks the LFH keeps committed?"""
-    return not e.wFlags and (e.cbData + e.cbOverhead) % K64 == 0
 
 
 def same_colour(patch, colour):
@@ -88,7 +84,7 @@ def test_heap_layout_tiles_every_reservation_and_lists_every_walked_block(mixed)
         seg, b = by_user[e.lpData]
         assert b.entry == e and b.size == e.cbData
         busy = bool(e.wFlags & BUSY)
-        if seg.kind == "LFH" and spare_chunks(e):
+        if seg.kind == "LFH" and lfh_spare_entry(e):
             assert b.category == "Free block" and b.end - b.start == e.cbData + e.cbOverhead
         elif seg.kind == "LFH":  # a slot: header, then cbData + cbOverhead - 16 bytes
             assert b.category == ("LFH busy" if busy else "LFH free")
@@ -203,7 +199,7 @@ def check_heap_map(p, h, fig):
     for e in block_entries(p, h):
         d = where[e.lpData]
         assert d.start <= e.lpData < d.end
-        lfh = layout.block_at(e.lpData)[0].kind == "LFH" and not spare_chunks(e)
+        lfh = layout.block_at(e.lpData)[0].kind == "LFH" and not lfh_spare_entry(e)
         busy = bool(e.wFlags & BUSY)
         expect = {(True, True): "LFH busy", (True, False): "LFH free",
                   (False, True): "Busy block", (False, False): "Free block"}[lfh, busy]
