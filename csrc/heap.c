@@ -947,8 +947,9 @@ static void large_trim_resident_locked(pa_heap_t *h, size_t keep, uintptr_t dst,
  * header and list links; not a segment's last block, which seg_trim decommits): they stay
  * committed, as the tiling of a segment requires, but the host drops them, and they read as
  * zero when a block is carved there again (nothing reads a free block's bytes without free
- * checking, which keeps them). The largest blocks go first, each once (PA_BLK_DROPPED, which
- * a merge or a split clears). Windows' heap decommits the inside of big free blocks for the
+ * checking, which keeps them). The largest blocks go first, and of a size class the oldest
+ * (the list's tail: a block freed last is the likeliest to be carved again soon), each once
+ * (PA_BLK_DROPPED, which a merge or a split clears). Windows' heap decommits the inside of big free blocks for the
  * same reason (DeCommitFreeBlockThreshold, heap.md section 3). A program that moves growing
  * buffers leaves such holes while it grows elsewhere: bench_preload's realloc workload had
  * 6.4 MiB in free blocks at its peak commit of 34 MiB, 4 MiB of it in whole pages of blocks
@@ -960,7 +961,13 @@ static void drop_free_for(pa_heap_t *h, size_t want)
     unsigned cmin = _pa_free_class(DROP_MIN / U);
     int budget = 64; /* blocks looked at */
     for (unsigned c = PA_FREE_CLASSES; c-- > cmin && want && budget > 0;) {
-        for (pa_free_t *f = h->free[c]; f && want && budget-- > 0; f = f->next) {
+        pa_free_t *last = NULL;
+        int walk = 256; /* the oldest within reach */
+        for (pa_free_t *f = h->free[c]; f && walk-- > 0; f = f->next) {
+            if (!fl_ptr_ok(h, f, NULL)) return;
+            last = f;
+        }
+        for (pa_free_t *f = last; f && want && budget-- > 0; f = f->prev) {
             pa_block_t *b = &f->hdr;
             if (!fl_ptr_ok(h, f, NULL) || !fl_entry_ok(h, b))
                 return; /* (HeapValidate reports it) */

@@ -783,6 +783,39 @@ TEST(fragmented_heap_commits_are_paid_with_the_pages_of_big_free_blocks)
     }
 }
 
+/* The pages of a commit are paid for with the oldest big free blocks first: the ones freed
+ * last are the likeliest to be reused, and their pages would only be faulted in again
+ * (bench_preload's realloc workload: 12,886 -> 12,632 faults and 31.5 -> 30.5 MiB of peak
+ * RSS against newest first). */
+TEST(fragmented_heap_drops_its_oldest_free_blocks_first)
+{
+    pa_process_t *p = proc_new();
+    HANDLE h = pa_heap_create(p, 0, 0, 0);
+    enum { N = 16, HOLE = 100 << 10, BIG = 300 << 10 };
+    void *x[N], *big[16];
+    int nbig = 0;
+    for (int i = 0; i < N; i++) {
+        CHECK((x[i] = pa_heap_alloc(p, h, 0, HOLE)) != NULL);
+        memset(x[i], 0x5A, HOLE);
+    }
+    for (int i = 1; i < N; i += 2) CHECK(pa_heap_free(p, h, 0, x[i])); /* x[1] first */
+    void *first[2] = {NULL, x[1]}, *last[2] = {NULL, x[N - 3]}; /* (x[N - 1] joins the tail) */
+    size_t whole = hole_pages_present(first, 2, HOLE);
+    CHECK(whole != (size_t)-1 && whole > 20);
+    while (nbig < 16 && hole_pages_present(first, 2, HOLE) == whole) { /* until one is paid */
+        CHECK((big[nbig] = pa_heap_alloc(p, h, 0, BIG)) != NULL);
+        memset(big[nbig++], 0x77, BIG);
+    }
+    CHECK(hole_pages_present(first, 2, HOLE) < whole); /* the oldest hole went first */
+    CHECK_EQ(hole_pages_present(last, 2, HOLE), whole); /* the newest is still in memory */
+    CHECK(pa_heap_validate(p, h, 0, NULL));
+    for (int i = 0; i < N; i += 2) CHECK(pa_heap_free(p, h, 0, x[i]));
+    while (nbig) CHECK(pa_heap_free(p, h, 0, big[--nbig]));
+    CHECK(pa_heap_validate(p, h, 0, NULL));
+    CHECK(pa_heap_destroy(p, h));
+    proc_end(p);
+}
+
 /* The free tail of a back-end segment: up to 1 MiB of it stays committed (a heap that frees
  * and allocates near its end neither decommits nor faults the pages in again each time);
  * beyond 1.25 MiB it is decommitted down to 1 MiB. */
