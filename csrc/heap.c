@@ -967,10 +967,10 @@ static void drop_free_for(pa_heap_t *h, size_t want)
             if (!fl_ptr_ok(h, f, NULL)) return;
             last = f;
         }
+        /* Each link back was checked by fl_entry_ok of the block before (last: by the walk). */
         for (pa_free_t *f = last; f && want && budget-- > 0; f = f->prev) {
             pa_block_t *b = &f->hdr;
-            if (!fl_ptr_ok(h, f, NULL) || !fl_entry_ok(h, b))
-                return; /* (HeapValidate reports it) */
+            if (!fl_entry_ok(h, b)) return; /* (HeapValidate reports it) */
             size_t bytes = (size_t)b->size * U;
             if ((b->flags & PA_BLK_DROPPED) || bytes < DROP_MIN ||
                 (blk_next(b)->flags & PA_BLK_END))
