@@ -84,6 +84,14 @@ def test_stats_report_every_layer():
     assert counts["malloc"] + counts["calloc"] >= 10000 and counts["free"] >= 10000
 
 
+@pytest.mark.skipif(not shutil.which("sort"), reason="no sort program")
+def test_stats_reach_stderr_when_the_program_closes_it_at_exit():
+    # coreutils close stdout and stderr in an atexit handler that runs before the report.
+    r = run(["sort", "/dev/null"], preload=True, stats=True)
+    assert r.returncode == 0
+    assert "pyalloc: virtual" in r.stderr.decode()
+
+
 @pytest.mark.skipif(not shutil.which("sqlite3"), reason="no sqlite3 program")
 def test_sqlite3_script():
     script = b"""

@@ -14,6 +14,7 @@
  */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <fcntl.h>
 #include <stdarg.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -376,6 +377,11 @@ static void after_fork_child(void)
 
 /* ---- statistics at exit ---- */
 
+/* The --stats report goes to a copy of the program's stderr taken at start-up: many programs
+ * close their standard streams in an atexit handler of their own (coreutils' close_stdout
+ * closes stderr too), and those handlers run before ours. */
+static int stats_fd = 2;
+
 static void say(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 static void say(const char *fmt, ...)
 {
@@ -385,7 +391,7 @@ static void say(const char *fmt, ...)
     int n = vsnprintf(buf, sizeof buf, fmt, ap);
     va_end(ap);
     if (n > 0) {
-        ssize_t w = write(2, buf, (size_t)n < sizeof buf ? (size_t)n : sizeof buf - 1);
+        ssize_t w = write(stats_fd, buf, (size_t)n < sizeof buf ? (size_t)n : sizeof buf - 1);
         (void)w;
     }
 }
@@ -428,5 +434,11 @@ static void print_stats(void)
 __attribute__((constructor)) static void preload_init(void)
 {
     pthread_atfork(before_fork, after_fork_parent, after_fork_child);
-    if (stats_enabled()) atexit(print_stats);
+    if (stats_enabled()) {
+        /* Far above the descriptors that shells and programs pick for themselves. */
+        int fd = fcntl(2, F_DUPFD_CLOEXEC, 512);
+        if (fd < 0) fd = fcntl(2, F_DUPFD_CLOEXEC, 10);
+        if (fd >= 0) stats_fd = fd;
+        atexit(print_stats);
+    }
 }
