@@ -743,6 +743,46 @@ TEST(stats_account_reserve_commit_decommit_release)
     VM_END(p);
 }
 
+/* Commit and decommit compare and set page states four at a time; a range of 1027 pages has
+ * a tail of three past the last word. One page that differs, in the words or in the tail,
+ * must still be charged, protected and dropped on its own. */
+TEST(long_commits_and_decommits_treat_each_page_by_its_own_state)
+{
+    pa_process_t *p = vm_new(0, 0);
+    const size_t n = 1027;
+    char *a = vm_alloc(p, n * PAGE, MEM_RESERVE, RW);
+    size_t odd[] = {1025, 513, 0, n - 1};
+    for (size_t k = 0; k < sizeof odd / sizeof *odd; k++) {
+        char *x = a + odd[k] * PAGE;
+        /* One page committed READONLY, then the whole range READWRITE: one new page fewer. */
+        CHECK_EQ(pa_virtual_alloc(p, x, PAGE, MEM_COMMIT, RO, APP), x);
+        CHECK_EQ(vm_stats(p).committed, PAGE);
+        CHECK_EQ(pa_virtual_alloc(p, a, n * PAGE, MEM_COMMIT, RW, APP), a);
+        CHECK_EQ(vm_stats(p).committed, n * PAGE);
+        CHECK_REGION(p, a, a, RW, n * PAGE, MEM_COMMIT, RW);
+        vm_store(x, 7);
+        vm_store(a + n * PAGE - 1, 9);
+        /* Re-protecting committed pages charges nothing. */
+        CHECK_EQ(pa_virtual_alloc(p, a, n * PAGE, MEM_COMMIT, RO, APP), a);
+        CHECK_EQ(vm_stats(p).committed, n * PAGE);
+        CHECK_EQ(vm_load(x), 7);
+        VM_EXPECT_AV(vm_store(x, 1), x);
+        /* One page decommitted, then the whole range: only the others are dropped. */
+        CHECK(pa_virtual_free(p, x, PAGE, MEM_DECOMMIT, APP));
+        CHECK_EQ(vm_stats(p).committed, (n - 1) * PAGE);
+        CHECK(pa_virtual_free(p, a, n * PAGE, MEM_DECOMMIT, APP));
+        CHECK_EQ(vm_stats(p).committed, 0);
+        CHECK_REGION(p, a, a, RW, n * PAGE, MEM_RESERVE, 0);
+        /* Committed again, the pages are zero. */
+        CHECK_EQ(pa_virtual_alloc(p, a, n * PAGE, MEM_COMMIT, RW, APP), a);
+        CHECK_EQ(vm_load(x) + vm_load(a + n * PAGE - 1), 0);
+        CHECK(pa_virtual_free(p, a, n * PAGE, MEM_DECOMMIT, APP));
+    }
+    vm_release(p, a);
+    CHECK_EQ(vm_stats(p).reserved, 0);
+    VM_END(p);
+}
+
 /* ---- processes ------------------------------------------------------------------------------ */
 
 TEST(process_create_rejects_bad_sizes_and_destroy_checks_its_argument)
