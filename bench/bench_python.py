@@ -9,9 +9,13 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import os
+import sys
 import timeit
 
-import pyalloc as pa
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # the checkout's
+
+import pyalloc as pa  # noqa: E402
 
 
 def best_ns(stmt, number: int = 200_000, repeat: int = 7) -> float:
