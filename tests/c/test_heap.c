@@ -1786,6 +1786,46 @@ TEST(lfh_realloc_moves_and_heapsize_is_exact)
     proc_end(p);
 }
 
+/* Is mem a busy LFH block of heap? */
+static int in_lfh(pa_process_t *p, HANDLE heap, void *mem)
+{
+    pa_heap_t *h = _pa_heap_from_handle(p, heap);
+    return h && _pa_lfh_block_at(h, (uintptr_t)mem) == (pa_block_t *)mem - 1;
+}
+
+TEST(early_back_end_block_moves_into_the_lfh_when_resized_without_growing)
+{
+    pa_process_t *p = proc_new();
+    HANDLE h = pa_heap_create(p, 0, 0, 0);
+    /* Allocated before the bucket is active: back-end blocks. */
+    unsigned char *x = pa_heap_alloc(p, h, 0, 24), *g = pa_heap_alloc(p, h, 0, 200);
+    memset(x, 0x5A, 24);
+    CHECK(!in_lfh(p, h, x));
+    void *warm[40];
+    for (int i = 0; i < 40; i++) warm[i] = pa_heap_alloc(p, h, 0, 24);
+    for (int i = 0; i < 40; i++) CHECK(pa_heap_free(p, h, 0, warm[i]));
+    /* Growing, or with HEAP_REALLOC_IN_PLACE_ONLY, it stays where it is. */
+    CHECK_EQ(pa_heap_realloc(p, h, HEAP_REALLOC_IN_PLACE_ONLY, x, 24), x);
+    CHECK(!in_lfh(p, h, x));
+    unsigned char *y = pa_heap_realloc(p, h, 0, x, 24);
+    CHECK(y != NULL && y != x && in_lfh(p, h, y));
+    CHECK_EQ(pa_heap_size(p, h, 0, y), 24);
+    int bad = 0;
+    for (int i = 0; i < 24; i++) bad += y[i] != 0x5A;
+    CHECK_EQ(bad, 0);
+    CHECK_FAILS(pa_heap_size(p, h, 0, x) != (SIZE_T)-1, ERROR_INVALID_PARAMETER); /* x was freed */
+    /* From then on it is resized in place by the LFH's rule (fact 35). */
+    CHECK_EQ(pa_heap_realloc(p, h, 0, y, 20), y);
+    /* A bucket that is not active takes no block: 200 bytes stays in the back end. */
+    CHECK_EQ(pa_heap_realloc(p, h, 0, g, 190), g);
+    CHECK(!in_lfh(p, h, g));
+    CHECK(pa_heap_validate(p, h, 0, NULL));
+    CHECK(pa_heap_free(p, h, 0, y));
+    CHECK(pa_heap_free(p, h, 0, g));
+    CHECK(pa_heap_destroy(p, h));
+    proc_end(p);
+}
+
 /* ---- event trace ---- */
 
 /* Finds the first event of layer 3 with op at or after index *from; -1 if none. */
