@@ -411,12 +411,15 @@ def report(ws, names, results, bad, reps) -> None:
             t = statistics.median(ratios(w.name, "pyalloc", "wall"))
             m = statistics.median(ratios(w.name, "pyalloc", "rss_kb"))
             spread = ratios(w.name, "pyalloc", "wall")
+            cpu = ratios(w.name, "pyalloc", "cpu")
             # The middle half of the repetitions' ratios: steadier than their extremes, which
             # one slow moment of the machine sets.
             q = statistics.quantiles(spread, n=4) if len(spread) > 1 else [t, t, t]
+            c = statistics.median(cpu) if cpu else float("nan")
+            qc = statistics.quantiles(cpu, n=4) if len(cpu) > 1 else [c, c, c]
             print(f"  {w.name:<16} time {t:5.2f} ({min(spread):.2f}-{max(spread):.2f}, middle half "
                   f"{q[0]:.2f}-{q[2]:.2f}) {'ok ' if t < 1 else 'NO '}  rss {m:5.2f} "
-                  f"{'ok' if m <= 1.2 else 'NO'}")
+                  f"{'ok' if m <= 1.2 else 'NO'}   cpu {c:5.3f} (middle half {qc[0]:.3f}-{qc[2]:.3f})")
 
 
 if __name__ == "__main__":
