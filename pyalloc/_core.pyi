@@ -327,6 +327,7 @@ class CrtBlock(tuple[int, int, int, int, str | None, int, str]):
     n_fields: Final[int]
     n_sequence_fields: Final[int]
     n_unnamed_fields: Final[int]
+    __match_args__: Final = ("address", "size", "request", "block_type", "file", "line", "allocator")
     @property
     def address(self) -> int: ...
     @property
@@ -341,6 +342,7 @@ class CrtBlock(tuple[int, int, int, int, str | None, int, str]):
     def line(self) -> int: ...
     @property
     def allocator(self) -> str: ...
+@final
 class MEMORY_BASIC_INFORMATION:
     """What VirtualQuery reports about the region containing an address."""
     _fields: tuple[str, ...]
@@ -360,6 +362,7 @@ class MEMORY_BASIC_INFORMATION:
     def Type(self) -> int: ...
     def _asdict(self) -> dict[str, int]: ...
 
+@final
 class SYSTEM_INFO:
     """What GetSystemInfo reports for a process."""
     _fields: tuple[str, ...]
@@ -385,6 +388,7 @@ class SYSTEM_INFO:
     def wProcessorRevision(self) -> int: ...
     def _asdict(self) -> dict[str, int]: ...
 
+@final
 class PROCESS_HEAP_ENTRY:
     """One HeapWalk entry (the Region fields are 0 for other entries)."""
     _fields: tuple[str, ...]
@@ -408,6 +412,7 @@ class PROCESS_HEAP_ENTRY:
     def lpLastBlock(self) -> int: ...
     def _asdict(self) -> dict[str, int]: ...
 
+@final
 class Heap:
     """A heap of a process; int(heap) is its 64 KiB-aligned base (the HANDLE)."""
     @property
@@ -418,6 +423,7 @@ class Heap:
     def __int__(self) -> int: ...
     def __index__(self) -> int: ...
 
+@final
 class Handle:
     """A Windows handle to a section; closed by CloseHandle, `with`, or garbage collection."""
     @property
