@@ -43,6 +43,7 @@ NTSTATUS pa_trace_start(pa_process_t *p, size_t capacity)
 {
     size_t cap = 1;
     if (!capacity) capacity = 65536;
+    if (capacity > SIZE_MAX / 2 / sizeof(pa_trace_slot_t)) return STATUS_NO_MEMORY; /* cap would wrap */
     while (cap < capacity) cap <<= 1;
     _pa_lock(p);
     NTSTATUS st = STATUS_SUCCESS;

@@ -1,6 +1,8 @@
 """The event trace: every layer records its operations, in order, into the process's ring."""
 from __future__ import annotations
 
+import pytest
+
 import pyalloc as pa
 
 
@@ -41,6 +43,14 @@ def test_failures_are_recorded_with_their_status():
                 pass
         (e,) = [e for e in events if e.op_name == "release"]
         assert not e.ok and e.result & 0xFFFFFFFF == 0xC00000A0  # STATUS_MEMORY_NOT_ALLOCATED
+
+
+@pytest.mark.parametrize("capacity", [2**63 + 1, 2**64 - 1])
+def test_a_ring_too_big_to_round_up_raises_memory_error(capacity):
+    # Found by fuzzing: rounding such a capacity up to a power of two never ended.
+    with pa.Process() as p:
+        with pytest.raises(MemoryError):
+            p._trace_start(capacity)
 
 
 def test_nothing_is_recorded_outside_a_trace_and_a_small_ring_counts_what_it_lost():
