@@ -986,6 +986,13 @@ def test_argument_errors(proc, call, exc):
     assert proc.stats() == before
 
 
+def test_range_errors_name_the_bound(proc):
+    with pytest.raises(OverflowError, match=r"a DWORD must be in \[0, 0xffffffff\]"):
+        proc.VirtualAlloc(None, 1, 1 << 32, RW)
+    with pytest.raises(OverflowError, match=r"an address must be in \[0, 0xffffffffffffffff\]"):
+        proc.VirtualQuery(-1)
+
+
 def test_bool_and_int_subclasses_are_ints(proc):
     class Addr(int):
         pass

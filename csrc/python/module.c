@@ -43,6 +43,15 @@ int pa_parse_args(const char *fname, PyObject *const *args, Py_ssize_t nargs, Py
     return 0;
 }
 
+/* PyErr_Format has no %llx: the bound is formatted here. */
+static int arg_range_error(const char *what, unsigned long long max)
+{
+    char bound[24];
+    snprintf(bound, sizeof bound, "0x%llx", max);
+    PyErr_Format(PyExc_OverflowError, "%s must be in [0, %s]", what, bound);
+    return -1;
+}
+
 static int arg_unsigned(PyObject *o, unsigned long long max, const char *what,
                         unsigned long long *out)
 {
@@ -53,13 +62,9 @@ static int arg_unsigned(PyObject *o, unsigned long long max, const char *what,
     unsigned long long v = PyLong_AsUnsignedLongLong(o);
     if (v == (unsigned long long)-1 && PyErr_Occurred()) {
         PyErr_Clear();
-        PyErr_Format(PyExc_OverflowError, "%s must be in [0, 0x%llx]", what, max);
-        return -1;
+        return arg_range_error(what, max);
     }
-    if (v > max) {
-        PyErr_Format(PyExc_OverflowError, "%s must be in [0, 0x%llx]", what, max);
-        return -1;
-    }
+    if (v > max) return arg_range_error(what, max);
     *out = v;
     return 0;
 }
