@@ -371,12 +371,30 @@ def test_live_objects_pin_their_memory(rel):
     rel.close()
 
 
-def test_process_closed_by_python_code_run_in_new(new_process):
+def test_python_code_run_in_new_cannot_close_the_process_under_it(new_process):
+    # The block is pinned before the break callback runs: close() is refused, and new()
+    # raises what the callback raised; the block stays allocated, as the break leaves it.
     p = new_process(crt_debug=True)
     p._CrtSetBreakAlloc(1, lambda request, address: p.close())
-    with pytest.raises(ValueError, match="closed"):
+    with pytest.raises(BufferError):
         p.new(Point)
-    assert p.closed
+    assert not p.closed
+    (leak,) = p._CrtDumpMemoryLeaks()
+    assert leak.request == 1 and leak.allocator == "operator new"
+
+
+@pytest.mark.parametrize("make", [lambda p: p.new(ctypes.c_char * 4000),
+                                  lambda p: p.new_array(ctypes.c_char, 4000)],
+                         ids=["new", "new_array"])
+def test_python_code_run_in_new_cannot_free_the_block_under_it(new_process, make):
+    # Found by fuzzing: a break callback that freed the block let new() build its object on
+    # memory the next malloc then reused.
+    p = new_process(crt_debug=True)
+    p._CrtSetBreakAlloc(1, lambda request, address: p.free(address))
+    with pytest.raises(BufferError):
+        make(p)
+    (leak,) = p._CrtDumpMemoryLeaks()
+    assert leak.request == 1 and p._CrtCheckMemory()
 
 
 def test_dropped_object_leaks_like_cpp(dbg):

@@ -439,14 +439,6 @@ PyObject *operator_delete_impl(PyObject *self, PyObject *const *args, Py_ssize_t
 /* ------------------------------------------------------------------------------------------ */
 /* new and delete expressions                                                                  */
 
-/* A report's warning or the break callback (Python code) may have closed the process. */
-static int closed_meanwhile(ProcessObject *po)
-{
-    if (po->p) return 0;
-    PyErr_SetString(PyExc_ValueError, "operation on a closed Process");
-    return -1;
-}
-
 PyObject *new_impl(PyObject *self, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames)
 {
     size_t size, align;
@@ -461,11 +453,16 @@ PyObject *new_impl(PyObject *self, PyObject *const *args, Py_ssize_t nargs, PyOb
     int has_dtor = has_destructor(type);
     char *obj = operator_new(SELF, mode, size, align, 0, file, line);
     if (!obj) return new_failed(SELF, size);
-    if (pa_crt_flush(SELF, (uintptr_t)obj) || closed_meanwhile(SELF))
-        return NULL; /* the block stays, as allocated */
+    /* Pinned before the reports run Python code (a warning's filter, the break callback),
+     * which then can neither free the block nor close the process (BufferError) under the
+     * object built here. */
     NewBlockObject *nb = block_new(SELF, type, obj, size, obj, size);
     if (!nb) {
         pa_delete_object(SELF->p, obj, size, align, NULL, NULL);
+        return NULL;
+    }
+    if (pa_crt_flush(SELF, (uintptr_t)obj)) {
+        Py_DECREF(nb); /* LIVE: the block stays, as allocated */
         return NULL;
     }
     nb->elem_size = size;
@@ -532,13 +529,17 @@ PyObject *new_array_impl(PyObject *self, PyObject *const *args, Py_ssize_t nargs
     if (!raw) return new_failed(SELF, bytes);
     if (cookie) memcpy(raw, &count, sizeof count);
     char *array = raw + cookie;
-    if (pa_crt_flush(SELF, (uintptr_t)array) || closed_meanwhile(SELF))
-        return NULL; /* the block stays, as allocated */
     PyObject *arrtype = PyNumber_Multiply(type, a[1]); /* T * count */
+    /* Pinned before the reports run Python code, as in new(). */
     NewBlockObject *nb = arrtype ? block_new(SELF, type, array, bytes - cookie, raw, bytes) : NULL;
     if (!nb) {
         Py_XDECREF(arrtype);
         pa_delete_array(SELF->p, array, elem_size, elem_align, has_dtor, NULL, NULL);
+        return NULL;
+    }
+    if (pa_crt_flush(SELF, (uintptr_t)array)) {
+        Py_DECREF(arrtype);
+        Py_DECREF(nb); /* LIVE: the block stays, as allocated */
         return NULL;
     }
     nb->elem_size = elem_size;
