@@ -684,6 +684,28 @@ def test_leak_check_at_close_prints_the_dump(capsys):
     assert "Detected memory leaks!" in err and "3 bytes long" in err
 
 
+def test_python_code_run_by_the_close_report_finds_the_process_closed(monkeypatch):
+    # Found by fuzzing: the exit leak dump went to sys.stderr while the Process still
+    # pointed at its destroyed process, and a call made from stderr's write() crashed.
+    p = pa.Process(crt_debug=True)
+    p._CrtSetDbgFlag(pa._CRTDBG_ALLOC_MEM_DF | pa._CRTDBG_LEAK_CHECK_DF)
+    p.malloc(1)
+    seen = []
+
+    class Stderr:
+        def write(self, s):
+            try:
+                p.malloc(1)
+            except ValueError as e:
+                seen.append(str(e))
+            return len(s)
+
+    monkeypatch.setattr(sys, "stderr", Stderr())
+    p.close()
+    monkeypatch.undo()
+    assert seen and all("closed" in s for s in seen)
+
+
 def test_call_sites_of_the_whole_family(dbg):
     sites = {
         dbg.realloc(None, 4): "# site-realloc",

@@ -23,6 +23,7 @@ import struct
 import subprocess
 import sys
 import textwrap
+import ctypes
 import threading
 
 import pytest
@@ -1314,6 +1315,72 @@ def test_heaplock_from_python_threads_does_not_hang(p):
         t.join(10)
     assert len(done) == len(calls)
     assert p.read(x, 1) == b"z"
+
+
+def test_crt_and_new_wait_while_a_python_thread_holds_the_process_heap_lock(new_process):
+    # Found by fuzzing: malloc, free, new and close took the process heap's lock with the
+    # GIL held, so the thread holding HeapLock never got back to HeapUnlock.
+    p = new_process()
+    h = p.GetProcessHeap()
+    x, y = p.malloc(8), p.operator_new(8)
+    p.HeapLock(h)
+    done = []
+    calls = [lambda: p.malloc(10), lambda: p.free(x), lambda: p.calloc(2, 3),
+             lambda: p.operator_delete(y), lambda: p.delete(p.new(ctypes.c_int)),
+             lambda: p._msize(p.realloc(None, 5))]
+    threads = [threading.Thread(target=lambda c=c: (c(), done.append(1))) for c in calls]
+    for t in threads:
+        t.start()
+    threading.Event().wait(0.1)
+    assert done == []  # the main thread still runs: the interpreter is not stuck
+    p.HeapUnlock(h)
+    for t in threads:
+        t.join(10)
+    assert len(done) == len(calls)
+
+
+def test_a_new_handler_that_lets_a_thread_lock_the_heap_does_not_hang(new_process):
+    p = new_process(commit_limit=1 << 20)
+    h = p.GetProcessHeap()
+    held = threading.Event()
+
+    def locker():
+        p.HeapLock(h)
+        held.set()
+        threading.Event().wait(0.2)
+        p.HeapUnlock(h)
+
+    threads = []
+
+    def handler(size):  # the first call asks for a retry while the thread holds the lock
+        if threads:
+            return False
+        threads.append(threading.Thread(target=locker))
+        threads[0].start()
+        held.wait(5)
+        return True
+
+    p.set_new_handler(handler)
+    with pytest.raises(pa.BadAlloc):
+        p.operator_new(1 << 30)
+    threads[0].join(10)
+
+
+def test_closing_a_process_waits_while_a_python_thread_holds_a_heap_lock(new_process):
+    p = new_process()
+    h = p.HeapCreate(0, 0, 0)
+
+    def locker():
+        p.HeapLock(h)
+        threading.Event().wait(0.2)
+        p.HeapUnlock(h)
+
+    t = threading.Thread(target=locker)
+    t.start()
+    threading.Event().wait(0.05)
+    p.close()
+    t.join(10)
+    assert p.closed
 
 
 def test_closing_a_process_while_a_thread_waits_for_its_heap():

@@ -188,14 +188,25 @@ int pa_new_type_init(PyObject *module, pa_state *st);
 int pa_crt_process_init(ProcessObject *self, int debug);
 /* Around pa_process_destroy (close or dealloc): closing refuses (-1, RuntimeError) while the
  * process's new handler runs inside a CRT call; after it, reports made by the rundown (the
- * exit leak dump of _CRTDBG_LEAK_CHECK_DF) are printed to sys.stderr and the state freed. */
+ * exit leak dump of _CRTDBG_LEAK_CHECK_DF) are printed to sys.stderr and the state freed.
+ * The caller clears self->p first (the printing runs Python code, which may call the
+ * Process); `live` is the process when it lives on (the current process), else NULL. */
 int pa_crt_process_closing(ProcessObject *self);
-void pa_crt_process_closed(ProcessObject *self);
+void pa_crt_process_closed(ProcessObject *self, pa_process_t *live);
 int pa_crt_process_traverse(ProcessObject *self, visitproc visit, void *arg);
 void pa_crt_process_clear(ProcessObject *self);
 PyObject *pa_crt_get_debug(PyObject *self, void *closure); /* Process.crt_debug */
+/* HeapLock from Python threads (heap.c): how many (process, heap, thread) locks Python
+ * threads hold, and the wait, with the GIL released, until no other Python thread holds the
+ * lock of `heap` of `process` (NULL: of any of its heaps); 0, or -1 raised (closed, or a
+ * signal). Every call that may take a heap's lock waits so first while the count is not 0:
+ * blocking on that lock with the GIL held would hang the interpreter, as the holder needs the
+ * GIL to reach HeapUnlock. */
+extern int pa_py_heap_locks;
+int pa_wait_heap_unlocked(PyObject *process, HANDLE heap);
 /* Shared by crt.c and new.c. pa_crt_enter: the process's CRT mode (the debug CRT's hooks
- * installed on first use), or -1 with ValueError for a closed process. */
+ * installed on first use; after the wait above for the process heap), or -1 with ValueError
+ * for a closed process. */
 int pa_crt_enter(ProcessObject *self);
 /* The Python caller's file and line, for debug blocks: file is interned for the life of the
  * interpreter (the CRT keeps it by pointer). 0, or -1 raised. */

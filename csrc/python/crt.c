@@ -57,11 +57,13 @@ typedef struct pa_crt_binding_s {
     pending_t *pending;
     size_t npending, cap;
     int in_handler;           /* new handlers running (a CRT call is under way: no close) */
+    PyObject *process;        /* the Process it belongs to (borrowed: it frees the binding) */
 } binding_t;
 
 static binding_t *binding_of(ProcessObject *po)
 {
     if (!po->crt && !(po->crt = PyMem_Calloc(1, sizeof(binding_t)))) PyErr_NoMemory();
+    if (po->crt) po->crt->process = (PyObject *)po;
     return po->crt;
 }
 
@@ -101,7 +103,6 @@ static void break_hook(pa_process_t *p, long request, void *ctx)
 /* Outside the CRT lock, GIL held (every caller of the CRT here holds it). */
 static int new_handler(pa_process_t *p, size_t size, void *ctx)
 {
-    (void)p;
     binding_t *b = ctx;
     PyGILState_STATE g = PyGILState_Ensure();
     int retry = 0;
@@ -117,6 +118,9 @@ static int new_handler(pa_process_t *p, size_t size, void *ctx)
             Py_DECREF(r);
             if (retry < 0) retry = 0; /* the exception stays pending */
         }
+        /* The retry takes the heap's lock, which the handler may have let a thread take. */
+        if (retry && pa_py_heap_locks && pa_wait_heap_unlocked(b->process, pa_heap_get_process_heap(p)))
+            retry = 0;
     }
     PyGILState_Release(g);
     return retry;
@@ -124,6 +128,9 @@ static int new_handler(pa_process_t *p, size_t size, void *ctx)
 
 int pa_crt_enter(ProcessObject *po)
 {
+    if (UNLIKELY(pa_py_heap_locks) && po->p &&
+        pa_wait_heap_unlocked((PyObject *)po, pa_heap_get_process_heap(po->p)))
+        return -1;
     if (LIKELY(po->crt_mode != PA_CRT_MODE_UNKNOWN)) return po->crt_mode;
     if (!po->p) {
         PyErr_SetString(PyExc_ValueError, "operation on a closed Process");
@@ -185,18 +192,19 @@ int pa_crt_process_closing(ProcessObject *po)
     return 0;
 }
 
-void pa_crt_process_closed(ProcessObject *po)
+void pa_crt_process_closed(ProcessObject *po, pa_process_t *live)
 {
     binding_t *b = po->crt;
     if (!b) return;
     /* The current process lives on: it must not call into a freed binding. */
-    if (po->p && !po->owned) {
+    if (live) {
         void *ctx = NULL;
-        if (pa_crt_query_new_handler(po->p, &ctx) == new_handler && ctx == b)
-            pa_crt_set_new_handler(po->p, NULL, NULL);
-        pa_crt_set_report_hook(po->p, NULL, NULL);
-        pa_crt_set_break_hook(po->p, NULL, NULL);
+        if (pa_crt_query_new_handler(live, &ctx) == new_handler && ctx == b)
+            pa_crt_set_new_handler(live, NULL, NULL);
+        pa_crt_set_report_hook(live, NULL, NULL);
+        pa_crt_set_break_hook(live, NULL, NULL);
     }
+    po->crt = NULL; /* detached before any Python code runs: nothing can push onto it now */
     /* What the rundown reported (the leak dump of _CRTDBG_LEAK_CHECK_DF) goes to stderr. */
     PyObject *type, *value, *tb;
     PyErr_Fetch(&type, &value, &tb);
@@ -209,7 +217,6 @@ void pa_crt_process_closed(ProcessObject *po)
     }
     PyErr_Restore(type, value, tb);
     PyMem_RawFree(b->pending);
-    po->crt = NULL;
     Py_XDECREF(b->new_handler);
     Py_XDECREF(b->break_callback);
     PyMem_Free(b);
@@ -509,7 +516,7 @@ PyObject *malloc_impl(PyObject *self, PyObject *const *args, Py_ssize_t nargs, P
     int line;
     if (pa_parse_fast("malloc", args, nargs, kwnames, names, 1, a) || pa_arg_size_fast(a[0], &size))
         return NULL;
-    if (LIKELY(SELF->crt_mode == PA_CRT_MODE_RELEASE)) {
+    if (LIKELY(SELF->crt_mode == PA_CRT_MODE_RELEASE && !pa_py_heap_locks)) {
         void *r = pa_crt_malloc(SELF->p, size);
         if (LIKELY(r != NULL)) return PyLong_FromVoidPtr(r);
         return block_result(SELF, NULL, errno, 0, "malloc");
@@ -529,7 +536,7 @@ PyObject *free_impl(PyObject *self, PyObject *const *args, Py_ssize_t nargs, PyO
     uintptr_t address;
     if (pa_parse_fast("free", args, nargs, kwnames, names, 1, a) || pa_arg_ptr_fast(a[0], &address))
         return NULL;
-    if (LIKELY(SELF->crt_mode == PA_CRT_MODE_RELEASE)) {
+    if (LIKELY(SELF->crt_mode == PA_CRT_MODE_RELEASE && !pa_py_heap_locks)) {
         if (UNLIKELY(SELF->exports) && pa_crt_check_not_exported(SELF, address)) return NULL;
         errno = 0;
         pa_crt_free(SELF->p, (void *)address);

@@ -36,12 +36,12 @@ typedef struct {
 } py_lock_t;
 #define PY_LOCKS 64
 static py_lock_t py_locks[PY_LOCKS];
-static int py_nlocks; /* entries in use: with none (the usual case) no heap call scans the table */
+int pa_py_heap_locks; /* entries in use: with none (the usual case) no call scans the table */
 
 static void py_lock_drop(py_lock_t *l)
 {
     PyObject *process = l->process;
-    if (process) py_nlocks--;
+    if (process) pa_py_heap_locks--;
     l->process = NULL;
     l->depth = 0;
     Py_XDECREF(process);
@@ -49,7 +49,7 @@ static void py_lock_drop(py_lock_t *l)
 
 static int locked_by_other(PyObject *self, HANDLE heap)
 {
-    if (!py_nlocks) return 0;
+    if (!pa_py_heap_locks) return 0;
     unsigned long me = PyThread_get_thread_ident();
     for (int i = 0; i < PY_LOCKS; i++) {
         py_lock_t *l = &py_locks[i];
@@ -78,6 +78,11 @@ static int wait_heap_unlocked(PyObject *self, HANDLE heap)
     return -1;
 }
 
+int pa_wait_heap_unlocked(PyObject *process, HANDLE heap)
+{
+    return wait_heap_unlocked(process, heap);
+}
+
 static int note_lock(PyObject *self, HANDLE heap, int lock)
 {
     unsigned long me = PyThread_get_thread_ident();
@@ -97,7 +102,7 @@ static int note_lock(PyObject *self, HANDLE heap, int lock)
         return -1;
     }
     free_entry->process = Py_NewRef(self);
-    py_nlocks++;
+    pa_py_heap_locks++;
     free_entry->heap = heap;
     free_entry->thread = me;
     free_entry->depth = 1;

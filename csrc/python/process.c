@@ -81,13 +81,14 @@ static int close_process(ProcessObject *self)
         PyErr_SetString(PyExc_BufferError, "cannot close a Process while views of it exist");
         return -1;
     }
+    if (pa_py_heap_locks && pa_wait_heap_unlocked((PyObject *)self, NULL)) return -1;
     if (pa_crt_process_closing(self)) return -1;
     if (pa_process_destroy(self->p) != STATUS_SUCCESS) {
         PyErr_SetString(PyExc_BufferError, "cannot close a Process while views of it exist");
         return -1;
     }
-    pa_crt_process_closed(self);
-    self->p = NULL;
+    self->p = NULL; /* closed, before the rundown's reports run Python code */
+    pa_crt_process_closed(self, NULL);
     return 0;
 }
 
@@ -134,9 +135,10 @@ static void Process_dealloc(PyObject *self)
     PyObject_GC_UnTrack(self);
     /* No exporter can be alive: each holds a reference to us. */
     (void)pa_crt_process_closing(po); /* no call can be under way: each holds a reference */
-    if (po->p && po->owned) pa_process_destroy(po->p); /* heaps go in its rundown */
-    pa_crt_process_closed(po);
+    pa_process_t *p = po->p;
     po->p = NULL;
+    if (p && po->owned) pa_process_destroy(p); /* heaps go in its rundown */
+    pa_crt_process_closed(po, po->owned ? NULL : p);
     Process_clear(self);
     tp->tp_free(self);
     Py_DECREF(tp);
