@@ -370,18 +370,46 @@ static void first_write_locked(uintptr_t page, pa_pstate_t *s)
     *s &= (pa_pstate_t)~(PS_WATCH_CLEAN | PS_RESET_ARMED);
 }
 
-/* Called from the SIGSEGV handler. Returns 1 when the access may be retried. */
-static int mm_fault(uintptr_t addr, int write)
+/* A checked copy (pa_mm_read, pa_mm_write) under way on this thread, and the first page of
+ * it whose file no longer reaches it (0: none). Volatile: the fault handler reads and writes
+ * them in the middle of the memcpy, which the compiler would otherwise move the stores past. */
+static __thread volatile int copy_active __attribute__((tls_model("initial-exec")));
+static __thread volatile uintptr_t copy_lost __attribute__((tls_model("initial-exec")));
+
+/* A bus error at `page` of a file view: the file was truncated below it after the view was
+ * mapped. Windows refuses that while a view exists (ERROR_USER_MAPPED_FILE); Linux allows it,
+ * and the host then raises SIGBUS at each access, which would end the program. The page is
+ * replaced by an anonymous zero page with the page's protection, so that the access goes on
+ * (a checked copy reports STATUS_IN_PAGE_ERROR, as Windows does for a page its file cannot
+ * supply). Process lock held. */
+static int lost_file_page_locked(pa_process_t *p, uintptr_t page)
+{
+    const pa_alloc_t *a = _pa_alloc_at_locked(p, page);
+    if (!a || a->type != MEM_MAPPED || !(*_pa_pstate(p, page) & PS_COMMITTED)) return 0;
+    return _pa_os_decommit((void *)page, PA_PAGE_SIZE) == 0 && apply_host_locked(p, page, 1) == 0;
+}
+
+/* Called from the SIGSEGV/SIGBUS handler. Returns 1 when the access may be retried. */
+static int mm_fault(uintptr_t addr, int write, int bus)
 {
     pa_process_t *p = process_containing(addr);
     if (!p) return 0;
-    /* A fault under our own lock is a bug in the core, not something to handle. */
-    if (atomic_load_explicit(&p->lock_owner, memory_order_relaxed) == (uintptr_t)pthread_self())
-        return 0;
+    uintptr_t page = _pa_align_down(addr, PA_PAGE_SIZE);
+    /* A fault under our own lock is a bug in the core, not something to handle - but for a
+     * checked copy's bus error (its lock is held: the state is consistent). */
+    if (atomic_load_explicit(&p->lock_owner, memory_order_relaxed) == (uintptr_t)pthread_self()) {
+        if (!bus || !copy_active || !lost_file_page_locked(p, page)) return 0;
+        if (!copy_lost) copy_lost = page;
+        return 1;
+    }
     _pa_lock(p);
+    if (bus) {
+        int fixed = lost_file_page_locked(p, page);
+        _pa_unlock(p);
+        return fixed;
+    }
     int handled = 0, guard = 0, watch = 0;
     int may_write = write == 1 || write == -1; /* an instruction fetch (2) never writes */
-    uintptr_t page = _pa_align_down(addr, PA_PAGE_SIZE);
     pa_alloc_t *a = _pa_alloc_at_locked(p, addr);
     if (a) {
         pa_pstate_t *s = _pa_pstate(p, page);
@@ -1306,6 +1334,19 @@ static void note_writes_locked(pa_process_t *p, uintptr_t start, size_t size)
     }
 }
 
+/* The copy of a checked read or write, the pages checked: STATUS_IN_PAGE_ERROR (*fault the
+ * page) when a file view's page lost its file meanwhile (lost_file_page_locked). */
+static NTSTATUS checked_copy(void *to, const void *from, size_t size, uintptr_t *fault)
+{
+    copy_lost = 0;
+    copy_active = 1;
+    memcpy(to, from, size);
+    copy_active = 0;
+    if (!copy_lost) return STATUS_SUCCESS;
+    *fault = copy_lost;
+    return STATUS_IN_PAGE_ERROR;
+}
+
 NTSTATUS pa_mm_read(pa_process_t *p, const void *address, void *out, size_t size,
                     uintptr_t *fault)
 {
@@ -1313,7 +1354,7 @@ NTSTATUS pa_mm_read(pa_process_t *p, const void *address, void *out, size_t size
     uintptr_t dummy;
     _pa_lock(p);
     NTSTATUS st = check_access_locked(p, (uintptr_t)address, size, 0, fault ? fault : &dummy);
-    if (st == STATUS_SUCCESS) memcpy(out, address, size);
+    if (st == STATUS_SUCCESS) st = checked_copy(out, address, size, fault ? fault : &dummy);
     _pa_unlock(p);
     return st;
 }
@@ -1327,7 +1368,7 @@ NTSTATUS pa_mm_write(pa_process_t *p, void *address, const void *data, size_t si
     NTSTATUS st = check_access_locked(p, (uintptr_t)address, size, 1, fault ? fault : &dummy);
     if (st == STATUS_SUCCESS) {
         note_writes_locked(p, (uintptr_t)address, size);
-        memcpy(address, data, size);
+        st = checked_copy(address, data, size, fault ? fault : &dummy);
     }
     _pa_unlock(p);
     return st;

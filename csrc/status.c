@@ -23,6 +23,7 @@ static const struct {
     {STATUS_NO_MEMORY, ERROR_NOT_ENOUGH_MEMORY},
     {STATUS_SECTION_TOO_BIG, ERROR_NOT_ENOUGH_MEMORY},
     {STATUS_ACCESS_VIOLATION, ERROR_NOACCESS},
+    {STATUS_IN_PAGE_ERROR, ERROR_SWAPERROR},
     {STATUS_ACCESS_DENIED, ERROR_ACCESS_DENIED},
     {STATUS_ALREADY_COMMITTED, ERROR_ACCESS_DENIED},
     {STATUS_INVALID_VIEW_SIZE, ERROR_ACCESS_DENIED},
@@ -83,6 +84,7 @@ static const struct {
     {ERROR_NO_MORE_ITEMS, "ERROR_NO_MORE_ITEMS", "No more data is available."},
     {ERROR_INVALID_ADDRESS, "ERROR_INVALID_ADDRESS", "Attempt to access invalid address."},
     {ERROR_NOACCESS, "ERROR_NOACCESS", "Invalid access to memory location."},
+    {ERROR_SWAPERROR, "ERROR_SWAPERROR", "Error performing inpage operation."},
     {ERROR_FILE_INVALID, "ERROR_FILE_INVALID",
      "The volume for a file has been externally altered so that the opened file is no longer "
      "valid."},

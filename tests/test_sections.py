@@ -279,6 +279,34 @@ def test_fact89_writable_section_larger_than_file_grows_it(proc, tmp_path):
     assert data[:3] == b"abc" and data[-5:] == b"tail!"
 
 
+def test_a_file_truncated_under_its_views_gives_in_page_errors_not_a_crash(proc, tmp_path):
+    """Windows refuses to truncate a file while a view of it exists; Linux allows it, and the
+    host then raises SIGBUS at each access past the new end (found by fuzzing: it killed the
+    interpreter, or a memoryview access faulted forever). Checked copies of such a page fail
+    with STATUS_IN_PAGE_ERROR -> ERROR_SWAPERROR 999 (Wine's ntdll error table), and the page
+    is replaced by a zero page that direct accesses then read and write."""
+    path = make_file(tmp_path, b"a" * 0x20000)
+    with open(path, "r+b") as f, proc.CreateFileMapping(f, RW, 0) as h:
+        v = proc.MapViewOfFile(h, WRITE, 0, 0)
+        c = proc.MapViewOfFile(h, pa.FILE_MAP_COPY, 0, 0)
+        f.truncate(10)
+        assert proc.read(v, 4) == b"aaaa"  # still inside the file
+        with winerror(999, proc):
+            proc.read(v + 0x11000, 4)
+        with winerror(999, proc):
+            proc.write(v + 0x12000, b"x")
+        with winerror(999, proc):
+            proc.read(c + 0x13000, 2)
+        assert proc.read(v + 0x11000, 4) == bytes(4)  # replaced: readable from now on
+        with proc.view(v + 0x14000, 4) as mv:
+            assert bytes(mv) == bytes(4)
+            mv[0] = 65
+            assert bytes(mv) == b"A\0\0\0"
+        expect_vq(proc, v + 0x11000, State=pa.MEM_COMMIT, Protect=RW, Type=MAPPED)
+        proc.UnmapViewOfFile(v)
+        proc.UnmapViewOfFile(c)
+
+
 def test_fact90_read_only_file(proc, tmp_path):
     """k32:test_MapViewOfFile, k32:test_mapping: a file opened for reading only: PAGE_READWRITE
     -> 5; PAGE_WRITECOPY and PAGE_READONLY succeed (and a copy view's writes stay private)."""

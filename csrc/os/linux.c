@@ -263,7 +263,7 @@ static void chain(int sig, siginfo_t *info, void *context)
 static void on_fault(int sig, siginfo_t *info, void *context)
 {
     int saved = errno;
-    int handled = fault_fn && fault_fn((uintptr_t)info->si_addr, fault_is_write(context));
+    int handled = fault_fn && fault_fn((uintptr_t)info->si_addr, fault_is_write(context), sig == SIGBUS);
     errno = saved;
     if (!handled) chain(sig, info, context);
 }

@@ -75,11 +75,12 @@ int _pa_os_map_shared(int fd, uint64_t offset, size_t size, void **out);
 /* Number of online processors (at least 1). */
 unsigned _pa_os_ncpu(void);
 
-/* Installs the process-wide fault handler once. On a SIGSEGV/SIGBUS, handler(addr, write) is
- * called with write = 1 (write), 0 (read), 2 (execute: an instruction fetch) or -1 (unknown);
- * it returns non-zero when it fixed the cause, and the access is retried; otherwise the previous
- * handler runs. */
-typedef int (*pa_os_fault_fn)(uintptr_t addr, int write);
+/* Installs the process-wide fault handler once. On a SIGSEGV/SIGBUS, handler(addr, write, bus)
+ * is called with write = 1 (write), 0 (read), 2 (execute: an instruction fetch) or -1
+ * (unknown), and bus = 1 for SIGBUS (a file-backed page past the end of its file); it returns
+ * non-zero when it fixed the cause, and the access is retried; otherwise the previous handler
+ * runs. */
+typedef int (*pa_os_fault_fn)(uintptr_t addr, int write, int bus);
 int _pa_os_install_fault_handler(pa_os_fault_fn handler);
 
 #endif /* PA_OS_H */
