@@ -397,6 +397,20 @@ def test_python_code_run_in_new_cannot_free_the_block_under_it(new_process, make
     assert leak.request == 1 and p._CrtCheckMemory()
 
 
+def test_objects_whose_constructor_keeps_a_python_value_can_be_deleted(dbg):
+    # Found by fuzzing: c_char_p's constructor replaced the ctypes object's _objects (where
+    # the block's memoryview was), so delete() refused the object and its block leaked.
+    s = dbg.new(ctypes.c_char_p, b"text")
+    assert s.value == b"text" and dbg._msize(ctypes.addressof(s)) == 8
+    dbg.delete(s)
+    arr = dbg.new_array(ctypes.c_char_p, 3)
+    arr[1] = b"kept"
+    dbg.delete_array(arr)
+    del s, arr  # the memory goes back once the objects are gone
+    gc.collect()
+    assert dbg._CrtDumpMemoryLeaks() == []
+
+
 def test_dropped_object_leaks_like_cpp(dbg):
     pt = dbg.new(Point)  # dropped-site
     del pt

@@ -182,8 +182,22 @@ static NewBlockObject *mv_block(pa_state *st, PyObject *mv)
     return o && Py_IS_TYPE(o, st->NewBlock) ? (NewBlockObject *)o : NULL;
 }
 
+/* new() and new_array() also keep the exporter in the object's BLOCK_ATTR: ctypes replaces a
+ * simple object's _objects when a value is stored that it must keep alive (c_char_p's
+ * bytes), and the memoryview would be lost with it. */
+#define BLOCK_ATTR "__pyalloc_block__"
+
+static void keep_block(PyObject *obj, NewBlockObject *nb)
+{
+    if (PyObject_SetAttrString(obj, BLOCK_ATTR, (PyObject *)nb)) PyErr_Clear(); /* __slots__ */
+}
+
 static NewBlockObject *block_of(pa_state *st, PyObject *obj)
 {
+    PyObject *kept = PyObject_GetAttrString(obj, BLOCK_ATTR);
+    if (kept && Py_IS_TYPE(kept, st->NewBlock)) return (NewBlockObject *)kept;
+    Py_XDECREF(kept);
+    PyErr_Clear();
     PyObject *objects = PyObject_GetAttrString(obj, "_objects");
     if (!objects) {
         if (PyErr_ExceptionMatches(PyExc_AttributeError)) PyErr_Clear();
@@ -470,6 +484,7 @@ PyObject *new_impl(PyObject *self, PyObject *const *args, Py_ssize_t nargs, PyOb
     nb->count = 1;
     nb->has_dtor = has_dtor;
     PyObject *o = PyObject_CallMethod(type, "from_buffer", "O", (PyObject *)nb);
+    if (o) keep_block(o, nb);
     if (o && (nargs > 1 || kwnames || has_constructor(type))) {
         PyObject *init = PyObject_GetAttrString(o, "__init__");
         PyObject *r = init ? PyObject_Vectorcall(init, args + 1, (size_t)(nargs - 1), kwnames)
@@ -548,6 +563,7 @@ PyObject *new_array_impl(PyObject *self, PyObject *const *args, Py_ssize_t nargs
     nb->array = 1;
     nb->has_dtor = has_dtor;
     PyObject *arr = PyObject_CallMethod(arrtype, "from_buffer", "O", (PyObject *)nb);
+    if (arr) keep_block(arr, nb);
     Py_DECREF(arrtype);
     int has_ctor = arr && count && has_constructor(type);
     for (size_t i = 0; arr && has_ctor && i < count; i++) {
