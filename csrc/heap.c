@@ -3388,9 +3388,11 @@ retry:
 
 /* The heap's private control data (heap.md's layout covers only the header's first 0x20 bytes
  * and flags/force_flags at 0x70): the rest of the header, each back-end segment's descriptor,
- * and each LFH segment's header chunk (its map and, in the first, the LFH directory with the
- * thread caches). These are trusted by the heap's own code; block headers, free blocks, large
- * and page-heap descriptors are checked before use, so they are not listed here. */
+ * each LFH segment's header chunk (its map and cfree bitmap and, in the first, the LFH
+ * directory with the thread caches), and the subsegment header (pa_lfh_sub_t: list links,
+ * slot geometry, free bitmap) at the start of each subsegment's first chunk. These are
+ * trusted by the heap's own code; block headers, free blocks, large and page-heap descriptors
+ * are checked before use, so they are not listed here. */
 uintptr_t pa_heap_private_overlap(pa_process_t *p, const void *address, size_t size)
 {
     uintptr_t a = (uintptr_t)address, end = a + size, hit = 0;
@@ -3415,7 +3417,31 @@ uintptr_t pa_heap_private_overlap(pa_process_t *p, const void *address, size_t s
         for (unsigned i = 1; i < n && i < PA_HEAP_MAX_SEGMENTS; i++) {
             uint64_t w = __atomic_load_n(&h->segmap[i], __ATOMIC_ACQUIRE);
             uintptr_t base = segmap_base(w);
-            if (base) PRIVATE(base, base + ((w & PA_SEGMAP_LFH) ? PA_LFH_CHUNK : SEG_HDR_SIZE));
+            if (!base) continue;
+            if (!(w & PA_SEGMAP_LFH)) {
+                PRIVATE(base, base + SEG_HDR_SIZE);
+                continue;
+            }
+            PRIVATE(base, base + PA_LFH_CHUNK);
+            /* Subsegment headers: the first PA_LFH_SUB_HDR bytes of every chunk that starts a
+             * subsegment (map offset 0) or is free (map 0: the LFH may carve one there at any
+             * time). Only the chunks the range reaches are looked at, first to last, and the
+             * first header found is this segment's lowest hit. The map lives in the header
+             * chunk, which stays committed until the heap leaves the registry (whose lock is
+             * held), and which Python cannot write. */
+            size_t nchunks = segmap_size(w) / PA_LFH_CHUNK;
+            uintptr_t lo = a > base ? a : base;
+            if (lo - base >= nchunks * PA_LFH_CHUNK) continue;
+            size_t c = (lo - base) / PA_LFH_CHUNK;
+            if (lo - (base + c * PA_LFH_CHUNK) >= PA_LFH_SUB_HDR) c++;
+            if (c < 1) c = 1;
+            const pa_lfh_seg_t *ls = (const pa_lfh_seg_t *)base;
+            for (; c < nchunks && base + c * PA_LFH_CHUNK < end; c++) {
+                unsigned m = __atomic_load_n(&ls->map[c], __ATOMIC_ACQUIRE);
+                if (m && _pa_lfh_map_off(m) != 0) continue; /* inside a subsegment: slots */
+                PRIVATE(base + c * PA_LFH_CHUNK, base + c * PA_LFH_CHUNK + PA_LFH_SUB_HDR);
+                break;
+            }
         }
     }
     pthread_mutex_unlock(&registry_lock);

@@ -365,6 +365,52 @@ def test_private_control_data_stays_off_limits_without_heap_guard(raw):
     assert p.HeapValidate(h)
 
 
+def test_lfh_subsegment_header_stays_off_limits_without_heap_guard(raw):
+    """The header at the start of each LFH subsegment (magic b'BS', list links, slot geometry,
+    free bitmap: 320 bytes before slot 0) is control data the LFH trusts: with heap_guard=False
+    a write or view over it raises AccessViolation at its first byte, as for the segment's
+    header chunk, while slot 0's header and user bytes right after it stay writable. (A write
+    over its list link used to crash HeapCompact and HeapAlloc.)"""
+    p = raw
+    h, xs = lfh_heap(p, size=24, count=50)
+    sub = xs[-1] & ~0xFFFF
+    assert p.VirtualQuery(sub).AllocationBase != int(h)
+    assert p.read(sub, 2) == b"BS"
+    for off, n in ((0, 2), (40, 8), (48, 8), (300, 40), (316, 4)):  # magic, next, prev, bitmap
+        with pytest.raises(pa.AccessViolation) as info:
+            p.write(sub + off, b"A" * n)
+        assert info.value.address == sub + off
+    with pytest.raises(pa.AccessViolation) as info:
+        p.write(sub - 8, b"\0" * 16)  # from the chunk before: refused at its first byte
+    assert info.value.address == sub - 8
+    with pytest.raises(pa.AccessViolation) as info:
+        p.view(sub + 256, 128)
+    assert info.value.address == sub + 256
+    assert p.read(sub, 2) == b"BS"
+    # Slot 0 follows the header: its header and user bytes are open to writes.
+    slot0 = sub + 320 + 16
+    assert slot0 in xs
+    header = p.read(slot0 - 16, 16)
+    p.write(slot0 - 16, header)
+    p.write(slot0, b"B" * 24)
+    with p.view(slot0, 24) as v:
+        v[:4] = b"CCCC"
+    assert p.read(slot0, 5) == b"CCCCB"
+    # A slot inside a later chunk of a multi-chunk subsegment is not a header: open too.
+    h2, big = lfh_heap(p, size=16000, count=40)
+    inner = [x for x in big if (x - 16) & 0xFFFF < 320 and (x - 16) & 0xFFFF != 320]
+    for x in inner:
+        p.write(x, b"D" * 16)
+    for x in xs:
+        assert p.HeapFree(h, 0, x)
+    p.HeapCompact(h, 0)
+    ys = [p.HeapAlloc(h, 0, 24) for _ in range(200)]
+    assert p.HeapValidate(h) and p.HeapValidate(h2)
+    for y in ys:
+        assert p.HeapFree(h, 0, y)
+    assert p.HeapDestroy(h) and p.HeapDestroy(h2)
+
+
 def test_corrupt_block_header_is_detected_and_restorable(raw):
     p = raw
     h = p.HeapCreate(0, 0, 0)
@@ -580,41 +626,25 @@ def test_walk_of_corrupt_block_terminates():
     assert (rc, out) == (0, "False\nTrue\n")
 
 
-def test_walk_and_validate_of_a_corrupt_lfh_subsegment_header():
-    """HeapWalk and HeapValidate take slot geometry from the LFH segment map, not from a
-    subsegment header, and check the header before reading it:
-    overwriting one makes HeapValidate False and HeapWalk fail, not crash or loop."""
+def test_lfh_subsegment_header_and_bitmap_are_not_writable_from_python():
+    """A subsegment's header fields and its free bitmap (after its first 64 bytes) are refused
+    to Python even with heap_guard=False, in a fresh interpreter as before. What HeapWalk and
+    HeapValidate do when native code overwrites them: tests/c/test_heap.c,
+    corrupt_lfh_subsegment_header_is_noticed."""
     rc, out = run_child("""
         h = p.HeapCreate(0, 0, 0)
         xs = [p.HeapAlloc(h, 0, 48) for _ in range(40)]
-        p.write(xs[-1] & ~0xFFFF, b"\\xff" * 64)
-        print(p.HeapValidate(h))
-        try:
-            print(len(list(p.HeapWalk(h))) < 1000)
-        except pa.WinError:
-            print(True)
-        """)
-    assert (rc, out) == (0, "False\nTrue\n")
-
-
-def test_validate_checks_the_lfh_subsegment_free_bitmap():
-    """A subsegment marks the slots handed back to it in a bitmap after its 64 bytes of
-    header fields: bits set for busy slots make HeapValidate False, and allocating then hands
-    none of those slots out a second time."""
-    rc, out = run_child("""
-        h = p.HeapCreate(0, 0, 0)
-        xs = [p.HeapAlloc(h, 0, 48) for _ in range(40)]
-        bitmap = (xs[-1] & ~0xFFFF) + 64
-        print(p.HeapValidate(h))
-        old = p.read(bitmap, 8)
-        p.write(bitmap, b"\\xff" * 8)
+        sub = xs[-1] & ~0xFFFF
+        for at in (sub, sub + 64):
+            try:
+                p.write(at, b"\\xff" * 64)
+            except pa.AccessViolation as e:
+                print(e.address == at)
         print(p.HeapValidate(h))
         ys = [p.HeapAlloc(h, 0, 48) for _ in range(200)]
-        print(len(set(xs) | set(ys)) == 240)
-        p.write(bitmap, old)
-        print(p.HeapValidate(h))
+        print(len(set(xs) | set(ys)) == 240, p.HeapValidate(h))
         """)
-    assert (rc, out) == (0, "True\nFalse\nTrue\nTrue\n")
+    assert (rc, out) == (0, "True\nTrue\nTrue\nTrue True\n")
 
 
 def test_lfh_use_after_free_write_does_not_crash():

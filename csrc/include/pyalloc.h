@@ -413,7 +413,8 @@ NTSTATUS pa_heap_find_block(pa_process_t *p, const void *address, size_t size, H
                             void **block_out, size_t *block_size);
 /* For Process(heap_guard=False): the first address of [address, address + size) that lies in
  * some heap's private control data (the header after its Windows-layout fields, segment
- * descriptors, LFH segment header chunks), which the heap trusts; 0 when none does. Block
+ * descriptors, LFH segment header chunks, the PA_LFH_SUB_HDR bytes at the start of each LFH
+ * chunk that begins a subsegment or is free), which the heap trusts; 0 when none does. Block
  * headers and free blocks are not private: the heap checks them before use. */
 uintptr_t pa_heap_private_overlap(pa_process_t *p, const void *address, size_t size);
 /* fork() support for every heap of every process (see pa_mm_fork_prepare). */

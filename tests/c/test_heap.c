@@ -1036,6 +1036,90 @@ TEST(find_block_reaches_only_busy_user_bytes)
     proc_end(p);
 }
 
+/* pa_heap_private_overlap (Process(heap_guard=False)'s check) covers each LFH subsegment's
+ * header: the first PA_LFH_SUB_HDR bytes of a chunk that starts a subsegment or is free, not
+ * the slots after them. */
+TEST(private_overlap_covers_lfh_subsegment_headers)
+{
+    pa_process_t *p = proc_new();
+    HANDLE h = pa_heap_create(p, 0, 0, 0);
+    char *xs[50];
+    for (int i = 0; i < 50; i++) xs[i] = pa_heap_alloc(p, h, 0, 24);
+    uintptr_t sub = (uintptr_t)xs[49] & ~(uintptr_t)(PA_LFH_CHUNK - 1);
+    CHECK(sub != (uintptr_t)h);
+    CHECK_EQ(((pa_lfh_sub_t *)sub)->magic, PA_LFH_SUB_MAGIC);
+    CHECK_EQ(pa_heap_private_overlap(p, (void *)(sub + 40), 8), sub + 40); /* next */
+    CHECK_EQ(pa_heap_private_overlap(p, (void *)(sub + PA_LFH_SUB_HDR - 1), 1),
+             sub + PA_LFH_SUB_HDR - 1);
+    CHECK_EQ(pa_heap_private_overlap(p, (void *)(sub + PA_LFH_SUB_HDR - 1), 64),
+             sub + PA_LFH_SUB_HDR - 1);
+    /* Slot 0 (header and user bytes) and the rest of the (one-chunk) subsegment: open. */
+    CHECK_EQ(pa_heap_private_overlap(p, (void *)(sub + PA_LFH_SUB_HDR), PA_LFH_CHUNK - PA_LFH_SUB_HDR), 0);
+    /* The next chunk's first bytes (free, or another subsegment's header): private. */
+    CHECK_EQ(pa_heap_private_overlap(p, (void *)(sub + PA_LFH_SUB_HDR), PA_LFH_CHUNK - PA_LFH_SUB_HDR + 1),
+             sub + PA_LFH_CHUNK);
+    /* A range starting before the segment finds its header chunk first. */
+    uintptr_t seg = _pa_lfh_seg_find(((pa_heap_t *)h)->lfh, sub)->base;
+    CHECK_EQ(pa_heap_private_overlap(p, (void *)(seg + PA_LFH_CHUNK - 8), 16), seg + PA_LFH_CHUNK - 8);
+    /* The continuation chunks of a multi-chunk subsegment hold slots from their first byte. */
+    char *big[40];
+    for (int i = 0; i < 40; i++) big[i] = pa_heap_alloc(p, h, 0, 16000);
+    int inner = 0;
+    for (int i = 0; i < 40; i++) {
+        uintptr_t at = (uintptr_t)big[i] - 16;
+        pa_lfh_seg_t *s = _pa_lfh_seg_find(((pa_heap_t *)h)->lfh, at);
+        if (!s) continue;
+        unsigned m = s->map[(at - s->base) / PA_LFH_CHUNK];
+        if (_pa_lfh_map_off(m) == 0) {
+            CHECK_EQ(pa_heap_private_overlap(p, (void *)at, 16 + 16000), 0);
+            continue;
+        }
+        uintptr_t chunk = at & ~(uintptr_t)(PA_LFH_CHUNK - 1);
+        CHECK_EQ(pa_heap_private_overlap(p, (void *)chunk, PA_LFH_SUB_HDR), 0);
+        inner++;
+    }
+    CHECK(inner > 0);
+    for (int i = 0; i < 40; i++) CHECK(pa_heap_free(p, h, 0, big[i]));
+    for (int i = 0; i < 50; i++) CHECK(pa_heap_free(p, h, 0, xs[i]));
+    proc_end(p);
+}
+
+/* What Python can no longer write (the test above), native code still can: HeapWalk and
+ * HeapValidate take slot geometry from the segment map and check a subsegment's header before
+ * reading it, so a header overwritten with garbage makes HeapValidate FALSE and the walk stop
+ * or fail, and a free bitmap with busy slots' bits set hands none of them out twice. */
+TEST(corrupt_lfh_subsegment_header_is_noticed)
+{
+    pa_process_t *p = proc_new();
+    HANDLE h = pa_heap_create(p, 0, 0, 0);
+    void *xs[40], *ys[200];
+    for (int i = 0; i < 40; i++) xs[i] = pa_heap_alloc(p, h, 0, 48);
+    unsigned char *sub = (unsigned char *)((uintptr_t)xs[39] & ~(uintptr_t)(PA_LFH_CHUNK - 1));
+    unsigned char saved[64];
+    memcpy(saved, sub, 64);
+    memset(sub, 0xff, 64);
+    CHECK(!pa_heap_validate(p, h, 0, NULL));
+    PROCESS_HEAP_ENTRY e;
+    memset(&e, 0, sizeof e);
+    int n = 0;
+    while (n < 1000 && pa_heap_walk(p, h, &e)) n++;
+    CHECK(n < 1000);
+    memcpy(sub, saved, 64);
+    CHECK(pa_heap_validate(p, h, 0, NULL));
+    uint64_t *bitmap = ((pa_lfh_sub_t *)sub)->freebits, old = bitmap[0];
+    bitmap[0] = ~(uint64_t)0;
+    CHECK(!pa_heap_validate(p, h, 0, NULL));
+    for (int i = 0; i < 200; i++) ys[i] = pa_heap_alloc(p, h, 0, 48);
+    for (int i = 0; i < 200; i++) {
+        CHECK(ys[i] != NULL);
+        for (int j = 0; j < 40; j++) CHECK(ys[i] != xs[j]);
+        for (int j = 0; j < i; j++) CHECK(ys[i] != ys[j]);
+    }
+    bitmap[0] = old;
+    CHECK(pa_heap_validate(p, h, 0, NULL));
+    proc_end(p);
+}
+
 TEST(random_workload_keeps_heap_valid)
 {
     pa_process_t *p = proc_new();
