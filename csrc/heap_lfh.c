@@ -525,6 +525,18 @@ static unsigned take_slots(pa_heap_t *h, unsigned b, unsigned want, pa_block_t *
     return got;
 }
 
+/* Whether slot s (a slot of bucket b handed out earlier, so its subsegment stays) lies in a
+ * subsegment starting at sub, by the segment map alone: sub is then safe to read. */
+static int sub_holds(pa_lfh_t *L, const pa_lfh_sub_t *sub, const pa_block_t *s, unsigned b)
+{
+    pa_lfh_seg_t *sg = _pa_lfh_seg_find(L, (uintptr_t)s);
+    if (!sg) return 0;
+    size_t c = ((uintptr_t)s - sg->base) / PA_LFH_CHUNK;
+    unsigned m = __atomic_load_n(&sg->map[c], __ATOMIC_RELAXED), o = _pa_lfh_map_off(m);
+    return o < 8u && o <= c && _pa_lfh_map_bucket(m) == b &&
+           (uintptr_t)sub == sg->base + (c - o) * PA_LFH_CHUNK;
+}
+
 /* Returns a list of n free slots of bucket b (flags already cleared) to their subsegments.
  * A subsegment that becomes free goes onto the bucket's empty list; when can_release, the
  * list then gives subsegments back while the heap retains more than its budget (taking the
@@ -543,6 +555,10 @@ static void give_slots(pa_heap_t *h, unsigned b, pa_block_t *list, int can_relea
         pa_lfh_sub_t *sub = sub_of(s, bk->slot_size);
         if (i >= nslots) continue; /* lost */
         if (sub != cur) { /* (runs of slots of one subsegment are the rule) */
+            /* A free slot's header may be written since it was freed (Python with
+             * heap_guard=False): sub, from its index, is read only if the map says s lies
+             * in the subsegment at sub. (A sub equal to cur was checked so: s is its slot i.) */
+            if (!sub_holds(h->lfh, sub, s, b)) continue; /* lost */
             if (sub->magic != PA_LFH_SUB_MAGIC || sub->bucket != b) continue; /* lost */
             if (!sub->listed) list_add(bk, sub);
             cur = sub;

@@ -411,6 +411,41 @@ def test_lfh_subsegment_header_stays_off_limits_without_heap_guard(raw):
     assert p.HeapDestroy(h) and p.HeapDestroy(h2)
 
 
+def test_rewritten_free_lfh_slot_index_is_not_followed(raw):
+    """A freed LFH slot keeps its header, which heap_guard=False lets Python rewrite: a slot
+    index that points its subsegment header elsewhere (before the segment, for the first slot
+    of a 6-chunk subsegment) is caught by the segment map when the thread's cache gives the
+    slot back; the slot is lost and HeapValidate reports it, nothing crashes."""
+    p = raw
+
+    def run(f):
+        t = threading.Thread(target=f)
+        t.start()
+        t.join()
+
+    h = p.HeapCreate(0, 0, 0)
+    xs: list = []
+    run(lambda: xs.extend(p.HeapAlloc(h, 0, 16000) for _ in range(40)))
+    seg = p.VirtualQuery(xs[-1]).AllocationBase
+    y = min(x for x in xs if p.VirtualQuery(x).AllocationBase == seg)
+    assert p.read(y - 16, 4) == struct.pack("<I", 0)  # slot 0 of its subsegment
+
+    def free_and_rewrite():
+        assert p.HeapFree(h, 0, y)
+        p.write(y - 16, struct.pack("<I", 22))  # the last slot's index
+
+    run(free_and_rewrite)  # the thread's exit gives its cached slots back
+    p.HeapCompact(h, 0)
+    assert p.HeapValidate(h) is False
+    p.write(y - 16, struct.pack("<I", 0))
+    zs = [p.HeapAlloc(h, 0, 16000) for _ in range(40)]
+    assert y not in zs  # lost, not handed out again
+    for x in xs + zs:
+        if x != y:
+            assert p.HeapFree(h, 0, x)
+    assert p.HeapDestroy(h)
+
+
 def test_corrupt_block_header_is_detected_and_restorable(raw):
     p = raw
     h = p.HeapCreate(0, 0, 0)
