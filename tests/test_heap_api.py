@@ -1359,26 +1359,31 @@ def test_threads_alloc_in_one_free_in_another(p):
     assert p.HeapValidate(h) and h.stats()["busy_blocks"] == 0
 
 
+def calls_wait_for_heap_unlock(p, h, calls):
+    """Runs each call in its own Python thread while this thread holds HeapLock(h): none
+    finishes (and this thread still runs: the interpreter is not stuck) until HeapUnlock."""
+    p.HeapLock(h)
+    done = []
+    threads = [threading.Thread(target=lambda c=c: (c(), done.append(1))) for c in calls]
+    for t in threads:
+        t.start()
+    threading.Event().wait(0.1)
+    assert done == []
+    p.HeapUnlock(h)
+    for t in threads:
+        t.join(10)
+    assert len(done) == len(calls)
+
+
 def test_heaplock_from_python_threads_does_not_hang(p):
     """While one Python thread holds HeapLock, other Python threads' heap calls, writes and
     views wait (with the GIL released) and proceed after HeapUnlock."""
     h = p.HeapCreate(0, 0, 0)
     x = p.HeapAlloc(h, 0, 100)
-    p.HeapLock(h)
-    done = []
-    calls = [lambda: p.HeapAlloc(h, 0, 10), lambda: p.write(x, b"z"),
-             lambda: p.view(x, 4).release(), lambda: h.stats(), lambda: repr(h),
-             lambda: p.HeapWalk(h), lambda: p.HeapValidate(h),
-             lambda: p.HeapSize(h, 0, x), lambda: p.HeapCompact(h, 0)]
-    threads = [threading.Thread(target=lambda c=c: (c(), done.append(1))) for c in calls]
-    for t in threads:
-        t.start()
-    threading.Event().wait(0.1)
-    assert done == []  # the main thread still runs: the interpreter is not stuck
-    p.HeapUnlock(h)
-    for t in threads:
-        t.join(10)
-    assert len(done) == len(calls)
+    calls_wait_for_heap_unlock(p, h, [
+        lambda: p.HeapAlloc(h, 0, 10), lambda: p.write(x, b"z"), lambda: p.view(x, 4).release(),
+        lambda: h.stats(), lambda: repr(h), lambda: p.HeapWalk(h), lambda: p.HeapValidate(h),
+        lambda: p.HeapSize(h, 0, x), lambda: p.HeapCompact(h, 0)])
     assert p.read(x, 1) == b"z"
 
 
@@ -1386,22 +1391,11 @@ def test_crt_and_new_wait_while_a_python_thread_holds_the_process_heap_lock(new_
     # Found by fuzzing: malloc, free, new and close took the process heap's lock with the
     # GIL held, so the thread holding HeapLock never got back to HeapUnlock.
     p = new_process()
-    h = p.GetProcessHeap()
     x, y = p.malloc(8), p.operator_new(8)
-    p.HeapLock(h)
-    done = []
-    calls = [lambda: p.malloc(10), lambda: p.free(x), lambda: p.calloc(2, 3),
-             lambda: p.operator_delete(y), lambda: p.delete(p.new(ctypes.c_int)),
-             lambda: p._msize(p.realloc(None, 5))]
-    threads = [threading.Thread(target=lambda c=c: (c(), done.append(1))) for c in calls]
-    for t in threads:
-        t.start()
-    threading.Event().wait(0.1)
-    assert done == []  # the main thread still runs: the interpreter is not stuck
-    p.HeapUnlock(h)
-    for t in threads:
-        t.join(10)
-    assert len(done) == len(calls)
+    calls_wait_for_heap_unlock(p, p.GetProcessHeap(), [
+        lambda: p.malloc(10), lambda: p.free(x), lambda: p.calloc(2, 3),
+        lambda: p.operator_delete(y), lambda: p.delete(p.new(ctypes.c_int)),
+        lambda: p._msize(p.realloc(None, 5))])
 
 
 def test_a_new_handler_that_lets_a_thread_lock_the_heap_does_not_hang(new_process):
