@@ -664,11 +664,12 @@ void pa_crt_stats(pa_process_t *p, pa_crt_stats_t *out)
     out->debug = c->debug;
     out->dbg_flag = c->debug ? c->dbg_flag : 0;
     out->next_request = c->next_request;
-    for (_CrtMemBlockHeader *h = c->debug ? c->first : NULL; h; h = h->next) {
-        int t = _BLOCK_TYPE(h->block_use);
-        if (t >= 0 && t < _MAX_BLOCKS) {
-            out->counts[t]++;
-            out->sizes[t] += h->data_size;
+    if (c->debug) { /* the CRT lock is recursive */
+        _CrtMemState s;
+        _pa_crt_dbg_counts(p, c, &s);
+        for (int t = 0; t < _MAX_BLOCKS; t++) {
+            out->counts[t] = s.lCounts[t];
+            out->sizes[t] = s.lSizes[t];
         }
     }
     out->high_water = c->max_current;

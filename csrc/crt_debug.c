@@ -127,13 +127,18 @@ static int valid_heap_pointer(pa_process_t *p, const void *block)
            pa_heap_validate(p, h, 0, header_of(block));
 }
 
-/* valid_heap_pointer, and the header's size agrees with the heap block's. */
-static int header_sound(pa_process_t *p, const void *block)
+static int name_known(const pa_crt_t *c, const char *file);
+
+/* The check every header passes before the CRT trusts it (free, realloc, _msize, the checks,
+ * dumps and walks of the list): valid_heap_pointer, the header's size agrees with the heap
+ * block's, and its file name is one the CRT stored (name_known), so that it may be printed. */
+static int header_sound(pa_process_t *p, pa_crt_t *c, const void *block)
 {
     if (!valid_heap_pointer(p, block)) return 0;
     _CrtMemBlockHeader *h = header_of(block);
     size_t n = pa_heap_size(p, crt_heap(p), 0, h);
-    return n != (size_t)-1 && n >= HDR + NML && h->data_size == n - HDR - NML;
+    return n != (size_t)-1 && n >= HDR + NML && h->data_size == n - HDR - NML &&
+           name_known(c, h->file_name);
 }
 
 /* [a, a + n) lies in the user bytes of one busy block of the process heap. */
@@ -173,6 +178,7 @@ static int links_sound(pa_process_t *p, pa_crt_t *c, _CrtMemBlockHeader *h)
 
 static void unlink_locked(pa_crt_t *c, _CrtMemBlockHeader *h)
 {
+    c->listed--;
     if (h->next) h->next->prev = h->prev;
     else c->last = h->prev;
     if (h->prev) h->prev->next = h->next;
@@ -181,6 +187,7 @@ static void unlink_locked(pa_crt_t *c, _CrtMemBlockHeader *h)
 
 static void link_first_locked(pa_crt_t *c, _CrtMemBlockHeader *h)
 {
+    c->listed++;
     h->prev = NULL;
     h->next = c->first;
     if (c->first) c->first->prev = h;
@@ -189,41 +196,35 @@ static void link_first_locked(pa_crt_t *c, _CrtMemBlockHeader *h)
 }
 
 /* ------------------------------------------------------------------------------------------ */
-/* The family table (crt_internal.h)                                                          */
+/* The family and file name tables (crt_internal.h)                                            */
 
-static size_t fam_slot(uintptr_t key, size_t mask)
+static size_t tab_slot(uintptr_t key, size_t mask)
 {
     uint64_t k = (uint64_t)(key >> 4) * 0x9E3779B97F4A7C15ull;
     return (size_t)(k >> 32) & mask;
 }
 
-static size_t fam_bytes(size_t cap) { return cap * (sizeof(uintptr_t) + 1); }
+static size_t tab_bytes(size_t cap) { return cap * 2 * sizeof(uintptr_t); }
 
-static int fam_find(const pa_crt_families_t *t, uintptr_t key, size_t *at)
+static int tab_find(const pa_crt_table_t *t, uintptr_t key, size_t *at)
 {
     if (!t->cap) return 0;
     size_t mask = t->cap - 1;
-    for (size_t i = fam_slot(key, mask);; i = (i + 1) & mask) {
+    for (size_t i = tab_slot(key, mask);; i = (i + 1) & mask) {
         if (t->keys[i] == key) return *at = i, 1;
         if (!t->keys[i]) return 0;
     }
 }
 
-static int fam_get(const pa_crt_families_t *t, const void *block)
+static void tab_del(pa_crt_table_t *t, uintptr_t key)
 {
     size_t i;
-    return fam_find(t, (uintptr_t)block, &i) ? t->vals[i] : PA_CRT_FAMILY_MALLOC;
-}
-
-static void fam_del(pa_crt_families_t *t, const void *block)
-{
-    size_t i;
-    if (!fam_find(t, (uintptr_t)block, &i)) return;
+    if (!tab_find(t, key, &i)) return;
     size_t mask = t->cap - 1;
     for (size_t j = i;;) { /* backward shift: no tombstones */
         j = (j + 1) & mask;
         if (!t->keys[j]) break;
-        size_t k = fam_slot(t->keys[j], mask);
+        size_t k = tab_slot(t->keys[j], mask);
         int stays = i < j ? (k > i && k <= j) : (k > i || k <= j);
         if (!stays) {
             t->keys[i] = t->keys[j];
@@ -235,41 +236,90 @@ static void fam_del(pa_crt_families_t *t, const void *block)
     t->count--;
 }
 
-/* Records block's family (MALLOC removes the entry). On host memory exhaustion the record is
- * dropped: the block then reads as a malloc block. */
-static void fam_set(pa_crt_families_t *t, const void *block, int family)
+/* Sets key's value; -1 when the host is out of memory (nothing changed). */
+static int tab_put(pa_crt_table_t *t, uintptr_t key, uintptr_t val)
 {
-    if (family == PA_CRT_FAMILY_MALLOC) {
-        fam_del(t, block);
-        return;
-    }
     size_t i;
-    if (fam_find(t, (uintptr_t)block, &i)) {
-        t->vals[i] = (uint8_t)family;
-        return;
+    if (tab_find(t, key, &i)) {
+        t->vals[i] = val;
+        return 0;
     }
     if ((t->count + 1) * 2 > t->cap) {
         size_t cap = t->cap ? t->cap * 2 : 64;
-        uintptr_t *keys = _pa_os_alloc(fam_bytes(cap));
-        if (!keys) return;
-        uint8_t *vals = (uint8_t *)(keys + cap);
+        uintptr_t *keys = _pa_os_alloc(tab_bytes(cap));
+        if (!keys) return -1;
+        uintptr_t *vals = keys + cap;
         for (size_t j = 0; j < t->cap; j++) {
             if (!t->keys[j]) continue;
-            size_t k = fam_slot(t->keys[j], cap - 1);
+            size_t k = tab_slot(t->keys[j], cap - 1);
             while (keys[k]) k = (k + 1) & (cap - 1);
             keys[k] = t->keys[j];
             vals[k] = t->vals[j];
         }
-        if (t->keys) _pa_os_free(t->keys, fam_bytes(t->cap));
+        if (t->keys) _pa_os_free(t->keys, tab_bytes(t->cap));
         t->keys = keys;
         t->vals = vals;
         t->cap = cap;
     }
-    size_t mask = t->cap - 1, k = fam_slot((uintptr_t)block, mask);
+    size_t mask = t->cap - 1, k = tab_slot(key, mask);
     while (t->keys[k]) k = (k + 1) & mask;
-    t->keys[k] = (uintptr_t)block;
-    t->vals[k] = (uint8_t)family;
+    t->keys[k] = key;
+    t->vals[k] = val;
     t->count++;
+    return 0;
+}
+
+static void tab_free(pa_crt_table_t *t)
+{
+    if (t->keys) _pa_os_free(t->keys, tab_bytes(t->cap));
+    memset(t, 0, sizeof *t);
+}
+
+static int fam_get(const pa_crt_table_t *t, const void *block)
+{
+    size_t i;
+    return tab_find(t, (uintptr_t)block, &i) ? (int)t->vals[i] : PA_CRT_FAMILY_MALLOC;
+}
+
+static void fam_del(pa_crt_table_t *t, const void *block) { tab_del(t, (uintptr_t)block); }
+
+/* Records block's family (MALLOC removes the entry). On host memory exhaustion the record is
+ * dropped: the block then reads as a malloc block. */
+static void fam_set(pa_crt_table_t *t, const void *block, int family)
+{
+    if (family == PA_CRT_FAMILY_MALLOC) fam_del(t, block);
+    else tab_put(t, (uintptr_t)block, (uintptr_t)family);
+}
+
+/* File names. A header is user data to the heap, so Python can overwrite its file_name with
+ * any pointer; the CRT therefore dereferences a header's file_name only if it is one the CRT
+ * itself stored in a listed header (header_sound checks this). The caller keeps a name valid
+ * while its block lives (pyalloc.h; Python's names are interned for good), so the table counts
+ * the listed headers that hold each name and forgets a name with its last block: a name whose
+ * blocks are gone may have been freed by its owner. */
+
+/* The name to store in a new listed header for file: file, counted (NULL when the host is out
+ * of memory: the block then has no call site rather than one that could not be checked). */
+static const char *name_ref(pa_crt_t *c, const char *file)
+{
+    size_t i;
+    if (!file) return NULL;
+    if (tab_find(&c->names, (uintptr_t)file, &i)) return c->names.vals[i]++, file;
+    return tab_put(&c->names, (uintptr_t)file, 1) ? NULL : file;
+}
+
+/* A listed header holding file goes away (freed, or its name replaced by realloc). */
+static void name_unref(pa_crt_t *c, const char *file)
+{
+    size_t i;
+    if (file && tab_find(&c->names, (uintptr_t)file, &i) && !--c->names.vals[i])
+        tab_del(&c->names, (uintptr_t)file);
+}
+
+static int name_known(const pa_crt_t *c, const char *file)
+{
+    size_t i;
+    return !file || tab_find(&c->names, (uintptr_t)file, &i);
 }
 
 static void report_mismatch_locked(pa_process_t *p, pa_crt_t *c, _CrtMemBlockHeader *h,
@@ -294,7 +344,7 @@ void _pa_crt_dbg_report_mismatch(pa_process_t *p, pa_crt_t *c, void *block, int 
                                  int released)
 {
     pthread_mutex_lock(&c->lock);
-    if (header_sound(p, block)) {
+    if (header_sound(p, c, block)) {
         report_mismatch_locked(p, c, header_of(block), allocated, released);
     } else {
         report(p, c, _CRT_ERROR, PA_CRT_REPORT_MISMATCH, block, 0,
@@ -309,12 +359,12 @@ int _pa_crt_dbg_family(pa_process_t *p, pa_crt_t *c, const void *block)
 {
     int f = -1;
     pthread_mutex_lock(&c->lock);
-    if (header_sound(p, block)) {
+    if (header_sound(p, c, block)) {
         int use = header_of(block)->block_use;
         if (block_type_valid(use)) f = fam_get(&c->families, block);
     } else if (is_aligned_block(p, block)) {
         uintptr_t *ah = align_header(p, block);
-        if (ah && header_sound(p, (void *)ah[0])) f = fam_get(&c->families, (void *)ah[0]);
+        if (ah && header_sound(p, c, (void *)ah[0])) f = fam_get(&c->families, (void *)ah[0]);
     }
     pthread_mutex_unlock(&c->lock);
     return f;
@@ -342,9 +392,10 @@ void _pa_crt_dbg_init(pa_crt_t *c, const pa_crt_options_t *o)
 void _pa_crt_dbg_destroy(pa_process_t *p, pa_crt_t *c)
 {
     (void)p;
-    if (c->families.keys) _pa_os_free(c->families.keys, fam_bytes(c->families.cap));
-    memset(&c->families, 0, sizeof c->families);
+    tab_free(&c->families);
+    tab_free(&c->names);
     c->first = c->last = NULL;
+    c->listed = 0;
 }
 
 static int check_memory_locked(pa_process_t *p, pa_crt_t *c);
@@ -428,7 +479,7 @@ static void *alloc_once_locked(pa_process_t *p, pa_crt_t *c, size_t size, int us
         c->current += size;
         if (c->current > c->max_current) c->max_current = c->current;
         link_first_locked(c, h);
-        h->file_name = file;
+        h->file_name = name_ref(c, file);
         h->line = line;
         h->data_size = size;
         h->block_use = use;
@@ -500,7 +551,8 @@ static void report_damaged_header(pa_process_t *p, pa_crt_t *c, const void *bloc
 {
     report(p, c, _CRT_ERROR, PA_CRT_REPORT_CORRUPTION, (void *)block, 0,
            "HEAP CORRUPTION DETECTED: the debug header of the block at 0x%016" PRIXPTR
-           " is damaged (pyalloc: its size or links disagree with the heap).\n",
+           " is damaged (pyalloc: its size, links or file name disagree with the heap and the"
+           " CRT).\n",
            (uintptr_t)block);
 }
 
@@ -531,7 +583,7 @@ static void free_locked(pa_process_t *p, pa_crt_t *c, void *block, int use, int 
         return;
     }
     _CrtMemBlockHeader *h = header_of(block);
-    if (!header_sound(p, block)) {
+    if (!header_sound(p, c, block)) {
         report_damaged_header(p, c, block);
         return;
     }
@@ -544,6 +596,7 @@ static void free_locked(pa_process_t *p, pa_crt_t *c, void *block, int use, int 
     fam_del(&c->families, block);
     if (h->block_use == _IGNORE_BLOCK) {
         if (allocated != family) report_mismatch_locked(p, c, h, allocated, family);
+        name_unref(c, h->file_name); /* NULL unless _CrtSetDbgBlockType made it an ignore block */
         memset(h, PA_CRT_DEAD_FILL, HDR + h->data_size + NML);
         _pa_crt_free_base(p, h);
         return;
@@ -561,6 +614,7 @@ static void free_locked(pa_process_t *p, pa_crt_t *c, void *block, int use, int 
     c->current -= h->data_size;
     if (!(c->dbg_flag & _CRTDBG_DELAY_FREE_MEM_DF)) {
         unlink_locked(c, h);
+        name_unref(c, h->file_name);
         memset(h, PA_CRT_DEAD_FILL, HDR + h->data_size + NML);
         _pa_crt_free_base(p, h);
     } else {
@@ -621,7 +675,7 @@ static void *realloc_locked(pa_process_t *p, pa_crt_t *c, void *block, size_t *s
         report_assert(p, c, "_CrtIsValidHeapPointer(block)", block);
         return errno = EINVAL, NULL;
     }
-    if (!header_sound(p, block)) {
+    if (!header_sound(p, c, block)) {
         report_damaged_header(p, c, block);
         return errno = EINVAL, NULL;
     }
@@ -667,7 +721,9 @@ static void *realloc_locked(pa_process_t *p, pa_crt_t *c, void *block, size_t *s
     if (*size > old_size) memset(data + old_size, PA_CRT_CLEAN_FILL, *size - old_size);
     memset(data + *size, PA_CRT_NO_MANS_LAND_FILL, NML);
     if (!ignore) {
-        nh->file_name = file;
+        const char *name = name_ref(c, file);
+        name_unref(c, nh->file_name);
+        nh->file_name = name;
         nh->line = line;
         nh->request = request;
     }
@@ -718,7 +774,7 @@ size_t _pa_crt_dbg_msize(pa_process_t *p, pa_crt_t *c, void *block)
     if (!valid_heap_pointer(p, block)) {
         report_assert(p, c, "_CrtIsValidHeapPointer(block)", block);
         errno = EINVAL;
-    } else if (!header_sound(p, block)) {
+    } else if (!header_sound(p, c, block)) {
         report_damaged_header(p, c, block);
         errno = EINVAL;
     } else if (!block_type_valid(header_of(block)->block_use)) {
@@ -782,7 +838,7 @@ static uintptr_t aligned_base_locked(pa_process_t *p, pa_crt_t *c, void *block, 
         return 0;
     }
     uintptr_t *ah = align_header(p, block);
-    if (!ah || !header_sound(p, (void *)ah[0])) {
+    if (!ah || !header_sound(p, c, (void *)ah[0])) {
         report_assert(p, c, "_CrtIsValidHeapPointer(block)", block);
         return 0;
     }
@@ -811,7 +867,7 @@ size_t _pa_crt_dbg_aligned_msize(pa_process_t *p, pa_crt_t *c, void *block, size
     }
     pthread_mutex_lock(&c->lock);
     uintptr_t *ah = align_header(p, block);
-    uintptr_t base = ah && header_sound(p, (void *)ah[0]) ? ah[0] : 0;
+    uintptr_t base = ah && header_sound(p, c, (void *)ah[0]) ? ah[0] : 0;
     size_t total = base ? header_of((void *)base)->data_size : 0;
     pthread_mutex_unlock(&c->lock);
     if (!base) return errno = EINVAL, (size_t)-1;
@@ -867,6 +923,63 @@ void *_pa_crt_dbg_aligned_recalloc(pa_process_t *p, pa_crt_t *c, void *block, si
 /* ------------------------------------------------------------------------------------------ */
 /* Checks, dumps, states                                                                      */
 
+/* Walks of the block list. Headers are user data to the heap (Python's Process.write reaches
+ * them), so no walk trusts one: each header passes header_sound and links_sound (the checks
+ * free makes before it unlinks a block) before any field of it is read or its next followed;
+ * a walk takes at most c->listed steps, so a cycle cannot hold it; and a list that ends before
+ * c->listed headers is damaged too. The first bad header stops the walk:
+ *
+ *     walk_t w;
+ *     for (h = walk_first(p, c, &w); h; h = walk_next(p, c, &w)) ...;
+ *     walk_end(p, c, &w); -- reports the damage as _CrtCheckMemory does, returns 0 if any
+ *
+ * A walk left early (break) has nothing to report. */
+typedef struct walk_s {
+    _CrtMemBlockHeader *h;   /* the header visited, checked */
+    size_t seen;             /* headers visited */
+    _CrtMemBlockHeader *bad; /* the header that stopped the walk, or NULL */
+    int cycle;               /* bad is one header more than the list holds */
+} walk_t;
+
+static _CrtMemBlockHeader *walk_to(pa_process_t *p, pa_crt_t *c, walk_t *w,
+                                   _CrtMemBlockHeader *n)
+{
+    if (!n) { /* the end: links_sound saw that it is c->last; the count must agree too */
+        if (w->seen != c->listed && w->h) w->bad = w->h;
+        return w->h = NULL;
+    }
+    if (w->seen == c->listed) w->bad = n, w->cycle = 1;
+    else if (!header_sound(p, c, data_of(n)) || !links_sound(p, c, n)) w->bad = n;
+    if (w->bad) return w->h = NULL;
+    w->seen++;
+    return w->h = n;
+}
+
+static _CrtMemBlockHeader *walk_first(pa_process_t *p, pa_crt_t *c, walk_t *w)
+{
+    *w = (walk_t){NULL, 0, NULL, 0};
+    return walk_to(p, c, w, c->first);
+}
+
+static _CrtMemBlockHeader *walk_next(pa_process_t *p, pa_crt_t *c, walk_t *w)
+{
+    return walk_to(p, c, w, w->h->next);
+}
+
+static int walk_end(pa_process_t *p, pa_crt_t *c, const walk_t *w)
+{
+    if (!w->bad) return 1;
+    if (w->cycle)
+        report(p, c, _CRT_WARN, PA_CRT_REPORT_CORRUPTION, NULL, 0,
+               "Cycle in block list detected while processing block located at 0x%016" PRIXPTR
+               ".\n",
+               (uintptr_t)w->bad);
+    else
+        report(p, c, _CRT_WARN, PA_CRT_REPORT_CORRUPTION, data_of(w->bad), 0,
+               "Bad memory block found at 0x%016" PRIXPTR ".\n", (uintptr_t)w->bad);
+    return 0;
+}
+
 /* UCRT's check_block. */
 static int check_block_locked(pa_process_t *p, pa_crt_t *c, _CrtMemBlockHeader *h)
 {
@@ -907,29 +1020,10 @@ static int check_memory_locked(pa_process_t *p, pa_crt_t *c)
 {
     if (!(c->dbg_flag & _CRTDBG_ALLOC_MEM_DF)) return 1;
     int ok = 1;
-    /* Floyd's cycle detection over the list; every header is checked against the heap before
-     * it is read. */
-    _CrtMemBlockHeader *slow = c->first, *fast = c->first;
-    while (slow) {
-        if (!header_sound(p, data_of(slow))) {
-            report(p, c, _CRT_WARN, PA_CRT_REPORT_CORRUPTION, data_of(slow), 0,
-                   "Bad memory block found at 0x%016" PRIXPTR ".\n", (uintptr_t)slow);
-            ok = 0;
-            break;
-        }
-        ok &= check_block_locked(p, c, slow);
-        for (int i = 0; i < 2 && fast; i++)
-            fast = header_sound(p, data_of(fast)) ? fast->next : NULL;
-        slow = slow->next;
-        if (fast && slow == fast) {
-            report(p, c, _CRT_WARN, PA_CRT_REPORT_CORRUPTION, NULL, 0,
-                   "Cycle in block list detected while processing block located at 0x%016" PRIXPTR
-                   ".\n",
-                   (uintptr_t)slow);
-            ok = 0;
-            break;
-        }
-    }
+    walk_t w;
+    for (_CrtMemBlockHeader *h = walk_first(p, c, &w); h; h = walk_next(p, c, &w))
+        ok &= check_block_locked(p, c, h);
+    ok &= walk_end(p, c, &w);
     HANDLE heap = crt_heap(p);
     if (!heap || !pa_heap_validate(p, heap, 0, NULL)) {
         report(p, c, _CRT_WARN, PA_CRT_REPORT_CORRUPTION, NULL, 0, "Heap validation failed.\n");
@@ -966,12 +1060,8 @@ static void dump_objects_locked(pa_process_t *p, pa_crt_t *c, const _CrtMemState
 {
     emit(p, c, sink, ctx, PA_CRT_REPORT_LEAK, "Dumping objects ->\n");
     _CrtMemBlockHeader *stop = state ? state->pBlockHeader : NULL;
-    for (_CrtMemBlockHeader *h = c->first; h && h != stop; h = h->next) {
-        if (!header_sound(p, data_of(h))) {
-            emit(p, c, sink, ctx, PA_CRT_REPORT_LEAK, "Bad memory block found at 0x%016" PRIXPTR ".\n",
-                 (uintptr_t)h);
-            break;
-        }
+    walk_t w;
+    for (_CrtMemBlockHeader *h = walk_first(p, c, &w); h && h != stop; h = walk_next(p, c, &w)) {
         int t = _BLOCK_TYPE(h->block_use);
         if (t == _IGNORE_BLOCK || t == _FREE_BLOCK) continue;
         if (t == _CRT_BLOCK && !(c->dbg_flag & _CRTDBG_CHECK_CRT_DF)) continue;
@@ -995,13 +1085,15 @@ static void dump_objects_locked(pa_process_t *p, pa_crt_t *c, const _CrtMemState
             continue;
         print_block_data_locked(p, c, sink, ctx, h);
     }
+    walk_end(p, c, &w);
 }
 
-static void checkpoint_locked(pa_crt_t *c, _CrtMemState *s)
+/* Counts the blocks before the first bad header, if any; w tells (for walk_end). */
+static void checkpoint_locked(pa_process_t *p, pa_crt_t *c, _CrtMemState *s, walk_t *w)
 {
     memset(s, 0, sizeof *s);
     s->pBlockHeader = c->first;
-    for (_CrtMemBlockHeader *h = c->first; h; h = h->next) {
+    for (_CrtMemBlockHeader *h = walk_first(p, c, w); h; h = walk_next(p, c, w)) {
         int t = _BLOCK_TYPE(h->block_use);
         if (t < 0 || t >= _MAX_BLOCKS) continue;
         s->lCounts[t]++;
@@ -1011,13 +1103,25 @@ static void checkpoint_locked(pa_crt_t *c, _CrtMemState *s)
     s->lTotalCount = c->total;
 }
 
+void _pa_crt_dbg_counts(pa_process_t *p, pa_crt_t *c, _CrtMemState *s)
+{
+    walk_t w;
+    pthread_mutex_lock(&c->lock);
+    checkpoint_locked(p, c, s, &w);
+    walk_end(p, c, &w);
+    pthread_mutex_unlock(&c->lock);
+}
+
+/* The leaks before the first bad header are dumped, and the damage reported (once: by the
+ * dump's walk when there is a dump). */
 static int dump_leaks_locked(pa_process_t *p, pa_crt_t *c, pa_crt_sink_t sink, void *ctx)
 {
     _CrtMemState s;
-    checkpoint_locked(c, &s);
+    walk_t w;
+    checkpoint_locked(p, c, &s, &w);
     if (!s.lCounts[_CLIENT_BLOCK] && !s.lCounts[_NORMAL_BLOCK] &&
         !((c->dbg_flag & _CRTDBG_CHECK_CRT_DF) && s.lCounts[_CRT_BLOCK]))
-        return 0;
+        return walk_end(p, c, &w), 0;
     emit(p, c, sink, ctx, PA_CRT_REPORT_LEAK, "Detected memory leaks!\n");
     dump_objects_locked(p, c, NULL, sink, ctx);
     emit(p, c, sink, ctx, PA_CRT_REPORT_LEAK, "Object dump complete.\n");
@@ -1194,13 +1298,14 @@ size_t pa_crt_leaks(pa_process_t *p, pa_crt_block_info_t *out, size_t max)
 {
     DEBUG_STATE(p, c, 0);
     size_t n = 0;
+    walk_t w;
     pthread_mutex_lock(&c->lock);
-    for (_CrtMemBlockHeader *h = c->first; h; h = h->next) {
-        if (!header_sound(p, data_of(h))) break;
+    for (_CrtMemBlockHeader *h = walk_first(p, c, &w); h; h = walk_next(p, c, &w)) {
         if (!leaks_in(c, h->block_use)) continue;
         if (out && n < max) info_of(c, h, &out[n]);
         n++;
     }
+    walk_end(p, c, &w);
     pthread_mutex_unlock(&c->lock);
     return n;
 }
@@ -1210,13 +1315,14 @@ int pa_crt_walk_blocks(pa_process_t *p, int (*fn)(const pa_crt_block_info_t *b, 
 {
     DEBUG_STATE(p, c, 0);
     int r = 0;
+    walk_t w;
     pthread_mutex_lock(&c->lock);
-    for (_CrtMemBlockHeader *h = c->first; h && !r; h = h->next) {
-        if (!header_sound(p, data_of(h))) break;
+    for (_CrtMemBlockHeader *h = walk_first(p, c, &w); h; h = walk_next(p, c, &w)) {
         pa_crt_block_info_t b;
         info_of(c, h, &b);
-        r = fn(&b, arg);
+        if ((r = fn(&b, arg)) != 0) break;
     }
+    walk_end(p, c, &w);
     pthread_mutex_unlock(&c->lock);
     return r;
 }
@@ -1277,7 +1383,7 @@ int pa_crt_report_block_type(pa_process_t *p, const void *block)
 {
     DEBUG_STATE(p, c, -1);
     pthread_mutex_lock(&c->lock);
-    int use = header_sound(p, block) ? header_of(block)->block_use : -1;
+    int use = header_sound(p, c, block) ? header_of(block)->block_use : -1;
     pthread_mutex_unlock(&c->lock);
     return use;
 }
@@ -1286,7 +1392,7 @@ void pa_crt_set_dbg_block_type(pa_process_t *p, void *block, int block_use)
 {
     DEBUG_STATE(p, c, );
     pthread_mutex_lock(&c->lock);
-    if (header_sound(p, block)) {
+    if (header_sound(p, c, block)) {
         _CrtMemBlockHeader *h = header_of(block);
         if (!block_type_valid(h->block_use))
             report_assert(p, c, "is_block_type_valid(header->_block_use)", block);
@@ -1305,7 +1411,7 @@ int pa_crt_is_memory_block(pa_process_t *p, const void *block, unsigned size, lo
     if (!block) return FALSE;
     int ok = FALSE;
     pthread_mutex_lock(&c->lock);
-    if (header_sound(p, block)) {
+    if (header_sound(p, c, block)) {
         _CrtMemBlockHeader *h = header_of(block);
         if (block_type_valid(h->block_use) && h->data_size == size &&
             h->request <= c->next_request) {
@@ -1328,9 +1434,7 @@ void pa_crt_mem_checkpoint(pa_process_t *p, _CrtMemState *state)
     }
     memset(state, 0, sizeof *state);
     DEBUG_STATE(p, c, );
-    pthread_mutex_lock(&c->lock);
-    checkpoint_locked(c, state);
-    pthread_mutex_unlock(&c->lock);
+    _pa_crt_dbg_counts(p, c, state);
 }
 
 int pa_crt_mem_difference(pa_process_t *p, _CrtMemState *diff, const _CrtMemState *old_state,

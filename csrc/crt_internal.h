@@ -14,9 +14,13 @@
  *   - first..last lists every tracked block (normal, client, CRT, and _FREE_BLOCK ones kept by
  *     _CRTDBG_DELAY_FREE_MEM_DF), newest first; first->prev == NULL, last->next == NULL.
  *     Ignore blocks are never listed;
+ *   - listed == the number of blocks on first..last (walks take no more steps than that);
  *   - current == sum of data_size over listed blocks that are not _FREE_BLOCK;
  *   - families holds an entry for exactly the live debug blocks allocated by operator new or
- *     new[] (key: the user pointer of the debug block); blocks without one came from malloc.
+ *     new[] (key: the user pointer of the debug block); blocks without one came from malloc;
+ *   - names holds every file name pointer stored in a listed block's header, with the number of
+ *     listed headers holding it: a header's file_name is dereferenced only if names has it
+ *     (crt_debug.c, header_sound).
  * Nothing in the state is read or written without `lock` except the atomics.
  *
  * Locks, outermost first: a CRT lock (recursive, as UCRT's heap lock: report, allocation and
@@ -33,13 +37,14 @@
 
 #define PA_PTR_SIZE sizeof(void *)
 
-/* The family table: open addressing, linear probing, deletion by backward shift. */
-typedef struct pa_crt_families_s {
+/* A pointer-keyed table (the family table, the file name table): open addressing, linear
+ * probing, deletion by backward shift. */
+typedef struct pa_crt_table_s {
     uintptr_t *keys; /* 0 = empty */
-    uint8_t *vals;   /* PA_CRT_FAMILY_* */
+    uintptr_t *vals; /* families: PA_CRT_FAMILY_*; names: reference counts */
     size_t cap;      /* power of two, or 0 */
     size_t count;
-} pa_crt_families_t;
+} pa_crt_table_t;
 
 typedef struct pa_crt_s {
     pthread_mutex_t lock;   /* recursive */
@@ -69,7 +74,9 @@ typedef struct pa_crt_s {
     LONG next_request;                   /* starts at 1 */
     int dbg_flag;                        /* _crtDbgFlag */
     LONG break_alloc;                    /* -1 = none */
-    pa_crt_families_t families;
+    size_t listed;                       /* blocks on first..last */
+    pa_crt_table_t families;
+    pa_crt_table_t names;                /* file name -> listed headers holding it */
 
     /* Counters (pa_crt_stats). */
     uint64_t reports[_CRT_ERRCNT];
@@ -144,6 +151,8 @@ void _pa_crt_dbg_report_mismatch(pa_process_t *p, pa_crt_t *c, void *block, int 
 /* The family the debug heap recorded for the block at user pointer block, or -1 when block is
  * not a live block of the debug heap. */
 int _pa_crt_dbg_family(pa_process_t *p, pa_crt_t *c, const void *block);
+/* _CrtMemCheckpoint's counts and sizes (pa_crt_stats); a damaged list is reported. */
+void _pa_crt_dbg_counts(pa_process_t *p, pa_crt_t *c, _CrtMemState *state);
 /* Dumps leaks at detach when _CRTDBG_LEAK_CHECK_DF is set (as UCRT does at exit). */
 void _pa_crt_dbg_exit(pa_process_t *p, pa_crt_t *c);
 

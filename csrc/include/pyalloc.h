@@ -636,7 +636,12 @@ int pa_crt_set_dbg_flag(pa_process_t *p, int flags);
 /* _CrtCheckMemory: checks every tracked block's no-man's land, that delay-freed blocks still
  * hold 0xDD, that the list has no cycle, then HeapValidate of the process heap; reports each
  * problem and returns FALSE if there was one. TRUE in a release process or with
- * _CRTDBG_ALLOC_MEM_DF off. */
+ * _CRTDBG_ALLOC_MEM_DF off.
+ * Headers are the program's memory and may be damaged: every walk of the list (this check,
+ * the dumps, pa_crt_leaks, pa_crt_walk_blocks, checkpoints, pa_crt_stats) stops at the first
+ * header whose size, links or file name pointer the CRT cannot vouch for, reports it
+ * ("Bad memory block found at ...", _CRT_WARN, PA_CRT_REPORT_CORRUPTION) and sees only the
+ * blocks before it. */
 int pa_crt_check_memory(pa_process_t *p);
 /* _CrtDumpMemoryLeaks: TRUE iff a normal or client block (or a CRT block, with
  * _CRTDBG_CHECK_CRT_DF) is live; then writes MSVC's dump ("Detected memory leaks!", one entry

@@ -892,6 +892,83 @@ TEST(fact94_leak_check_flag_dumps_at_detach)
     CHECK_EQ(lines, 5);
 }
 
+/* A header is user data to the heap: the program (or Python's Process.write) can overwrite it.
+ * Every walk of the list (dumps, leaks, checkpoints, statistics, _CrtCheckMemory) checks each
+ * header before it reads a field or follows next, stops at the first bad one and reports it as
+ * _CrtCheckMemory does; the blocks before it are still listed. (Found by fuzzing: a file_name
+ * or next overwritten with garbage crashed the leak dump, a next pointing at its own header
+ * made it loop forever.) */
+static void damaged_walks_stop_at(pa_process_t *p, reports_t *rs, char *bad, char *good)
+{
+    char want[2][160];
+    snprintf(want[0], 160, "Bad memory block found at 0x%016" PRIXPTR ".\n",
+             (uintptr_t)hdr(bad));
+    snprintf(want[1], 160, "new.c(2) : {2} normal block at 0x%016" PRIXPTR ", 6 bytes long.\n",
+             (uintptr_t)good);
+    reports_clear(rs);
+    lines_t l = {0};
+    CHECK_EQ(pa_crt_dump_memory_leaks(p, lines_sink, &l), TRUE); /* good was walked first */
+    CHECK_EQ(l.n, 5);
+    CHECK(!strcmp(l.line[2], want[1]));
+    CHECK(!strcmp(l.line[4], "Object dump complete.\n"));
+    CHECK_EQ(rs->count, 1);
+    CHECK_EQ(rs->kinds[PA_CRT_REPORT_CORRUPTION], 1);
+    CHECK_EQ(rs->types[_CRT_WARN], 1);
+    CHECK(!strcmp(rs->last, want[0]) && rs->block == bad);
+    pa_crt_block_info_t info[4];
+    CHECK_EQ(pa_crt_leaks(p, info, 4), 1);
+    CHECK(info[0].data == good && !strcmp(info[0].file, "new.c"));
+    _CrtMemState s;
+    pa_crt_mem_checkpoint(p, &s);
+    CHECK_EQ(s.lCounts[_NORMAL_BLOCK], 1);
+    CHECK_EQ(s.lSizes[_NORMAL_BLOCK], 6);
+    pa_crt_stats_t st;
+    pa_crt_stats(p, &st);
+    CHECK_EQ(st.counts[_NORMAL_BLOCK], 1);
+    reports_clear(rs);
+    CHECK_EQ(pa_crt_check_memory(p), FALSE);
+    CHECK(strstr(rs->all, want[0]) != NULL);
+    reports_clear(rs);
+    pa_crt_free(p, bad); /* not trusted: reported, not freed */
+    CHECK_EQ(rs->count, 1);
+    CHECK(strstr(rs->last, "damaged") != NULL);
+}
+
+TEST(fact94_walks_stop_at_a_damaged_header)
+{
+    pa_process_t *p = crt_proc(1, 0);
+    reports_t rs;
+    reports_watch(p, &rs);
+    char *a = pa_crt_malloc_dbg(p, 5, _NORMAL_BLOCK, "old.c", 1); /* {1}, walked last */
+    char *b = pa_crt_malloc_dbg(p, 6, _NORMAL_BLOCK, "new.c", 2); /* {2}, walked first */
+    _CrtMemBlockHeader saved = *hdr(a);
+    hdr(a)->file_name = (const char *)(uintptr_t)0x4141414141414141ull; /* not a name */
+    damaged_walks_stop_at(p, &rs, a, b);
+    *hdr(a) = saved;
+    static const char other[] = "old.c"; /* a good string, but not one the CRT was given */
+    hdr(a)->file_name = other;
+    if (other != saved.file_name) damaged_walks_stop_at(p, &rs, a, b);
+    *hdr(a) = saved;
+    hdr(a)->next = (_CrtMemBlockHeader *)(uintptr_t)0x4141414141414141ull;
+    damaged_walks_stop_at(p, &rs, a, b);
+    *hdr(a) = saved;
+    hdr(a)->next = hdr(a); /* a cycle */
+    damaged_walks_stop_at(p, &rs, a, b);
+    *hdr(a) = saved;
+    reports_clear(&rs);
+    CHECK_EQ(pa_crt_check_memory(p), TRUE);
+    CHECK_EQ(pa_crt_leaks(p, NULL, 0), 2);
+    CHECK_EQ(rs.count, 0);
+    /* The leak dump at detach, too. */
+    pa_crt_set_dbg_flag(p, _CRTDBG_ALLOC_MEM_DF | _CRTDBG_LEAK_CHECK_DF);
+    hdr(a)->next = hdr(a);
+    crt_end(p);
+    CHECK_EQ(rs.kinds[PA_CRT_REPORT_CORRUPTION], 1);
+    CHECK_EQ(rs.kinds[PA_CRT_REPORT_LEAK], 5);
+    CHECK(strstr(rs.all, "new.c(2) : {2} normal block") != NULL);
+    CHECK(strstr(rs.all, "Bad memory block found at") != NULL);
+}
+
 TEST(fact94_msize_dbg_maxreq_and_new_mode)
 {
     pa_process_t *p = crt_proc(1, 16 * MiB);
