@@ -706,6 +706,78 @@ def test_python_code_run_by_the_close_report_finds_the_process_closed(monkeypatc
     assert seen and all("closed" in s for s in seen)
 
 
+# A debug header is user data to the heap, so Process.write reaches it even with heap_guard on.
+# Found by fuzzing: a file_name or next overwritten with garbage crashed the leak dump (and the
+# one at close), a next pointing at its own header made the dump loop forever. Every walk of
+# the list now stops at the first bad header and reports it as _CrtCheckMemory does.
+
+DAMAGE = {  # offset into the header of the older block: bytes written there
+    "file_name": (16, lambda a: b"A" * 8),
+    "next": (0, lambda a: struct.pack("<Q", 0x4141414141414141)),
+    "next-to-itself": (0, lambda a: struct.pack("<Q", a - HDR)),
+}
+
+
+@pytest.mark.parametrize("field", DAMAGE)
+def test_damaged_header_stops_the_leak_dump_and_is_reported(field, capsys):
+    p = pa.Process(crt_debug=True)  # heap_guard on
+    a = p.malloc(8)  # walked last
+    b = p.malloc(9)  # walked first
+    offset, data = DAMAGE[field]
+    saved = p.read(a - HDR + offset, 8)
+    p.write(a - HDR + offset, data(a))
+    bad = f"Bad memory block found at 0x{a - HDR:016X}."
+    with pytest.warns(pa.CrtReport) as record:
+        leaks = p._CrtDumpMemoryLeaks()
+    assert [x.address for x in leaks] == [b]  # the blocks before the bad header
+    assert [str(w.message) for w in record] == [bad]  # reported once
+    assert record[0].message.kind == pa.PA_CRT_REPORT_CORRUPTION
+    assert record[0].message.type == pa._CRT_WARN
+    err = capsys.readouterr().err
+    assert f"normal block at 0x{b:016X}, 9 bytes long." in err
+    assert f"0x{a:016X}" not in err and err.endswith("Object dump complete.\n")
+    with pytest.warns(pa.CrtReport, match=re.escape(bad)):
+        assert p._CrtCheckMemory() is False
+    with pytest.warns(pa.CrtReport, match="damaged"):
+        p.free(a)  # not trusted, not freed
+    p.write(a - HDR + offset, saved)
+    assert p._CrtCheckMemory()
+    assert [x.address for x in p._CrtDumpMemoryLeaks()] == [b, a]
+    p.free(a)
+    p.free(b)
+    p.close()
+
+
+@pytest.mark.parametrize("field", DAMAGE)
+def test_damaged_header_stops_the_leak_dump_at_close(field, capsys):
+    p = pa.Process(crt_debug=True)
+    p._CrtSetDbgFlag(pa._CRTDBG_ALLOC_MEM_DF | pa._CRTDBG_LEAK_CHECK_DF)
+    a = p.malloc(8)
+    b = p.malloc(9)
+    offset, data = DAMAGE[field]
+    p.write(a - HDR + offset, data(a))
+    p.close()
+    err = capsys.readouterr().err
+    assert "Detected memory leaks!" in err and f"0x{b:016X}, 9 bytes long." in err
+    assert f"Bad memory block found at 0x{a - HDR:016X}." in err
+
+
+def test_only_file_names_the_crt_stored_are_read(dbg):
+    """A header's file name is printed only if the CRT stored that pointer in a live block."""
+    a = dbg.malloc(8)  # site-a
+    b = dbg.malloc(8)
+    dbg.free(b)  # its file name is the same interned string: still stored by a
+    assert dbg._CrtCheckMemory()
+    name = header(dbg, a)["file"]
+    dbg.write(a - HDR + 16, struct.pack("<Q", name + 1))  # inside the name: a string, not one
+    with pytest.warns(pa.CrtReport, match="Bad memory block"):
+        assert dbg._CrtDumpMemoryLeaks() == []
+    dbg.write(a - HDR + 16, struct.pack("<Q", name))
+    (leak,) = dbg._CrtDumpMemoryLeaks()
+    assert leak.file == THIS and leak.line == line_of("# site-a")
+    dbg.free(a)
+
+
 def test_call_sites_of_the_whole_family(dbg):
     sites = {
         dbg.realloc(None, 4): "# site-realloc",

@@ -919,6 +919,7 @@ static PyObject *crt_block_new(pa_state *st, const pa_crt_block_info_t *b)
 {
     PyObject *o = PyStructSequence_New(st->CrtBlock);
     if (!o) return NULL;
+    /* b->file passed the CRT's header check: a name the CRT stored (crt_debug.c, name_known) */
     PyObject *file = b->file ? PyUnicode_DecodeUTF8(b->file, (Py_ssize_t)strlen(b->file), "replace")
                              : Py_NewRef(Py_None);
     PyObject *v[7] = {
@@ -943,11 +944,17 @@ PyObject *_CrtDumpMemoryLeaks_impl(PyObject *self, PyObject *const *args, Py_ssi
         pa_crt_enter(SELF) < 0)
         return NULL;
     pa_state *st = STATE(SELF);
+    binding_t *b = SELF->crt;
+    size_t reported = b ? b->npending : 0;
     size_t n = pa_crt_leaks(SELF->p, NULL, 0);
     pa_crt_block_info_t *info = n ? PyMem_Calloc(n, sizeof *info) : NULL;
-    if (n && !info) return PyErr_NoMemory();
-    size_t filled = pa_crt_leaks(SELF->p, info, n);
+    size_t filled = info ? pa_crt_leaks(SELF->p, info, n) : 0;
     if (filled < n) n = filled;
+    /* pa_crt_leaks reports a damaged block list (and lists the blocks before the damage) as the
+     * dump below does: only the dump's reports are kept, so that the damage shows once. */
+    for (; b && b->npending > reported; b->npending--)
+        PyMem_RawFree(b->pending[b->npending - 1].message);
+    if (n && !info) return PyErr_NoMemory();
     text_t text = {NULL, 0, 0, 0};
     pa_crt_dump_memory_leaks(SELF->p, text_sink, &text);
     PyObject *list = PyList_New(0);
