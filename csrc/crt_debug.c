@@ -185,8 +185,18 @@ static void unlink_locked(pa_crt_t *c, _CrtMemBlockHeader *h)
     else c->first = h->next;
 }
 
-static void link_first_locked(pa_crt_t *c, _CrtMemBlockHeader *h)
+/* Puts h first in the list. A head that is no longer a sound header (its heap block was freed
+ * or rewritten behind the CRT's back: HeapFree of a debug block's base, a header whose block
+ * type was rewritten so that free skipped the unlinking) is not written through: the list is
+ * reported and started afresh, the blocks on it untracked from then on. */
+static void link_first_locked(pa_process_t *p, pa_crt_t *c, _CrtMemBlockHeader *h)
 {
+    if (c->first && !header_sound(p, c, data_of(c->first))) {
+        report(p, c, _CRT_WARN, PA_CRT_REPORT_CORRUPTION, data_of(c->first), 0,
+               "Bad memory block found at 0x%016" PRIXPTR ".\n", (uintptr_t)c->first);
+        c->first = c->last = NULL;
+        c->listed = 0;
+    }
     c->listed++;
     h->prev = NULL;
     h->next = c->first;
@@ -478,7 +488,7 @@ static void *alloc_once_locked(pa_process_t *p, pa_crt_t *c, size_t size, int us
         c->total = SIZE_MAX - c->total > size ? c->total + size : SIZE_MAX;
         c->current += size;
         if (c->current > c->max_current) c->max_current = c->current;
-        link_first_locked(c, h);
+        link_first_locked(p, c, h);
         h->file_name = name_ref(c, file);
         h->line = line;
         h->data_size = size;
@@ -594,7 +604,7 @@ static void free_locked(pa_process_t *p, pa_crt_t *c, void *block, int use, int 
     if (!(c->dbg_flag & _CRTDBG_CHECK_ALWAYS_DF)) check_gaps_locked(p, c, h, _CRT_ERROR);
     int allocated = fam_get(&c->families, block);
     fam_del(&c->families, block);
-    if (h->block_use == _IGNORE_BLOCK) {
+    if (h->block_use == _IGNORE_BLOCK && !links_sound(p, c, h)) { /* not listed */
         if (allocated != family) report_mismatch_locked(p, c, h, allocated, family);
         name_unref(c, h->file_name); /* NULL unless _CrtSetDbgBlockType made it an ignore block */
         memset(h, PA_CRT_DEAD_FILL, HDR + h->data_size + NML);
@@ -680,7 +690,8 @@ static void *realloc_locked(pa_process_t *p, pa_crt_t *c, void *block, size_t *s
         return errno = EINVAL, NULL;
     }
     _CrtMemBlockHeader *old = header_of(block);
-    int ignore = old->block_use == _IGNORE_BLOCK;
+    /* Unlisted: an ignore block that is not on the list (its type is user-writable). */
+    int ignore = old->block_use == _IGNORE_BLOCK && !links_sound(p, c, old);
     if (!block_type_valid(old->block_use)) {
         report_assert(p, c, "is_block_type_valid(header->_block_use)", block);
         return errno = EINVAL, NULL;
@@ -735,7 +746,7 @@ static void *realloc_locked(pa_process_t *p, pa_crt_t *c, void *block, size_t *s
     if (nh == old || ignore) return data;
     /* The heap moved the block with its links: relink it first in the list. */
     unlink_locked(c, nh);
-    link_first_locked(c, nh);
+    link_first_locked(p, c, nh);
     return data;
 }
 

@@ -24,6 +24,7 @@ import struct
 import subprocess
 import sys
 import threading
+import warnings
 
 import pytest
 
@@ -760,6 +761,34 @@ def test_damaged_header_stops_the_leak_dump_at_close(field, capsys):
     err = capsys.readouterr().err
     assert "Detected memory leaks!" in err and f"0x{b:016X}, 9 bytes long." in err
     assert f"Bad memory block found at 0x{a - HDR:016X}." in err
+
+
+@pytest.mark.parametrize("undo", ["free", "realloc", "heapfree"])
+def test_a_listed_block_freed_behind_the_lists_back_is_not_written_through(undo):
+    # Found by fuzzing: a block whose type was rewritten to _IGNORE_BLOCK (its header is in
+    # the block: heap_guard allows it) was freed or moved without being unlinked, as was one
+    # given to HeapFree directly; the next malloc wrote through the stale list head (a large
+    # block's pages are gone after the free: SIGSEGV). Whether a block is listed now follows
+    # the list, and a head that is no longer a sound header is reported, not written.
+    p = pa.Process(crt_debug=True)
+    a = p.malloc(1 << 25)
+    if undo == "heapfree":
+        assert p.HeapFree(p.GetProcessHeap(), 0, a - HDR)
+        a = None
+    else:
+        p.write(a - 20, struct.pack("<i", pa._IGNORE_BLOCK))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", pa.CrtReport)
+            a = p.free(a) if undo == "free" else p.realloc(a, 1 << 26)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", pa.CrtReport)
+        b = p.malloc(10)
+    assert p._msize(b) == 10 and p._CrtCheckMemory()
+    p.free(b)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", pa.CrtReport)
+        p.free(a)  # the moved block is listed: freed with an assertion on its block type
+    p.close()
 
 
 def test_only_file_names_the_crt_stored_are_read(dbg):
