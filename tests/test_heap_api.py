@@ -16,6 +16,8 @@ Windows facts of test_heap_facts.py:
 """
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import gc
 import pickle
 import random
@@ -23,8 +25,8 @@ import struct
 import subprocess
 import sys
 import textwrap
-import ctypes
 import threading
+import warnings
 
 import pytest
 
@@ -1396,6 +1398,53 @@ def test_crt_and_new_wait_while_a_python_thread_holds_the_process_heap_lock(new_
         lambda: p.malloc(10), lambda: p.free(x), lambda: p.calloc(2, 3),
         lambda: p.operator_delete(y), lambda: p.delete(p.new(ctypes.c_int)),
         lambda: p._msize(p.realloc(None, 5))])
+
+
+@pytest.mark.parametrize("crt_debug", [False, True])
+def test_crt_calls_wait_while_a_python_thread_holds_any_heap_lock(new_process, crt_debug):
+    # Found by fuzzing: a CRT call given a pointer outside the process heap looks it up in
+    # every heap, and spun on the lock of the one a Python thread held, with the GIL held.
+    p = new_process(crt_debug=crt_debug)
+    h = p.HeapCreate(0, 0, 0)
+    x = p.HeapAlloc(h, 0, 40)
+
+    def misuse(call):
+        def run():
+            with contextlib.suppress(pa.CrtError), warnings.catch_warnings():
+                warnings.simplefilter("ignore", pa.CrtReport)
+                call(x)
+        return run
+
+    calls_wait_for_heap_unlock(p, h, [misuse(p._aligned_free), misuse(p.free),
+                                      misuse(lambda a: p._aligned_msize(a, 16, 0))])
+
+
+def test_a_heap_lock_whose_holder_exited_raises_instead_of_hanging():
+    # Found by fuzzing: a later thread with the dead holder's ident passed for the holder and
+    # blocked on the heap's lock with the GIL held. On Windows the lock stays held for good and
+    # its waiters wait forever; here they raise, and so does close (the Process stays open).
+    p = pa.Process(address_space=1 << 24)
+    h = p.HeapCreate(0, 0, 0)
+    t = threading.Thread(target=lambda: p.HeapLock(h))
+    t.start()
+    t.join()
+    errors = []  # the next thread is likely to get the same ident
+
+    def later():
+        try:
+            p.HeapAlloc(h, 0, 8)
+        except RuntimeError as e:
+            errors.append(e)
+
+    t = threading.Thread(target=later)
+    t.start()
+    t.join(10)
+    assert not t.is_alive() and "exited without HeapUnlock" in str(errors[0])
+    with pytest.raises(RuntimeError, match="exited without HeapUnlock"):
+        p.malloc(8)
+    with pytest.raises(RuntimeError, match="exited without HeapUnlock"):
+        p.close()
+    assert not p.closed
 
 
 def test_a_new_handler_that_lets_a_thread_lock_the_heap_does_not_hang(new_process):

@@ -205,8 +205,8 @@ PyObject *pa_crt_get_debug(PyObject *self, void *closure); /* Process.crt_debug 
 extern int pa_py_heap_locks;
 int pa_wait_heap_unlocked(PyObject *process, HANDLE heap);
 /* Shared by crt.c and new.c. pa_crt_enter: the process's CRT mode (the debug CRT's hooks
- * installed on first use; after the wait above for the process heap), or -1 with ValueError
- * for a closed process. */
+ * installed on first use; after the wait above for every heap of the process: a CRT call
+ * looks up foreign pointers in all of them), or -1 with ValueError for a closed process. */
 int pa_crt_enter(ProcessObject *self);
 /* The Python caller's file and line, for debug blocks: file is interned for the life of the
  * interpreter (the CRT keeps it by pointer). 0, or -1 raised. */

@@ -103,6 +103,7 @@ static void break_hook(pa_process_t *p, long request, void *ctx)
 /* Outside the CRT lock, GIL held (every caller of the CRT here holds it). */
 static int new_handler(pa_process_t *p, size_t size, void *ctx)
 {
+    (void)p;
     binding_t *b = ctx;
     PyGILState_STATE g = PyGILState_Ensure();
     int retry = 0;
@@ -119,8 +120,7 @@ static int new_handler(pa_process_t *p, size_t size, void *ctx)
             if (retry < 0) retry = 0; /* the exception stays pending */
         }
         /* The retry takes the heap's lock, which the handler may have let a thread take. */
-        if (retry && pa_py_heap_locks && pa_wait_heap_unlocked(b->process, pa_heap_get_process_heap(p)))
-            retry = 0;
+        if (retry && pa_py_heap_locks && pa_wait_heap_unlocked(b->process, NULL)) retry = 0;
     }
     PyGILState_Release(g);
     return retry;
@@ -128,8 +128,7 @@ static int new_handler(pa_process_t *p, size_t size, void *ctx)
 
 int pa_crt_enter(ProcessObject *po)
 {
-    if (UNLIKELY(pa_py_heap_locks) && po->p &&
-        pa_wait_heap_unlocked((PyObject *)po, pa_heap_get_process_heap(po->p)))
+    if (UNLIKELY(pa_py_heap_locks) && po->p && pa_wait_heap_unlocked((PyObject *)po, NULL))
         return -1;
     if (LIKELY(po->crt_mode != PA_CRT_MODE_UNKNOWN)) return po->crt_mode;
     if (!po->p) {

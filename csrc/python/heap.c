@@ -31,12 +31,26 @@ typedef struct {
 typedef struct {
     PyObject *process; /* NULL: a free entry */
     HANDLE heap;
-    unsigned long thread;
+    uint64_t thread; /* thread_token() of the holder */
     long depth;
 } py_lock_t;
 #define PY_LOCKS 64
 static py_lock_t py_locks[PY_LOCKS];
 int pa_py_heap_locks; /* entries in use: with none (the usual case) no call scans the table */
+
+/* The calling thread, as a number no later thread gets: its thread state's id (thread idents
+ * are reused once a thread has exited, and a thread that exited holding a lock would pass for
+ * the new one, which would then block on that lock with the GIL held). */
+static uint64_t thread_token(void) { return PyThreadState_GetID(PyThreadState_Get()); }
+
+/* Whether the thread of token still runs in this interpreter. */
+static int thread_alive(uint64_t token)
+{
+    for (PyThreadState *t = PyInterpreterState_ThreadHead(PyInterpreterState_Get()); t;
+         t = PyThreadState_Next(t))
+        if (PyThreadState_GetID(t) == token) return 1;
+    return 0;
+}
 
 static void py_lock_drop(py_lock_t *l)
 {
@@ -47,10 +61,14 @@ static void py_lock_drop(py_lock_t *l)
     Py_XDECREF(process);
 }
 
+/* 1 while another running Python thread holds the lock of heap of self (NULL: of any of its
+ * heaps); else 2 when a thread that exited does (HeapLock without HeapUnlock: the lock stays
+ * held for good, as on Windows); else 0. */
 static int locked_by_other(PyObject *self, HANDLE heap)
 {
     if (!pa_py_heap_locks) return 0;
-    unsigned long me = PyThread_get_thread_ident();
+    uint64_t me = thread_token();
+    int abandoned = 0;
     for (int i = 0; i < PY_LOCKS; i++) {
         py_lock_t *l = &py_locks[i];
         if (!l->process) continue;
@@ -58,15 +76,25 @@ static int locked_by_other(PyObject *self, HANDLE heap)
             py_lock_drop(l);
             continue;
         }
-        if (l->process == self && l->thread != me && (!heap || l->heap == heap)) return 1;
+        if (l->process == self && l->thread != me && (!heap || l->heap == heap)) {
+            if (thread_alive(l->thread)) return 1;
+            abandoned = 1;
+        }
     }
-    return 0;
+    return abandoned ? 2 : 0;
 }
 
-/* 0 once no other Python thread holds the lock; -1 with an exception (closed, or a signal). */
+/* 0 once no other Python thread holds the lock; -1 with an exception (closed, a signal, or a
+ * lock whose holder exited: waiting would never end, so RuntimeError says why). */
 static int wait_heap_unlocked(PyObject *self, HANDLE heap)
 {
-    while (PROC(self) && locked_by_other(self, heap)) {
+    int held;
+    while (PROC(self) && (held = locked_by_other(self, heap))) {
+        if (held == 2) {
+            PyErr_SetString(PyExc_RuntimeError,
+                            "a heap's lock is held by a thread that exited without HeapUnlock");
+            return -1;
+        }
         Py_BEGIN_ALLOW_THREADS
         struct timespec ts = {0, 200000};
         nanosleep(&ts, NULL);
@@ -85,7 +113,7 @@ int pa_wait_heap_unlocked(PyObject *process, HANDLE heap)
 
 static int note_lock(PyObject *self, HANDLE heap, int lock)
 {
-    unsigned long me = PyThread_get_thread_ident();
+    uint64_t me = thread_token();
     py_lock_t *free_entry = NULL;
     for (int i = 0; i < PY_LOCKS; i++) {
         py_lock_t *l = &py_locks[i];
