@@ -17,6 +17,8 @@ import os
 import random
 import sys
 import tempfile
+import threading
+import time
 import warnings
 
 import pyalloc as pa
@@ -86,6 +88,11 @@ def program(seed: int) -> None:
     def on_break(request, address):
         [lambda: p.free(address), lambda: p.malloc(10), lambda: 1 / 0, lambda: None][r.randrange(4)]()
 
+    def lock_briefly(h):  # another thread holds a heap lock while this one goes on
+        p.HeapLock(h)
+        time.sleep(0.002)
+        p.HeapUnlock(h)
+
     def some(seq):
         return r.choice(seq) if seq else None
 
@@ -112,6 +119,7 @@ def program(seed: int) -> None:
         lambda: p.HeapValidate(heap(), 0, r.choice([None, addr()])),
         lambda: list(p.HeapWalk(heap())),
         lambda: p.HeapCompact(heap(), 0),
+        lambda: threading.Thread(target=lock_briefly, args=(heap(),), daemon=True).start(),
         lambda: p.HeapSetInformation(heap(), r.choice([0, 1, 3]), r.choice([None, 0, 1, 2])),
         lambda: some(heaps).stats(),
         lambda: keep(p.malloc(size())),

@@ -1367,13 +1367,16 @@ def calls_wait_for_heap_unlock(p, h, calls):
     p.HeapLock(h)
     done = []
     threads = [threading.Thread(target=lambda c=c: (c(), done.append(1))) for c in calls]
-    for t in threads:
-        t.start()
-    threading.Event().wait(0.1)
-    assert done == []
-    p.HeapUnlock(h)
+    try:
+        for t in threads:
+            t.start()
+        threading.Event().wait(0.1)
+        finished_early = len(done)
+    finally:
+        p.HeapUnlock(h)
     for t in threads:
         t.join(10)
+    assert finished_early == 0
     assert len(done) == len(calls)
 
 
@@ -1394,10 +1397,12 @@ def test_crt_and_new_wait_while_a_python_thread_holds_the_process_heap_lock(new_
     # GIL held, so the thread holding HeapLock never got back to HeapUnlock.
     p = new_process()
     x, y = p.malloc(8), p.operator_new(8)
+    doomed = [p.new(ctypes.c_int)]
+    p.delete(doomed[0])  # the block goes back when the object goes (with the GIL held)
     calls_wait_for_heap_unlock(p, p.GetProcessHeap(), [
         lambda: p.malloc(10), lambda: p.free(x), lambda: p.calloc(2, 3),
         lambda: p.operator_delete(y), lambda: p.delete(p.new(ctypes.c_int)),
-        lambda: p._msize(p.realloc(None, 5))])
+        lambda: p._msize(p.realloc(None, 5)), doomed.clear])
 
 
 @pytest.mark.parametrize("crt_debug", [False, True])
@@ -1408,15 +1413,14 @@ def test_crt_calls_wait_while_a_python_thread_holds_any_heap_lock(new_process, c
     h = p.HeapCreate(0, 0, 0)
     x = p.HeapAlloc(h, 0, 40)
 
-    def misuse(call):
-        def run():
-            with contextlib.suppress(pa.CrtError), warnings.catch_warnings():
-                warnings.simplefilter("ignore", pa.CrtReport)
-                call(x)
-        return run
+    def misuse():  # one thread: warning filters are process-wide
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", pa.CrtReport)
+            for call in (p._aligned_free, p.free, lambda a: p._aligned_msize(a, 16, 0)):
+                with contextlib.suppress(pa.CrtError):
+                    call(x)
 
-    calls_wait_for_heap_unlock(p, h, [misuse(p._aligned_free), misuse(p.free),
-                                      misuse(lambda a: p._aligned_msize(a, 16, 0))])
+    calls_wait_for_heap_unlock(p, h, [misuse])
 
 
 def test_a_heap_lock_whose_holder_exited_raises_instead_of_hanging():
