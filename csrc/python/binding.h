@@ -203,7 +203,11 @@ PyObject *pa_crt_get_debug(PyObject *self, void *closure); /* Process.crt_debug 
  * blocking on that lock with the GIL held would hang the interpreter, as the holder needs the
  * GIL to reach HeapUnlock. */
 extern int pa_py_heap_locks;
-int pa_wait_heap_unlocked(PyObject *process, HANDLE heap);
+int pa_wait_heap_unlocked_slow(PyObject *process, HANDLE heap);
+static inline int pa_wait_heap_unlocked(PyObject *process, HANDLE heap)
+{
+    return pa_py_heap_locks ? pa_wait_heap_unlocked_slow(process, heap) : 0;
+}
 /* Shared by crt.c and new.c. pa_crt_enter: the process's CRT mode (the debug CRT's hooks
  * installed on first use; after the wait above for every heap of the process: a CRT call
  * looks up foreign pointers in all of them), or -1 with ValueError for a closed process. */

@@ -62,8 +62,10 @@ typedef struct pa_crt_binding_s {
 
 static binding_t *binding_of(ProcessObject *po)
 {
-    if (!po->crt && !(po->crt = PyMem_Calloc(1, sizeof(binding_t)))) PyErr_NoMemory();
-    if (po->crt) po->crt->process = (PyObject *)po;
+    if (!po->crt) {
+        if (!(po->crt = PyMem_Calloc(1, sizeof(binding_t)))) return (binding_t *)PyErr_NoMemory();
+        po->crt->process = (PyObject *)po;
+    }
     return po->crt;
 }
 
@@ -120,7 +122,7 @@ static int new_handler(pa_process_t *p, size_t size, void *ctx)
             if (retry < 0) retry = 0; /* the exception stays pending */
         }
         /* The retry takes the heap's lock, which the handler may have let a thread take. */
-        if (retry && pa_py_heap_locks && pa_wait_heap_unlocked(b->process, NULL)) retry = 0;
+        if (retry && pa_wait_heap_unlocked(b->process, NULL)) retry = 0;
     }
     PyGILState_Release(g);
     return retry;
@@ -128,8 +130,7 @@ static int new_handler(pa_process_t *p, size_t size, void *ctx)
 
 int pa_crt_enter(ProcessObject *po)
 {
-    if (UNLIKELY(pa_py_heap_locks) && po->p && pa_wait_heap_unlocked((PyObject *)po, NULL))
-        return -1;
+    if (pa_wait_heap_unlocked((PyObject *)po, NULL)) return -1;
     if (LIKELY(po->crt_mode != PA_CRT_MODE_UNKNOWN)) return po->crt_mode;
     if (!po->p) {
         PyErr_SetString(PyExc_ValueError, "operation on a closed Process");

@@ -106,7 +106,7 @@ static int wait_heap_unlocked(PyObject *self, HANDLE heap)
     return -1;
 }
 
-int pa_wait_heap_unlocked(PyObject *process, HANDLE heap)
+int pa_wait_heap_unlocked_slow(PyObject *process, HANDLE heap)
 {
     return wait_heap_unlocked(process, heap);
 }

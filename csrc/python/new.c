@@ -59,7 +59,7 @@ static void block_free(NewBlockObject *nb)
     Py_CLEAR(nb->pin); /* unpins */
     /* Also from a dealloc or a buffer release (the garbage collector's time): the heap's lock
      * is not to be waited for with the GIL held (binding.h). */
-    if (pa_py_heap_locks && nb->process->p && pa_wait_heap_unlocked((PyObject *)nb->process, NULL)) {
+    if (nb->process->p && pa_wait_heap_unlocked((PyObject *)nb->process, NULL)) {
         PyErr_WriteUnraisable((PyObject *)nb->process); /* the block stays allocated */
         return;
     }

@@ -81,7 +81,7 @@ static int close_process(ProcessObject *self)
         PyErr_SetString(PyExc_BufferError, "cannot close a Process while views of it exist");
         return -1;
     }
-    if (pa_py_heap_locks && pa_wait_heap_unlocked((PyObject *)self, NULL)) return -1;
+    if (pa_wait_heap_unlocked((PyObject *)self, NULL)) return -1;
     if (pa_crt_process_closing(self)) return -1;
     if (pa_process_destroy(self->p) != STATUS_SUCCESS) {
         PyErr_SetString(PyExc_BufferError, "cannot close a Process while views of it exist");
