@@ -231,11 +231,11 @@ int pa_crt_check_not_exported(ProcessObject *self, uintptr_t address);
 extern PyMethodDef pa_crt_module_functions[];
 void pa_crt_module_clear(PyObject *module);
 #define PA_DOC_malloc                                                                            \
-    "malloc(size) -> int\n\nUCRT's malloc on the process heap: one HeapAlloc, so HeapSize == "  \
-    "_msize; malloc(0) is a 1-byte block. CrtMemoryError (ENOMEM) on failure, after the new "    \
-    "handler when _set_new_mode(1)."
+    "malloc($self, size)\n--\n\nReturns int.\n\nUCRT's malloc on the process heap: one "         \
+    "HeapAlloc, so HeapSize == _msize; malloc(0) is a 1-byte block. CrtMemoryError (ENOMEM) on " \
+    "failure, after the new handler when _set_new_mode(1)."
 #define PA_DOC_free                                                                              \
-    "free(address): None/0 does nothing; a pointer that is not a block raises "                 \
+    "free($self, address)\n--\n\nNone/0 does nothing; a pointer that is not a block raises "     \
     "CrtInvalidParameter (release CRT) or is reported (debug CRT)."
 PA_DECLARE_IMPL(malloc)
 PA_DECLARE_IMPL(calloc)

@@ -84,7 +84,8 @@ static void Handle_dealloc(PyObject *self)
 }
 
 static PyMethodDef Handle_methods[] = {
-    {"close", Handle_close, METH_NOARGS, "close(): CloseHandle (no error if already closed)."},
+    {"close", Handle_close, METH_NOARGS,
+     "close($self, /)\n--\n\nCloseHandle (no error if already closed)."},
     {"__enter__", Handle_enter, METH_NOARGS, NULL},
     {"__exit__", (PyCFunction)(void (*)(void))Handle_exit, METH_FASTCALL, NULL},
     {NULL, NULL, 0, NULL},
@@ -236,8 +237,9 @@ PyObject *OpenFileMapping_impl(PyObject *self, PyObject *const *args, Py_ssize_t
 static PyObject *map_view(PyObject *self, const char *fname, PyObject *const *args,
                           Py_ssize_t nargs, PyObject *kwnames, int ex)
 {
-    static const char *const names[] = {"mapping", "desired_access", "offset", "size",
-                                        "base_address", NULL};
+    static const char *const names[2][6] = {
+        {"mapping", "desired_access", "offset", "size", NULL},
+        {"mapping", "desired_access", "offset", "size", "base_address", NULL}};
     PyObject *a[5] = {NULL, NULL, NULL, NULL, NULL};
     HANDLE h;
     DWORD access;
@@ -247,11 +249,7 @@ static PyObject *map_view(PyObject *self, const char *fname, PyObject *const *ar
         PyErr_SetString(PyExc_ValueError, "operation on a closed Process");
         return NULL;
     }
-    if (pa_parse_args(fname, args, nargs, kwnames, names, ex ? 5 : 4, a)) return NULL;
-    if (!ex && a[4]) {
-        PyErr_Format(PyExc_TypeError, "%s() got an unexpected keyword argument 'base_address'", fname);
-        return NULL;
-    }
+    if (pa_parse_args(fname, args, nargs, kwnames, names[ex], ex ? 5 : 4, a)) return NULL;
     if (arg_handle(STATE(self), a[0], &h) || pa_arg_dword(a[1], &access) ||
         pa_arg_size(a[2], &offset) || pa_arg_size(a[3], &size) || (ex && pa_arg_ptr(a[4], &base)))
         return NULL;

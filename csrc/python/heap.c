@@ -251,7 +251,8 @@ static void Heap_dealloc(PyObject *self)
 
 static PyMethodDef Heap_methods[] = {
     {"stats", Heap_stats, METH_NOARGS,
-     "stats() -> dict: reserved, committed, busy_bytes, busy_blocks, free_bytes, free_blocks, "
+     "stats($self, /)\n--\n\n"
+     "Returns dict: reserved, committed, busy_bytes, busy_blocks, free_bytes, free_blocks, "
      "largest_free, overhead, large_blocks, cached_large_bytes, cached_large_resident (bytes of "
      "freed large blocks cleared in place and kept in memory), spare_committed (committed bytes of "
      "free LFH chunks whose pages were dropped), segments, lfh_active, debug, "

@@ -208,16 +208,20 @@ static PyObject *mod_trace_op_name(PyObject *module, PyObject *arg)
 }
 
 static PyMethodDef extra_functions[] = {
-    {"trace_op_name", mod_trace_op_name, METH_O, "trace_op_name(op) -> str or None."},
+    {"trace_op_name", mod_trace_op_name, METH_O,
+     "trace_op_name($module, op, /)\n--\n\nReturns the name of a trace event kind (str), or None."},
     {"current_process", mod_current_process, METH_NOARGS,
-     "current_process() -> Process: the process the module-level functions act on."},
+     "current_process($module, /)\n--\n\nReturns the Process the module-level functions act on."},
     {"_set_process_class", mod_set_process_class, METH_O,
-     "Sets the class of the current-process object (before its first use)."},
+     "_set_process_class($module, cls, /)\n--\n\nSets the class of the current-process object "
+     "(before its first use)."},
     {"FormatMessage", mod_FormatMessage, METH_O,
-     "FormatMessage(code) -> str: 'ERROR_NAME (code): message'."},
-    {"error_name", mod_error_name, METH_O, "error_name(code) -> 'ERROR_...' or None."},
+     "FormatMessage($module, code, /)\n--\n\nReturns 'ERROR_NAME (code): message'."},
+    {"error_name", mod_error_name, METH_O,
+     "error_name($module, code, /)\n--\n\nReturns 'ERROR_...' or None."},
     {"protect_name", mod_protect_name, METH_O,
-     "protect_name(protect) -> 'PAGE_READWRITE|PAGE_GUARD'."},
+     "protect_name($module, protect, /)\n--\n\n"
+     "Returns a name such as 'PAGE_READWRITE|PAGE_GUARD'."},
     {NULL, NULL, 0, NULL},
 };
 

@@ -429,7 +429,9 @@ static PyObject *Process_trace_start(PyObject *self, PyObject *const *args, Py_s
 {
     size_t capacity = 0;
     if (check_open(self)) return NULL;
-    if (nargs > 1) return PyErr_Format(PyExc_TypeError, "_trace_start(capacity=0)");
+    if (nargs > 1)
+        return PyErr_Format(PyExc_TypeError, "_trace_start() takes at most 1 argument (%zd given)",
+                            nargs);
     if (nargs == 1 && pa_arg_size(args[0], &capacity)) return NULL;
     if (pa_trace_start(PROC(self), capacity) != STATUS_SUCCESS) return PyErr_NoMemory();
     return PyLong_FromUnsignedLongLong(pa_trace_next_seq(PROC(self)));
@@ -492,110 +494,165 @@ static PyObject *Process_get_is_current(PyObject *self, void *Py_UNUSED(closure)
 /* ---- method tables ---- */
 
 #define PA_WINDOWS_FUNCTIONS(X)                                                                  \
-    X(VirtualAlloc, "VirtualAlloc(address, size, allocation_type, protect) -> int\n\n"          \
-                    "Reserves and/or commits pages; returns the (rounded) base address.")       \
-    X(VirtualFree, "VirtualFree(address, size, free_type) -> True\n\n"                          \
-                   "MEM_DECOMMIT pages or MEM_RELEASE a whole allocation (size 0).")            \
-    X(VirtualProtect, "VirtualProtect(address, size, new_protect) -> old_protect")              \
-    X(VirtualQuery, "VirtualQuery(address) -> MEMORY_BASIC_INFORMATION")                        \
-    X(GetSystemInfo, "GetSystemInfo() -> SYSTEM_INFO")                                          \
-    X(GetWriteWatch, "GetWriteWatch(flags, address, size, count=None) -> (addresses, granularity)\n\n" \
-                     "Pages written since the last reset in a MEM_WRITE_WATCH allocation.")     \
-    X(ResetWriteWatch, "ResetWriteWatch(address, size) -> True")                                \
-    X(CreateFileMapping, "CreateFileMapping(file, protect, maximum_size, name=None) -> Handle\n\n" \
-                         "file: None for pagefile-backed memory, or an open file / descriptor. " \
-                         "protect: PAGE_* | SEC_*. An existing name returns a handle to that "  \
-                         "object and sets the last error to ERROR_ALREADY_EXISTS.")            \
-    X(OpenFileMapping, "OpenFileMapping(desired_access, name) -> Handle")                       \
-    X(MapViewOfFile, "MapViewOfFile(mapping, desired_access, offset, size) -> int")             \
-    X(MapViewOfFileEx, "MapViewOfFileEx(mapping, desired_access, offset, size, base_address) -> int") \
-    X(UnmapViewOfFile, "UnmapViewOfFile(address) -> True")                                      \
-    X(FlushViewOfFile, "FlushViewOfFile(address, size) -> True: writes the view's dirty pages " \
-                       "to the file and waits (size 0: to the end of the view).")               \
-    X(CloseHandle, "CloseHandle(handle) -> True")                                               \
-    X(HeapCreate, "HeapCreate(options, initial_size, maximum_size, *, debug=0, lfh=True) -> Heap\n\n" \
-                  "maximum_size 0: growable. debug: PA_HEAP_DEBUG_* (tail/free checking, "      \
-                  "validate all, page heap). lfh=False keeps the low-fragmentation front end off.") \
-    X(HeapDestroy, "HeapDestroy(heap) -> True")                                                 \
-    X(HeapAlloc, "HeapAlloc(heap, flags, size) -> int")                                         \
-    X(HeapReAlloc, "HeapReAlloc(heap, flags, address, size) -> int")                            \
-    X(HeapFree, "HeapFree(heap, flags, address) -> True")                                       \
-    X(HeapSize, "HeapSize(heap, flags, address) -> int: the exact size requested.")             \
-    X(HeapValidate, "HeapValidate(heap, flags=0, address=None) -> bool")                        \
-    X(HeapWalk, "HeapWalk(heap) -> iterator of PROCESS_HEAP_ENTRY")                             \
-    X(HeapCompact, "HeapCompact(heap, flags) -> int: the largest committed free block.")        \
-    X(HeapLock, "HeapLock(heap) -> True")                                                       \
-    X(HeapUnlock, "HeapUnlock(heap) -> True")                                                   \
-    X(GetProcessHeap, "GetProcessHeap() -> Heap")                                               \
-    X(GetProcessHeaps, "GetProcessHeaps() -> list of Heap (the process heap first)")            \
-    X(HeapSetInformation, "HeapSetInformation(heap, info_class, value=None) -> True\n\n"       \
-                          "HeapCompatibilityInformation with value 2 enables the LFH; "         \
-                          "HeapEnableTerminationOnCorruption takes heap None.")                 \
-    X(HeapQueryInformation, "HeapQueryInformation(heap, info_class) -> int")                    \
-    X(GetLastError, "GetLastError() -> int: the calling thread's last Win32 error.")            \
-    X(SetLastError, "SetLastError(code): sets the calling thread's last Win32 error.")          \
-    X(read, "read(address, size) -> bytes\n\nRaises AccessViolation or GuardPageViolation "     \
-            "where a real read would fault; all or nothing.")                                   \
-    X(write, "write(address, data)\n\nWrites a bytes-like object; raises AccessViolation or "   \
-             "GuardPageViolation where a real write would fault; all or nothing.")              \
-    X(view, "view(address, size) -> memoryview\n\nA live view of the memory, read-only unless " \
-            "every page is writable. While it exists, freeing, decommitting or protecting its " \
-            "pages so that it would dangle raises BufferError.")                                 \
+    X(VirtualAlloc, "VirtualAlloc($self, address, size, allocation_type, protect)\n--\n\n"       \
+                    "Returns int.\n\nReserves and/or commits pages; returns the (rounded) base " \
+                    "address.")                                                                  \
+    X(VirtualFree, "VirtualFree($self, address, size, free_type)\n--\n\n"                        \
+                   "Returns True.\n\nMEM_DECOMMIT pages or MEM_RELEASE a whole allocation "      \
+                   "(size 0).")                                                                  \
+    X(VirtualProtect, "VirtualProtect($self, address, size, new_protect)\n--\n\n"                \
+                      "Returns old_protect.")                                                    \
+    X(VirtualQuery, "VirtualQuery($self, address)\n--\n\n"                                       \
+                    "Returns MEMORY_BASIC_INFORMATION.")                                         \
+    X(GetSystemInfo, "GetSystemInfo($self)\n--\n\n"                                              \
+                     "Returns SYSTEM_INFO.")                                                     \
+    X(GetWriteWatch, "GetWriteWatch($self, flags, address, size, count=None)\n--\n\n"            \
+                     "Returns (addresses, granularity).\n\nPages written since the last reset "  \
+                     "in a MEM_WRITE_WATCH allocation.")                                         \
+    X(ResetWriteWatch, "ResetWriteWatch($self, address, size)\n--\n\n"                           \
+                       "Returns True.")                                                          \
+    X(CreateFileMapping, "CreateFileMapping($self, file, protect, maximum_size, name=None)\n"    \
+                         "--\n\nReturns Handle.\n\nfile: None for pagefile-backed memory, or "   \
+                         "an open file / descriptor. protect: PAGE_* | SEC_*. An existing name " \
+                         "returns a handle to that object and sets the last error to "           \
+                         "ERROR_ALREADY_EXISTS.")                                                \
+    X(OpenFileMapping, "OpenFileMapping($self, desired_access, name)\n--\n\n"                    \
+                       "Returns Handle.")                                                        \
+    X(MapViewOfFile, "MapViewOfFile($self, mapping, desired_access, offset, size)\n--\n\n"       \
+                     "Returns int.")                                                             \
+    X(MapViewOfFileEx, "MapViewOfFileEx($self, mapping, desired_access, offset, size, "          \
+                       "base_address)\n--\n\n"                                                   \
+                       "Returns int.")                                                           \
+    X(UnmapViewOfFile, "UnmapViewOfFile($self, address)\n--\n\n"                                 \
+                       "Returns True.")                                                          \
+    X(FlushViewOfFile, "FlushViewOfFile($self, address, size)\n--\n\n"                           \
+                       "Returns True: writes the view's dirty pages to the file and waits "      \
+                       "(size 0: to the end of the view).")                                      \
+    X(CloseHandle, "CloseHandle($self, handle)\n--\n\n"                                          \
+                   "Returns True.")                                                              \
+    X(HeapCreate, "HeapCreate($self, options, initial_size, maximum_size, *, debug=0, "          \
+                  "lfh=True)\n--\n\n"                                                            \
+                  "Returns Heap.\n\nmaximum_size 0: growable. debug: PA_HEAP_DEBUG_* "           \
+                  "(tail/free checking, validate all, page heap). lfh=False keeps the "          \
+                  "low-fragmentation front end off.")                                            \
+    X(HeapDestroy, "HeapDestroy($self, heap)\n--\n\n"                                            \
+                   "Returns True.")                                                              \
+    X(HeapAlloc, "HeapAlloc($self, heap, flags, size)\n--\n\n"                                   \
+                 "Returns int.")                                                                 \
+    X(HeapReAlloc, "HeapReAlloc($self, heap, flags, address, size)\n--\n\n"                      \
+                   "Returns int.")                                                               \
+    X(HeapFree, "HeapFree($self, heap, flags, address)\n--\n\n"                                  \
+                "Returns True.")                                                                 \
+    X(HeapSize, "HeapSize($self, heap, flags, address)\n--\n\n"                                  \
+                "Returns int: the exact size requested.")                                        \
+    X(HeapValidate, "HeapValidate($self, heap, flags=0, address=None)\n--\n\n"                   \
+                    "Returns bool.")                                                             \
+    X(HeapWalk, "HeapWalk($self, heap)\n--\n\n"                                                  \
+                "Returns iterator of PROCESS_HEAP_ENTRY.")                                       \
+    X(HeapCompact, "HeapCompact($self, heap, flags)\n--\n\n"                                     \
+                   "Returns int: the largest committed free block.")                             \
+    X(HeapLock, "HeapLock($self, heap)\n--\n\n"                                                  \
+                "Returns True.")                                                                 \
+    X(HeapUnlock, "HeapUnlock($self, heap)\n--\n\n"                                              \
+                  "Returns True.")                                                               \
+    X(GetProcessHeap, "GetProcessHeap($self)\n--\n\n"                                            \
+                      "Returns Heap.")                                                           \
+    X(GetProcessHeaps, "GetProcessHeaps($self)\n--\n\n"                                          \
+                       "Returns list of Heap (the process heap first).")                         \
+    X(HeapSetInformation, "HeapSetInformation($self, heap, info_class, value=None)\n--\n\n"      \
+                          "Returns True.\n\nHeapCompatibilityInformation with value 2 enables "  \
+                          "the LFH; HeapEnableTerminationOnCorruption takes heap None.")         \
+    X(HeapQueryInformation, "HeapQueryInformation($self, heap, info_class)\n--\n\n"              \
+                            "Returns int.")                                                      \
+    X(GetLastError, "GetLastError($self)\n--\n\n"                                                \
+                    "Returns int: the calling thread's last Win32 error.")                       \
+    X(SetLastError, "SetLastError($self, code)\n--\n\n"                                          \
+                    "Sets the calling thread's last Win32 error.")                               \
+    X(read, "read($self, address, size)\n--\n\n"                                                 \
+            "Returns bytes.\n\nRaises AccessViolation or GuardPageViolation where a real read "  \
+            "would fault; all or nothing.")                                                      \
+    X(write, "write($self, address, data)\n--\n\n"                                               \
+             "Writes a bytes-like object; raises AccessViolation or GuardPageViolation where a " \
+             "real write would fault; all or nothing.")                                          \
+    X(view, "view($self, address, size)\n--\n\n"                                                 \
+            "Returns memoryview.\n\nA live view of the memory, read-only unless every page is "  \
+            "writable. While it exists, freeing, decommitting or protecting its pages so that "  \
+            "it would dangle raises BufferError.")                                               \
     PA_CRT_FUNCTIONS(X)
 
 /* Layers 4 and 5 (crt.c, new.c). malloc and free are Process methods from PA_CRT_FAST_METHODS;
  * their module-level versions are crt.c's, which reach the current process without a call. */
 #define PA_CRT_FAST_METHODS(X) X(malloc, PA_DOC_malloc) X(free, PA_DOC_free)
 #define PA_CRT_FUNCTIONS(X)                                                                      \
-    X(calloc, "calloc(count, size) -> int: zeroed; count * size overflowing is ENOMEM.")        \
-    X(realloc, "realloc(address, size) -> int or None\n\nNone/0: malloc. size 0 frees the "      \
-               "block and returns None. On failure the block is untouched.")                    \
-    X(_msize, "_msize(address) -> int: the bytes requested (HeapSize's answer).")               \
-    X(_expand, "_expand(address, size) -> int: resizes in place, or raises.")                   \
-    X(_recalloc, "_recalloc(address, count, size) -> int or None: realloc, zeroing growth.")    \
-    X(_aligned_malloc, "_aligned_malloc(size, alignment) -> int (alignment a power of two).")   \
-    X(_aligned_offset_malloc, "_aligned_offset_malloc(size, alignment, offset) -> int: "        \
-                              "address + offset is aligned.")                                   \
-    X(_aligned_realloc, "_aligned_realloc(address, size, alignment) -> int or None (size 0 "    \
-                        "frees).")                                                              \
-    X(_aligned_free, "_aligned_free(address): frees an _aligned_* block.")                      \
-    X(_aligned_msize, "_aligned_msize(address, alignment, offset) -> int")                      \
-    X(_set_new_mode, "_set_new_mode(mode) -> old mode. 1: malloc calls the new handler.")       \
-    X(_query_new_mode, "_query_new_mode() -> int")                                              \
-    X(set_new_handler, "set_new_handler(handler) -> previous handler or None\n\n"               \
-                       "handler(size) is called when operator new (or malloc, in new mode 1) " \
-                       "fails: truthy retries, falsy or raising gives up (BadAlloc / "          \
-                       "CrtMemoryError, with the handler's exception as __cause__). None "      \
-                       "removes it. One per process.")                                          \
-    X(_get_heap_handle, "_get_heap_handle() -> Heap: the CRT's heap, the process heap.")        \
-    X(_CrtSetDbgFlag, "_CrtSetDbgFlag(flags) -> old flags (_CRTDBG_REPORT_FLAG only asks; 0 "   \
-                      "in a release CRT).")                                                     \
-    X(_CrtCheckMemory, "_CrtCheckMemory() -> bool: checks every debug block's no-man's land "   \
-                       "and delay-freed fill, then the heap; problems are CrtReport warnings.") \
-    X(_CrtDumpMemoryLeaks, "_CrtDumpMemoryLeaks() -> list of CrtBlock\n\nThe live normal and "  \
-                           "client blocks, newest first (empty: no leaks), also printed to "    \
-                           "sys.stderr as MSVC prints them.")                                   \
-    X(_CrtSetBreakAlloc, "_CrtSetBreakAlloc(request, callback=None) -> previous request (-1: "  \
-                         "none)\n\nWhen allocation number request is made, callback(request, " \
-                         "address) is called as the allocating call returns (if it raises, "   \
-                         "the call raises that, the block staying allocated); without a "       \
-                         "callback it makes a CrtReport warning.")                             \
-    X(_CrtIsValidHeapPointer, "_CrtIsValidHeapPointer(address) -> bool")                        \
-    X(_CrtReportBlockType, "_CrtReportBlockType(address) -> block type, or -1")                 \
-    X(operator_new, "operator_new(size, align=0, *, array=False, nothrow=False) -> int\n\n"     \
-                    "vcruntime's operator new (new[] with array, the align_val_t overload "     \
-                    "with align): malloc, then the new handler, then BadAlloc. nothrow: None "  \
-                    "instead of raising.")                                                      \
-    X(operator_delete, "operator_delete(address, align=0, *, array=False)")                     \
-    X(new, "new(ctype, *args, **kwargs) -> ctype instance in memory from operator new\n\n"      \
-           "Runs ctype's __init__ with the arguments. BadAlloc on failure.")                    \
-    X(delete, "delete(obj): runs obj.__pyalloc_destroy__() if the type has it, then operator "  \
-              "delete, once no ctypes object over the memory is left (at once after "          \
-              "`delete(obj); del obj`). Only for what new() returned; twice raises.")           \
-    X(new_array, "new_array(ctype, count) -> (ctype * count) instance, after MSVC's array "    \
-                 "cookie when ctype defines __pyalloc_destroy__; constructors run in order.")   \
-    X(delete_array, "delete_array(obj): destructors in reverse order (count from the cookie), " \
-                    "then operator delete[].")
+    X(calloc, "calloc($self, count, size)\n--\n\n"                                               \
+              "Returns int: zeroed; count * size overflowing is ENOMEM.")                        \
+    X(realloc, "realloc($self, address, size)\n--\n\n"                                           \
+               "Returns int or None.\n\nNone/0: malloc. size 0 frees the block and returns "     \
+               "None. On failure the block is untouched.")                                       \
+    X(_msize, "_msize($self, address)\n--\n\n"                                                   \
+              "Returns int: the bytes requested (HeapSize's answer).")                           \
+    X(_expand, "_expand($self, address, size)\n--\n\n"                                           \
+               "Returns int: resizes in place, or raises.")                                      \
+    X(_recalloc, "_recalloc($self, address, count, size)\n--\n\n"                                \
+                 "Returns int or None: realloc, zeroing growth.")                                \
+    X(_aligned_malloc, "_aligned_malloc($self, size, alignment)\n--\n\n"                         \
+                       "Returns int (alignment a power of two).")                                \
+    X(_aligned_offset_malloc, "_aligned_offset_malloc($self, size, alignment, offset)\n--\n\n"   \
+                              "Returns int: address + offset is aligned.")                       \
+    X(_aligned_realloc, "_aligned_realloc($self, address, size, alignment)\n--\n\n"              \
+                        "Returns int or None (size 0 frees).")                                   \
+    X(_aligned_free, "_aligned_free($self, address)\n--\n\n"                                     \
+                     "Frees an _aligned_* block.")                                               \
+    X(_aligned_msize, "_aligned_msize($self, address, alignment, offset)\n--\n\n"                \
+                      "Returns int.")                                                            \
+    X(_set_new_mode, "_set_new_mode($self, mode)\n--\n\n"                                        \
+                     "Returns old mode. 1: malloc calls the new handler.")                       \
+    X(_query_new_mode, "_query_new_mode($self)\n--\n\n"                                          \
+                       "Returns int.")                                                           \
+    X(set_new_handler, "set_new_handler($self, handler)\n--\n\n"                                 \
+                       "Returns previous handler or None.\n\nhandler(size) is called when "      \
+                       "operator new (or malloc, in new mode 1) fails: truthy retries, falsy "   \
+                       "or raising gives up (BadAlloc / CrtMemoryError, with the handler's "     \
+                       "exception as __cause__). None removes it. One per process.")             \
+    X(_get_heap_handle, "_get_heap_handle($self)\n--\n\n"                                        \
+                        "Returns Heap: the CRT's heap, the process heap.")                       \
+    X(_CrtSetDbgFlag, "_CrtSetDbgFlag($self, flags)\n--\n\n"                                     \
+                      "Returns old flags (_CRTDBG_REPORT_FLAG only asks; 0 in a release CRT).")  \
+    X(_CrtCheckMemory, "_CrtCheckMemory($self)\n--\n\n"                                          \
+                       "Returns bool: checks every debug block's no-man's land and delay-freed " \
+                       "fill, then the heap; problems are CrtReport warnings.")                  \
+    X(_CrtDumpMemoryLeaks, "_CrtDumpMemoryLeaks($self)\n--\n\n"                                  \
+                           "Returns list of CrtBlock.\n\nThe live normal and client blocks, "    \
+                           "newest first (empty: no leaks), also printed to sys.stderr as MSVC " \
+                           "prints them.")                                                       \
+    X(_CrtSetBreakAlloc, "_CrtSetBreakAlloc($self, request, callback=None)\n--\n\n"              \
+                         "Returns previous request (-1: none)\n\nWhen allocation number "        \
+                         "request is made, callback(request, address) is called as the "         \
+                         "allocating call returns (if it raises, the call raises that, the "     \
+                         "block staying allocated); without a callback it makes a CrtReport "    \
+                         "warning.")                                                             \
+    X(_CrtIsValidHeapPointer, "_CrtIsValidHeapPointer($self, address)\n--\n\n"                   \
+                              "Returns bool.")                                                   \
+    X(_CrtReportBlockType, "_CrtReportBlockType($self, address)\n--\n\n"                         \
+                           "Returns block type, or -1.")                                         \
+    X(operator_new, "operator_new($self, size, align=0, *, array=False, nothrow=False)\n--\n\n"  \
+                    "Returns int.\n\nvcruntime's operator new (new[] with array, the "           \
+                    "align_val_t overload with align): malloc, then the new handler, then "      \
+                    "BadAlloc. nothrow: None instead of raising.")                               \
+    X(operator_delete, "operator_delete($self, address, align=0, *, array=False)\n--\n\n")       \
+    X(new, "new($self, ctype, /, *args, **kwargs)\n--\n\n"                                       \
+           "Returns ctype instance in memory from operator new.\n\nRuns ctype's __init__ with "  \
+           "the arguments. BadAlloc on failure.")                                                \
+    X(delete, "delete($self, obj)\n--\n\n"                                                       \
+              "Runs obj.__pyalloc_destroy__() if the type has it, then operator delete, once "   \
+              "no ctypes object over the memory is left (at once after `delete(obj); del "       \
+              "obj`). Only for what new() returned; twice raises.")                              \
+    X(new_array, "new_array($self, ctype, count)\n--\n\n"                                        \
+                 "Returns (ctype * count) instance, after MSVC's array cookie when ctype "       \
+                 "defines __pyalloc_destroy__; constructors run in order.")                      \
+    X(delete_array, "delete_array($self, obj)\n--\n\n"                                           \
+                    "Destructors in reverse order (count from the cookie), then operator "       \
+                    "delete[].")                                                                 \
 
 /* Module-level versions: the same implementation on the current process. */
 #define X(name, doc)                                                                             \
@@ -617,19 +674,23 @@ static PyMethodDef Process_methods[] = {
     PA_WINDOWS_FUNCTIONS(X)
     PA_CRT_FAST_METHODS(X)
     {"close", Process_close, METH_NOARGS,
-     "close(): destroys the simulated process and all its memory (BufferError while views exist)."},
+     "close($self, /)\n--\n\n"
+     "Destroys the simulated process and all its memory (BufferError while views exist)."},
     {"__enter__", Process_enter, METH_NOARGS, NULL},
     {"__exit__", (PyCFunction)(void (*)(void))Process_exit, METH_FASTCALL, NULL},
     {"stats", Process_stats, METH_NOARGS,
-     "stats() -> dict: reserved, committed, peak_committed, commit_limit, allocations, pins, "
+     "stats($self, /)\n--\n\n"
+     "Returns dict: reserved, committed, peak_committed, commit_limit, allocations, pins, "
      "guard_hits, watch_faults."},
     {"_trace_start", (PyCFunction)(void (*)(void))Process_trace_start, METH_FASTCALL,
-     "_trace_start(capacity=0) -> next seq: starts (or nests) event recording."},
-    {"_trace_stop", Process_trace_stop, METH_NOARGS, "_trace_stop(): ends one _trace_start."},
+     "_trace_start($self, capacity=0, /)\n--\n\n"
+     "Returns the next seq: starts (or nests) event recording."},
+    {"_trace_stop", Process_trace_stop, METH_NOARGS,
+     "_trace_stop($self, /)\n--\n\nEnds one _trace_start."},
     {"_trace_read", Process_trace_read, METH_O,
-     "_trace_read(since) -> (events as tuples, next_since, lost)."},
+     "_trace_read($self, since, /)\n--\n\nReturns (events as tuples, next_since, lost)."},
     {"_walk", Process_walk, METH_NOARGS,
-     "_walk() -> list of (base, size, state, protect, type, allocation_base, "
+     "_walk($self, /)\n--\n\nReturns a list of (base, size, state, protect, type, allocation_base, "
      "allocation_protect, owner, unusable, mapped_file) covering the whole usable address space."},
     {NULL, NULL, 0, NULL},
 };
@@ -647,7 +708,7 @@ static PyGetSetDef Process_getset[] = {
 
 static PyType_Slot Process_slots[] = {
     {Py_tp_doc, "Process(*, address_space=None, commit_limit=None, heap_guard=True, "
-                "crt_debug=None)\n\n"
+                "crt_debug=None)\n--\n\n"
                 "An isolated simulated Windows process: its own address space (64 GiB by "
                 "default; address_space=2**31 gives a 32-bit-sized one) reserved from the host "
                 "at creation, and an optional commit limit in bytes. With heap_guard (the "

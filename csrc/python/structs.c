@@ -186,7 +186,7 @@ static void struct_dealloc(PyObject *self)
 }
 
 static PyMethodDef struct_methods[] = {
-    {"_asdict", struct_asdict, METH_NOARGS, "The fields as a dict."},
+    {"_asdict", struct_asdict, METH_NOARGS, "_asdict($self, /)\n--\n\nThe fields as a dict."},
     {NULL, NULL, 0, NULL},
 };
 
