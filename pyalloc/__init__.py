@@ -173,14 +173,16 @@ class Process(_core.Process):
         lpMaximumApplicationAddress."""
         return [Region(*r) for r in self._walk()]
 
-    # Jupyter shows a Process as its address-space map and, if it has heaps, a table of them
-    # (pyalloc.viz; matplotlib is imported only then, and without it the HTML is the text
-    # map).
+    # pyalloc.viz, and matplotlib with it, are imported only when Jupyter asks.
     def _repr_png_(self) -> bytes | None:
+        """Jupyter's picture of the process: its address-space map as PNG (None without
+        matplotlib, or once closed)."""
         from . import viz
         return viz.repr_png(self)
 
     def _repr_html_(self) -> str | None:
+        """Jupyter's view of the process: the address-space map (the text map without
+        matplotlib), its summary and a table of its heaps (None once closed)."""
         from . import viz
         html = viz.repr_html(self)
         # the heaps' summary, when the process has any (found without creating one)

@@ -37,7 +37,7 @@ def proc():
     p.close()
 
 
-def test_every_function_and_method_states_its_signature():
+def test_every_function_and_method_states_its_signature_and_has_a_docstring():
     missing = []
     for owner in (_core, pyalloc.Process, pyalloc.Heap, pyalloc.Handle, pyalloc.MEMORY_BASIC_INFORMATION):
         for name, f in _callables(owner):
@@ -45,6 +45,8 @@ def test_every_function_and_method_states_its_signature():
                 inspect.signature(f)
             except ValueError:
                 missing.append(f"{getattr(owner, '__name__', owner)}.{name}")
+            if not (f.__doc__ or "").strip():  # the signature is not the docstring
+                missing.append(f"{getattr(owner, '__name__', owner)}.{name} (no docstring)")
     assert not missing
     assert str(inspect.signature(pyalloc.Process)) == (
         "(*, address_space=None, commit_limit=None, heap_guard=True, crt_debug=None)")

@@ -639,7 +639,10 @@ static PyObject *Process_get_is_current(PyObject *self, void *Py_UNUSED(closure)
                     "Returns int.\n\nvcruntime's operator new (new[] with array, the "           \
                     "align_val_t overload with align): malloc, then the new handler, then "      \
                     "BadAlloc. nothrow: None instead of raising.")                               \
-    X(operator_delete, "operator_delete($self, address, align=0, *, array=False)\n--\n\n")       \
+    X(operator_delete, "operator_delete($self, address, align=0, *, array=False)\n--\n\n"        \
+                       "vcruntime's operator delete (delete[] with array, the align_val_t "      \
+                       "overload with align): frees a block of operator_new. None/0 does "       \
+                       "nothing.")                                                               \
     X(new, "new($self, ctype, /, *args, **kwargs)\n--\n\n"                                       \
            "Returns ctype instance in memory from operator new.\n\nRuns ctype's __init__ with "  \
            "the arguments. BadAlloc on failure.")                                                \
