@@ -120,13 +120,27 @@ void pa_crt_process_detach(pa_process_t *p)
     pa_crt_t *c = __atomic_load_n(&p->crt, __ATOMIC_ACQUIRE);
     if (!c) return;
     /* The leak dump may call the report hook, which may use the CRT: p->crt is still set. */
-    if (c->debug) _pa_crt_dbg_exit(p, c);
+    pa_crt_exit(p);
     pthread_mutex_lock(&create_lock);
     __atomic_store_n(&p->crt, NULL, __ATOMIC_RELEASE);
     pthread_mutex_unlock(&create_lock);
     _pa_crt_dbg_destroy(p, c);
     pthread_mutex_destroy(&c->lock);
     _pa_os_free(c, sizeof *c);
+}
+
+void pa_crt_exit(pa_process_t *p)
+{
+    pa_crt_t *c = p ? __atomic_load_n(&p->crt, __ATOMIC_ACQUIRE) : NULL;
+    if (c && !atomic_exchange(&c->ended, 1) && c->debug) _pa_crt_dbg_exit(p, c);
+}
+
+/* The current process is never destroyed: its CRT sees the program end here, in the ELF
+ * destructors, which glibc runs after the atexit functions (as UCRT's termination runs
+ * after them). Its state stays: threads and later destructors may still allocate. */
+__attribute__((destructor)) static void crt_program_end(void)
+{
+    pa_crt_exit(_pa_process_current_if_made());
 }
 
 int pa_crt_set_debug(pa_process_t *p, int debug)

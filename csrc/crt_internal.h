@@ -51,6 +51,7 @@ typedef struct pa_crt_s {
     int debug;              /* 1: the debug CRT; fixed once `used` is set */
     atomic_int used;        /* a CRT allocation was made */
     atomic_int new_mode;    /* _set_new_mode */
+    atomic_int ended;       /* pa_crt_exit ran: the program's end was seen, once */
 
     /* Handlers and hooks; each function pointer with its context, written under lock. */
     pa_crt_new_handler_t new_handler;
@@ -153,7 +154,7 @@ void _pa_crt_dbg_report_mismatch(pa_process_t *p, pa_crt_t *c, void *block, int 
 int _pa_crt_dbg_family(pa_process_t *p, pa_crt_t *c, const void *block);
 /* _CrtMemCheckpoint's counts and sizes (pa_crt_stats); a damaged list is reported. */
 void _pa_crt_dbg_counts(pa_process_t *p, pa_crt_t *c, _CrtMemState *state);
-/* Dumps leaks at detach when _CRTDBG_LEAK_CHECK_DF is set (as UCRT does at exit). */
+/* Dumps leaks when _CRTDBG_LEAK_CHECK_DF is set (as UCRT does at exit; see pa_crt_exit). */
 void _pa_crt_dbg_exit(pa_process_t *p, pa_crt_t *c);
 
 #endif /* PA_CRT_INTERNAL_H */

@@ -163,6 +163,9 @@ struct pa_process_s {
                   freed by pa_crt_process_detach (a rundown function) */
 };
 
+/* pa_process_current() if it was made, else NULL (without making it). */
+pa_process_t *_pa_process_current_if_made(void);
+
 /* Locking: every function named _locked expects p->lock held by the caller. */
 void _pa_lock(pa_process_t *p);
 void _pa_unlock(pa_process_t *p);

@@ -595,6 +595,11 @@ pa_process_t *pa_process_current(void)
     return current_process;
 }
 
+pa_process_t *_pa_process_current_if_made(void)
+{
+    return __atomic_load_n(&current_process, __ATOMIC_ACQUIRE);
+}
+
 void pa_process_stats(pa_process_t *p, pa_vm_stats_t *out)
 {
     _pa_lock(p);

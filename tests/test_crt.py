@@ -103,6 +103,41 @@ def test_env_var_gives_the_current_process_the_debug_crt(tmp_path):
     assert "Detected memory leaks!" in out.stderr
 
 
+def test_current_process_dumps_its_leaks_when_python_ends_with_leak_check_flag(tmp_path):
+    """The current process is never closed: with _CRTDBG_LEAK_CHECK_DF its debug CRT dumps the
+    leaks when the program ends, after the atexit functions (UCRT's termination), so a block
+    an atexit function frees is no leak."""
+    script = tmp_path / "exit_leak.py"
+    script.write_text("import atexit, pyalloc as pa\n"
+                      "pa._CrtSetDbgFlag(pa._CRTDBG_ALLOC_MEM_DF | pa._CRTDBG_LEAK_CHECK_DF)\n"
+                      "kept = pa.malloc(40)\n"
+                      "atexit.register(pa.free, pa.malloc(24))\n")
+    env = dict(os.environ, PYALLOC_CRT_DEBUG="1",
+               PYTHONPATH=os.pathsep.join([os.path.dirname(os.path.dirname(pa.__file__)),
+                                           os.environ.get("PYTHONPATH", "")]))
+    out = subprocess.run([sys.executable, str(script)], env=env, capture_output=True, text=True,
+                         check=True)
+    assert re.fullmatch(r"Detected memory leaks!\nDumping objects ->\n"
+                        rf"{re.escape(str(script))}\(3\) : \{{1\}} normal block at "
+                        r"0x[0-9A-F]{16}, 40 bytes long.\n Data: < {16}> (CD ){16}\n"
+                        r"Object dump complete.\n", out.stderr), out.stderr
+
+    # Also when the current Process object outlives the interpreter (a leaked reference): the
+    # dump comes after Python is gone, so it must not wait for the binding to print it.
+    script.write_text("import ctypes, pyalloc as pa\n"
+                      "pa._CrtSetDbgFlag(pa._CRTDBG_ALLOC_MEM_DF | pa._CRTDBG_LEAK_CHECK_DF)\n"
+                      "kept = pa.malloc(40)\n"
+                      "ctypes.pythonapi.Py_IncRef(ctypes.py_object(pa.current_process()))\n")
+    out = subprocess.run([sys.executable, str(script)], env=env, capture_output=True, text=True,
+                         check=True)
+    assert "(3) : {1} normal block at 0x" in out.stderr, out.stderr
+
+    script.write_text("import pyalloc as pa\nkept = pa.malloc(40)\n")  # the flag off: quiet
+    out = subprocess.run([sys.executable, str(script)], env=env, capture_output=True, text=True,
+                         check=True)
+    assert out.stderr == ""
+
+
 def test_closed_process_raises(rel):
     rel.close()
     for call in (lambda: rel.malloc(1), lambda: rel.free(None), lambda: rel._msize(1),

@@ -304,3 +304,40 @@ def test_malloc_family_contract(tmp_path, env):
     moves over-aligned blocks, the failures set ENOMEM: on the fast paths and the full ones."""
     native, ours = same_on_both([build(tmp_path, "contract", CONTRACT_C)], env_extra=env)
     assert native.stdout == b"ok\n", native.stdout
+
+
+LEAK_C = r"""
+#include <stdlib.h>
+#include <string.h>
+char *volatile kept, *volatile freed_at_exit, *volatile freed; /* (so that gcc keeps them) */
+static void tidy(void) { free(freed_at_exit); }
+int main(void)
+{
+    kept = malloc(40);
+    strcpy(kept, "kept to the end");
+    atexit(tidy);
+    freed_at_exit = malloc(24); /* freed by an atexit function: not a leak */
+    freed = malloc(10);
+    free(freed);
+    return 0;
+}
+"""
+
+
+@pytest.mark.skipif(not shutil.which("gcc"), reason="no gcc")
+def test_debug_crt_dumps_the_leaks_at_exit_with_leak_check_flag(tmp_path):
+    """_CRTDBG_LEAK_CHECK_DF: UCRT dumps the leaks when the program ends, after its atexit
+    functions (the block an atexit function frees is no leak); without the flag, nothing."""
+    exe = build(tmp_path, "leak", LEAK_C)
+    flags = {"PYALLOC_CRT_DEBUG": "1", "PYALLOC_CRT_DBG_FLAG": hex(pyalloc._CRTDBG_ALLOC_MEM_DF |
+                                                                   pyalloc._CRTDBG_LEAK_CHECK_DF)}
+    native, ours = same_on_both([exe], env_extra=flags)
+    err = ours.stderr.decode()
+    assert err.startswith("Detected memory leaks!\nDumping objects ->\n"), err
+    assert err.endswith("Object dump complete.\n"), err
+    assert err.count("normal block at") == 1, err  # the 40 bytes; not the 24, nor the 10
+    assert " 40 bytes long.\n Data: <kept to the end > 6B 65 70 74 " in err, err
+    assert ours.stdout == native.stdout == b""
+
+    quiet = run([exe], preload=True, env_extra={"PYALLOC_CRT_DEBUG": "1"})
+    assert quiet.returncode == 0 and quiet.stderr == b""

@@ -548,6 +548,13 @@ int pa_crt_is_debug(pa_process_t *p);
  * the debug CRT's list lives in the process heap. The CRT blocks themselves stay in the heap;
  * the next CRT call starts a fresh state. */
 void pa_crt_process_detach(pa_process_t *p);
+/* The end of p's program, as UCRT's termination sees it after the atexit functions: the
+ * debug CRT with _CRTDBG_LEAK_CHECK_DF dumps the leaks (_CrtDumpMemoryLeaks). Once per CRT
+ * state: later calls, and the detach, do nothing more. The library calls it for
+ * pa_process_current() when the program ends (an ELF destructor, so after every atexit
+ * function, and after Python has finished; the dump then goes to stderr). Doesn't create
+ * p's CRT state. */
+void pa_crt_exit(pa_process_t *p);
 HANDLE pa_crt_get_heap_handle(pa_process_t *p); /* _get_heap_handle: the process heap */
 int pa_crt_get_errno(void);                     /* the thread's errno */
 void pa_crt_set_errno(int value);

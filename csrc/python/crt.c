@@ -128,6 +128,18 @@ static int new_handler(pa_process_t *p, size_t size, void *ctx)
     return retry;
 }
 
+/* The current process whose CRT reports to this binding, if any. Its CRT outlives Python and
+ * dumps its leaks when the program ends (pa_crt_exit, after Python is gone): if its Process
+ * object was never freed, that dump must not go to a binding nobody reads any more. */
+static pa_process_t *hooked_current;
+
+static void python_ended(void)
+{
+    pa_crt_set_report_hook(hooked_current, NULL, NULL); /* the CRT prints to stderr itself */
+    pa_crt_set_break_hook(hooked_current, NULL, NULL);
+    pa_crt_set_new_handler(hooked_current, NULL, NULL);
+}
+
 int pa_crt_enter(ProcessObject *po)
 {
     if (pa_wait_heap_unlocked((PyObject *)po, NULL)) return -1;
@@ -141,6 +153,7 @@ int pa_crt_enter(ProcessObject *po)
         binding_t *b = binding_of(po);
         if (!b) return -1;
         pa_crt_set_report_hook(po->p, report_hook, b);
+        if (!po->owned && !hooked_current && Py_AtExit(python_ended) == 0) hooked_current = po->p;
     }
     po->crt_mode = debug ? PA_CRT_MODE_DEBUG : PA_CRT_MODE_RELEASE;
     return po->crt_mode;

@@ -892,6 +892,23 @@ TEST(fact94_leak_check_flag_dumps_at_detach)
     CHECK_EQ(lines, 5);
 }
 
+/* pa_crt_exit is the program's end (the library runs it for the current process, after the
+ * atexit functions): the dump comes once, and the later detach makes no second one. */
+TEST(fact94_leak_check_at_program_end_dumps_once)
+{
+    pa_process_t *p = crt_proc(1, 0);
+    int lines = 0;
+    pa_crt_set_report_hook(p, detach_reports, &lines);
+    pa_crt_set_dbg_flag(p, _CRTDBG_ALLOC_MEM_DF | _CRTDBG_LEAK_CHECK_DF);
+    pa_crt_malloc(p, 8);
+    pa_crt_exit(p);
+    CHECK_EQ(lines, 5);
+    pa_crt_exit(p);
+    crt_end(p);
+    CHECK_EQ(lines, 5);
+    pa_crt_exit(NULL); /* no process, or one without CRT state: nothing */
+}
+
 /* A header is user data to the heap: the program (or Python's Process.write) can overwrite it.
  * Every walk of the list (dumps, leaks, checkpoints, statistics, _CrtCheckMemory) checks each
  * header before it reads a field or follows next, stops at the first bad one and reports it as
