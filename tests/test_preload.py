@@ -309,12 +309,15 @@ def test_malloc_family_contract(tmp_path, env):
 LEAK_C = r"""
 #include <stdlib.h>
 #include <string.h>
+#include <stdio.h>
 char *volatile kept, *volatile freed_at_exit, *volatile freed; /* (so that gcc keeps them) */
 static void tidy(void) { free(freed_at_exit); }
+static void close_streams(void) { fclose(stdout); fclose(stderr); } /* as coreutils do */
 int main(void)
 {
     kept = malloc(40);
     strcpy(kept, "kept to the end");
+    atexit(close_streams);
     atexit(tidy);
     freed_at_exit = malloc(24); /* freed by an atexit function: not a leak */
     freed = malloc(10);
@@ -327,7 +330,8 @@ int main(void)
 @pytest.mark.skipif(not shutil.which("gcc"), reason="no gcc")
 def test_debug_crt_dumps_the_leaks_at_exit_with_leak_check_flag(tmp_path):
     """_CRTDBG_LEAK_CHECK_DF: UCRT dumps the leaks when the program ends, after its atexit
-    functions (the block an atexit function frees is no leak); without the flag, nothing."""
+    functions (the block an atexit function frees is no leak; one that closes stderr doesn't
+    silence the dump); without the flag, nothing."""
     exe = build(tmp_path, "leak", LEAK_C)
     flags = {"PYALLOC_CRT_DEBUG": "1", "PYALLOC_CRT_DBG_FLAG": hex(pyalloc._CRTDBG_ALLOC_MEM_DF |
                                                                    pyalloc._CRTDBG_LEAK_CHECK_DF)}

@@ -377,10 +377,11 @@ static void after_fork_child(void)
 
 /* ---- statistics at exit ---- */
 
-/* The --stats report goes to a copy of the program's stderr taken at start-up: many programs
- * close their standard streams in an atexit handler of their own (coreutils' close_stdout
- * closes stderr too), and those handlers run before ours. */
-static int stats_fd = 2;
+/* The --stats report and the debug CRT's reports go to a copy of the program's stderr taken
+ * at start-up: many programs close their standard streams in an atexit handler of their own
+ * (coreutils' close_stdout closes stderr too), and those handlers run before the report and
+ * before the leak dump of _CRTDBG_LEAK_CHECK_DF (pa_crt_exit). */
+static int report_fd = 2;
 
 static void say(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 static void say(const char *fmt, ...)
@@ -391,9 +392,18 @@ static void say(const char *fmt, ...)
     int n = vsnprintf(buf, sizeof buf, fmt, ap);
     va_end(ap);
     if (n > 0) {
-        ssize_t w = write(stats_fd, buf, (size_t)n < sizeof buf ? (size_t)n : sizeof buf - 1);
+        ssize_t w = write(report_fd, buf, (size_t)n < sizeof buf ? (size_t)n : sizeof buf - 1);
         (void)w;
     }
+}
+
+static int report_to_fd(pa_process_t *p, const pa_crt_report_t *r, void *ctx)
+{
+    (void)p;
+    (void)ctx;
+    ssize_t w = write(report_fd, r->message, strlen(r->message));
+    (void)w;
+    return 1;
 }
 
 static int count_region(const pa_region_info_t *r, void *arg)
@@ -434,11 +444,13 @@ static void print_stats(void)
 __attribute__((constructor)) static void preload_init(void)
 {
     pthread_atfork(before_fork, after_fork_parent, after_fork_child);
-    if (stats_enabled()) {
+    int debug = debug_crt();
+    if (stats_enabled() || debug) {
         /* Far above the descriptors that shells and programs pick for themselves. */
         int fd = fcntl(2, F_DUPFD_CLOEXEC, 512);
         if (fd < 0) fd = fcntl(2, F_DUPFD_CLOEXEC, 10);
-        if (fd >= 0) stats_fd = fd;
-        atexit(print_stats);
+        if (fd >= 0) report_fd = fd;
     }
+    if (stats_enabled()) atexit(print_stats);
+    if (debug) pa_crt_set_report_hook(proc(), report_to_fd, NULL);
 }
