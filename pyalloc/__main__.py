@@ -44,18 +44,32 @@ def demo() -> int:
     return 0
 
 
-def run(command: list[str], stats: bool) -> int:
+RUN_USAGE = "pyalloc run [--stats] [--debug-crt] [--leaks] -- CMD ARGS..."
+
+
+def run(command: list[str], stats: bool, debug_crt: bool = False, leaks: bool = False) -> int:
     """Executes command with its malloc family on pyalloc's stack (the process is replaced, so
-    its output and exit status are the program's own)."""
+    its output and exit status are the program's own). debug_crt: on the debug CRT
+    (PYALLOC_CRT_DEBUG=1); leaks: also _CRTDBG_LEAK_CHECK_DF in its flags
+    (PYALLOC_CRT_DBG_FLAG), so the leaks are dumped when the program ends."""
     import os
 
     if not command:
-        print("pyalloc run: no command given (pyalloc run [--stats] -- CMD ARGS...)", file=sys.stderr)
+        print(f"pyalloc run: no command given ({RUN_USAGE})", file=sys.stderr)
         return 2
     env = dict(os.environ)
     env["LD_PRELOAD"] = " ".join(filter(None, [pa.preload_path(), env.get("LD_PRELOAD")]))
     if stats:
         env["PYALLOC_STATS"] = "1"
+    if debug_crt or leaks:
+        env["PYALLOC_CRT_DEBUG"] = "1"
+    if leaks:
+        try:
+            flag = int(env.get("PYALLOC_CRT_DBG_FLAG") or str(pa._CRTDBG_ALLOC_MEM_DF), 0)
+        except ValueError:
+            print("pyalloc run: PYALLOC_CRT_DBG_FLAG is not a number", file=sys.stderr)
+            return 2
+        env["PYALLOC_CRT_DBG_FLAG"] = hex(flag | pa._CRTDBG_LEAK_CHECK_DF)
     sys.stdout.flush()
     sys.stderr.flush()
     try:
@@ -71,16 +85,21 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("demo", help="print an address-space map of a few allocations")
     p_run = sub.add_parser("run", help="run a program with its malloc on pyalloc's stack",
-                           usage="pyalloc run [--stats] -- CMD ARGS...")
+                           usage=RUN_USAGE)
     p_run.add_argument("--stats", action="store_true",
                        help="at exit, print what each layer did (to stderr)")
+    p_run.add_argument("--debug-crt", action="store_true",
+                       help="on the debug CRT: guards, fills, reports of damage and bad frees")
+    p_run.add_argument("--leaks", action="store_true",
+                       help="the debug CRT with _CRTDBG_LEAK_CHECK_DF: the leaks are dumped "
+                            "(to stderr) when the program ends")
     p_run.add_argument("cmd", nargs=argparse.REMAINDER, help="the program and its arguments")
     args = parser.parse_args(argv)
     if args.command == "demo":
         return demo()
     if args.command == "run":
         cmd = args.cmd[1:] if args.cmd[:1] == ["--"] else args.cmd
-        return run(cmd, args.stats)
+        return run(cmd, args.stats, args.debug_crt, args.leaks)
     return 2
 
 

@@ -345,3 +345,46 @@ def test_debug_crt_dumps_the_leaks_at_exit_with_leak_check_flag(tmp_path):
 
     quiet = run([exe], preload=True, env_extra={"PYALLOC_CRT_DEBUG": "1"})
     assert quiet.returncode == 0 and quiet.stderr == b""
+
+
+OVERRUN_C = r"""
+#include <stdlib.h>
+#include <string.h>
+char *volatile p;
+int main(void)
+{
+    p = malloc(8);
+    memcpy(p, "12345678X", 9); /* one byte past the block */
+    free(p);
+    return 0;
+}
+"""
+
+
+@pytest.mark.skipif(not shutil.which("gcc"), reason="no gcc")
+def test_run_options_debug_crt_and_leaks(tmp_path):
+    """pyalloc run --debug-crt puts the program on the debug CRT (its no-man's land catches an
+    overrun at free); --leaks adds _CRTDBG_LEAK_CHECK_DF to the flags it is given."""
+    exe = build(tmp_path, "overrun", OVERRUN_C)
+    pyrun = [sys.executable, "-m", "pyalloc", "run"]
+    env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    env.pop("PYALLOC_CRT_DBG_FLAG", None)
+    out = subprocess.run(pyrun + ["--debug-crt", "--", exe], env=env, capture_output=True,
+                         text=True, timeout=TIMEOUT)
+    assert out.returncode == 0 and "HEAP CORRUPTION DETECTED" in out.stderr, out.stderr
+    assert "Detected memory leaks!" not in out.stderr
+    quiet = subprocess.run(pyrun + ["--", exe], env=env, capture_output=True, text=True,
+                           timeout=TIMEOUT)
+    assert quiet.returncode == 0 and quiet.stderr == ""  # the release CRT checks nothing
+
+    leak = build(tmp_path, "leak", LEAK_C)
+    for preset in (None, "0x1", "5"):
+        if preset:
+            env["PYALLOC_CRT_DBG_FLAG"] = preset
+        out = subprocess.run(pyrun + ["--leaks", "--", leak], env=env, capture_output=True,
+                             text=True, timeout=TIMEOUT)
+        assert out.returncode == 0 and out.stderr.startswith("Detected memory leaks!"), out.stderr
+    env["PYALLOC_CRT_DBG_FLAG"] = "lots"
+    out = subprocess.run(pyrun + ["--leaks", "--", leak], env=env, capture_output=True,
+                         text=True, timeout=TIMEOUT)
+    assert out.returncode == 2 and "PYALLOC_CRT_DBG_FLAG" in out.stderr
