@@ -87,18 +87,25 @@ def test_crt_debug_option():
         a.crt_debug
 
 
-def test_env_var_gives_the_current_process_the_debug_crt(tmp_path):
-    """PYALLOC_CRT_DEBUG=1 (read by the C layer) applies to the current process."""
-    script = tmp_path / "leak.py"
-    script.write_text("import pyalloc as pa\n"
-                      "a = pa.malloc(3)\n"
-                      "(leak,) = pa._CrtDumpMemoryLeaks()\n"
-                      "print(pa.current_process().crt_debug, leak.line, leak.file == __file__)\n")
+def run_on_debug_crt(path, source: str) -> subprocess.CompletedProcess:
+    """Runs the Python program source (written to path) with PYALLOC_CRT_DEBUG=1: its current
+    process on the debug CRT. It must exit normally."""
+    path.write_text(source)
     env = dict(os.environ, PYALLOC_CRT_DEBUG="1",
                PYTHONPATH=os.pathsep.join([os.path.dirname(os.path.dirname(pa.__file__)),
                                            os.environ.get("PYTHONPATH", "")]))
-    out = subprocess.run([sys.executable, str(script)], env=env, capture_output=True, text=True,
-                         check=True)
+    return subprocess.run([sys.executable, str(path)], env=env, capture_output=True, text=True,
+                          check=True)
+
+
+def test_env_var_gives_the_current_process_the_debug_crt(tmp_path):
+    """PYALLOC_CRT_DEBUG=1 (read by the C layer) applies to the current process."""
+    out = run_on_debug_crt(tmp_path / "leak.py",
+                           "import pyalloc as pa\n"
+                           "a = pa.malloc(3)\n"
+                           "(leak,) = pa._CrtDumpMemoryLeaks()\n"
+                           "print(pa.current_process().crt_debug, leak.line,\n"
+                           "      leak.file == __file__)\n")
     assert out.stdout.split() == ["True", "2", "True"]
     assert "Detected memory leaks!" in out.stderr
 
@@ -108,15 +115,11 @@ def test_current_process_dumps_its_leaks_when_python_ends_with_leak_check_flag(t
     leaks when the program ends, after the atexit functions (UCRT's termination), so a block
     an atexit function frees is no leak."""
     script = tmp_path / "exit_leak.py"
-    script.write_text("import atexit, pyalloc as pa\n"
-                      "pa._CrtSetDbgFlag(pa._CRTDBG_ALLOC_MEM_DF | pa._CRTDBG_LEAK_CHECK_DF)\n"
-                      "kept = pa.malloc(40)\n"
-                      "atexit.register(pa.free, pa.malloc(24))\n")
-    env = dict(os.environ, PYALLOC_CRT_DEBUG="1",
-               PYTHONPATH=os.pathsep.join([os.path.dirname(os.path.dirname(pa.__file__)),
-                                           os.environ.get("PYTHONPATH", "")]))
-    out = subprocess.run([sys.executable, str(script)], env=env, capture_output=True, text=True,
-                         check=True)
+    out = run_on_debug_crt(script,
+                           "import atexit, pyalloc as pa\n"
+                           "pa._CrtSetDbgFlag(pa._CRTDBG_ALLOC_MEM_DF | pa._CRTDBG_LEAK_CHECK_DF)\n"
+                           "kept = pa.malloc(40)\n"
+                           "atexit.register(pa.free, pa.malloc(24))\n")
     assert re.fullmatch(r"Detected memory leaks!\nDumping objects ->\n"
                         rf"{re.escape(str(script))}\(3\) : \{{1\}} normal block at "
                         r"0x[0-9A-F]{16}, 40 bytes long.\n Data: < {16}> (CD ){16}\n"
@@ -124,17 +127,14 @@ def test_current_process_dumps_its_leaks_when_python_ends_with_leak_check_flag(t
 
     # Also when the current Process object outlives the interpreter (a leaked reference): the
     # dump comes after Python is gone, so it must not wait for the binding to print it.
-    script.write_text("import ctypes, pyalloc as pa\n"
-                      "pa._CrtSetDbgFlag(pa._CRTDBG_ALLOC_MEM_DF | pa._CRTDBG_LEAK_CHECK_DF)\n"
-                      "kept = pa.malloc(40)\n"
-                      "ctypes.pythonapi.Py_IncRef(ctypes.py_object(pa.current_process()))\n")
-    out = subprocess.run([sys.executable, str(script)], env=env, capture_output=True, text=True,
-                         check=True)
+    out = run_on_debug_crt(script,
+                           "import ctypes, pyalloc as pa\n"
+                           "pa._CrtSetDbgFlag(pa._CRTDBG_ALLOC_MEM_DF | pa._CRTDBG_LEAK_CHECK_DF)\n"
+                           "kept = pa.malloc(40)\n"
+                           "ctypes.pythonapi.Py_IncRef(ctypes.py_object(pa.current_process()))\n")
     assert "(3) : {1} normal block at 0x" in out.stderr, out.stderr
 
-    script.write_text("import pyalloc as pa\nkept = pa.malloc(40)\n")  # the flag off: quiet
-    out = subprocess.run([sys.executable, str(script)], env=env, capture_output=True, text=True,
-                         check=True)
+    out = run_on_debug_crt(script, "import pyalloc as pa\nkept = pa.malloc(40)\n")  # no flag
     assert out.stderr == ""
 
 

@@ -881,14 +881,20 @@ static int detach_reports(pa_process_t *p, const pa_crt_report_t *r, void *ctx)
     return 1;
 }
 
-TEST(fact94_leak_check_flag_dumps_at_detach)
+/* A debug CRT with _CRTDBG_LEAK_CHECK_DF and one leak; *lines counts the dump's lines. */
+static pa_process_t *leak_checked(int *lines)
 {
     pa_process_t *p = crt_proc(1, 0);
-    int lines = 0;
-    pa_crt_set_report_hook(p, detach_reports, &lines);
+    pa_crt_set_report_hook(p, detach_reports, lines);
     pa_crt_set_dbg_flag(p, _CRTDBG_ALLOC_MEM_DF | _CRTDBG_LEAK_CHECK_DF);
     pa_crt_malloc(p, 8);
-    crt_end(p); /* as the debug CRT does at exit */
+    return p;
+}
+
+TEST(fact94_leak_check_flag_dumps_at_detach)
+{
+    int lines = 0;
+    crt_end(leak_checked(&lines)); /* as the debug CRT does at exit */
     CHECK_EQ(lines, 5);
 }
 
@@ -896,11 +902,8 @@ TEST(fact94_leak_check_flag_dumps_at_detach)
  * atexit functions): the dump comes once, and the later detach makes no second one. */
 TEST(fact94_leak_check_at_program_end_dumps_once)
 {
-    pa_process_t *p = crt_proc(1, 0);
     int lines = 0;
-    pa_crt_set_report_hook(p, detach_reports, &lines);
-    pa_crt_set_dbg_flag(p, _CRTDBG_ALLOC_MEM_DF | _CRTDBG_LEAK_CHECK_DF);
-    pa_crt_malloc(p, 8);
+    pa_process_t *p = leak_checked(&lines);
     pa_crt_exit(p);
     CHECK_EQ(lines, 5);
     pa_crt_exit(p);
