@@ -26,11 +26,14 @@ pytestmark = pytest.mark.skipif("libasan" in os.environ.get("LD_PRELOAD", ""),
 TIMEOUT = 120
 
 
-def run(cmd, *, preload: bool, stats: bool = False, cwd=None, stdin=None, env_extra=None):
+def run(cmd, *, preload: bool, stats: bool = False, cwd=None, stdin=None, env_extra=None,
+        options=()):
+    """cmd, natively or under `pyalloc run [--stats] [options] --`."""
     env = dict(os.environ)
     env["PYTHONPATH"] = ROOT + os.pathsep + env.get("PYTHONPATH", "")
     env.update(env_extra or {})
-    full = [sys.executable, "-m", "pyalloc", "run"] + (["--stats"] if stats else []) + ["--"] + cmd
+    full = ([sys.executable, "-m", "pyalloc", "run", *options] + (["--stats"] if stats else []) +
+            ["--"] + cmd)
     return subprocess.run(full if preload else cmd, cwd=cwd, env=env, input=stdin,
                           capture_output=True, timeout=TIMEOUT)
 
@@ -366,25 +369,16 @@ def test_run_options_debug_crt_and_leaks(tmp_path):
     """pyalloc run --debug-crt puts the program on the debug CRT (its no-man's land catches an
     overrun at free); --leaks adds _CRTDBG_LEAK_CHECK_DF to the flags it is given."""
     exe = build(tmp_path, "overrun", OVERRUN_C)
-    pyrun = [sys.executable, "-m", "pyalloc", "run"]
-    env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    env.pop("PYALLOC_CRT_DBG_FLAG", None)
-    out = subprocess.run(pyrun + ["--debug-crt", "--", exe], env=env, capture_output=True,
-                         text=True, timeout=TIMEOUT)
-    assert out.returncode == 0 and "HEAP CORRUPTION DETECTED" in out.stderr, out.stderr
-    assert "Detected memory leaks!" not in out.stderr
-    quiet = subprocess.run(pyrun + ["--", exe], env=env, capture_output=True, text=True,
-                           timeout=TIMEOUT)
-    assert quiet.returncode == 0 and quiet.stderr == ""  # the release CRT checks nothing
+    out = run([exe], preload=True, options=["--debug-crt"])
+    assert out.returncode == 0 and b"HEAP CORRUPTION DETECTED" in out.stderr, out.stderr
+    assert b"Detected memory leaks!" not in out.stderr
+    quiet = run([exe], preload=True)
+    assert quiet.returncode == 0 and quiet.stderr == b""  # the release CRT checks nothing
 
     leak = build(tmp_path, "leak", LEAK_C)
-    for preset in (None, "0x1", "5"):
-        if preset:
-            env["PYALLOC_CRT_DBG_FLAG"] = preset
-        out = subprocess.run(pyrun + ["--leaks", "--", leak], env=env, capture_output=True,
-                             text=True, timeout=TIMEOUT)
-        assert out.returncode == 0 and out.stderr.startswith("Detected memory leaks!"), out.stderr
-    env["PYALLOC_CRT_DBG_FLAG"] = "lots"
-    out = subprocess.run(pyrun + ["--leaks", "--", leak], env=env, capture_output=True,
-                         text=True, timeout=TIMEOUT)
-    assert out.returncode == 2 and "PYALLOC_CRT_DBG_FLAG" in out.stderr
+    for preset in ("", "0x1", "5"):  # ("": unset, the debug CRT's default flags)
+        out = run([leak], preload=True, options=["--leaks"],
+                  env_extra={"PYALLOC_CRT_DBG_FLAG": preset})
+        assert out.returncode == 0 and out.stderr.startswith(b"Detected memory leaks!"), out.stderr
+    out = run([leak], preload=True, options=["--leaks"], env_extra={"PYALLOC_CRT_DBG_FLAG": "lots"})
+    assert out.returncode == 2 and b"PYALLOC_CRT_DBG_FLAG" in out.stderr
