@@ -1423,6 +1423,22 @@ def test_crt_calls_wait_while_a_python_thread_holds_any_heap_lock(new_process, c
     calls_wait_for_heap_unlock(p, h, [misuse])
 
 
+def thread_catching(exc_type, call, *args):
+    """Starts a thread running call(*args); returns it and the list that gets the exc_type
+    exception the call raises, if it raises one."""
+    caught = []
+
+    def body():
+        try:
+            call(*args)
+        except exc_type as e:
+            caught.append(e)
+
+    t = threading.Thread(target=body)
+    t.start()
+    return t, caught
+
+
 def test_a_heap_lock_whose_holder_exited_raises_instead_of_hanging():
     # Found by fuzzing: a later thread with the dead holder's ident passed for the holder and
     # blocked on the heap's lock with the GIL held. On Windows the lock stays held for good and
@@ -1432,16 +1448,7 @@ def test_a_heap_lock_whose_holder_exited_raises_instead_of_hanging():
     t = threading.Thread(target=lambda: p.HeapLock(h))
     t.start()
     t.join()
-    errors = []  # the next thread is likely to get the same ident
-
-    def later():
-        try:
-            p.HeapAlloc(h, 0, 8)
-        except RuntimeError as e:
-            errors.append(e)
-
-    t = threading.Thread(target=later)
-    t.start()
+    t, errors = thread_catching(RuntimeError, p.HeapAlloc, h, 0, 8)  # likely the same ident
     t.join(10)
     assert not t.is_alive() and "exited without HeapUnlock" in str(errors[0])
     with pytest.raises(RuntimeError, match="exited without HeapUnlock"):
@@ -1499,16 +1506,7 @@ def test_closing_a_process_while_a_thread_waits_for_its_heap():
     p = pa.Process()
     h = p.HeapCreate(0, 0, 0)
     p.HeapLock(h)
-    result = []
-
-    def waiter():
-        try:
-            p.HeapAlloc(h, 0, 10)
-        except ValueError as e:
-            result.append(e)
-
-    t = threading.Thread(target=waiter)
-    t.start()
+    t, result = thread_catching(ValueError, p.HeapAlloc, h, 0, 10)
     threading.Event().wait(0.05)
     p.close()
     t.join(10)
