@@ -123,8 +123,9 @@ struct pa_pin_s {
 /* A fixed-size object pool fed from _pa_os_alloc, so that the core never calls malloc. */
 typedef struct pa_pool_s {
     size_t item_size;
-    void *free;   /* singly linked through the first word */
+    void *free;   /* returned items, singly linked through the first word */
     void *chunks; /* singly linked through the first word of each chunk */
+    char *next, *end; /* the newest chunk's never-used part, handed out in order */
 } pa_pool_t;
 void *_pa_pool_get(pa_pool_t *pool);
 void _pa_pool_put(pa_pool_t *pool, void *item);

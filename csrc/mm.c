@@ -20,20 +20,24 @@
 
 void *_pa_pool_get(pa_pool_t *pool)
 {
-    if (!pool->free) {
-        char *chunk = _pa_os_alloc(PA_POOL_CHUNK);
-        if (!chunk) return NULL;
-        *(void **)chunk = pool->chunks;
-        pool->chunks = chunk;
-        /* The first item slot holds the chunk link. */
-        for (size_t off = pool->item_size; off + pool->item_size <= PA_POOL_CHUNK;
-             off += pool->item_size) {
-            *(void **)(chunk + off) = pool->free;
-            pool->free = chunk + off;
-        }
-    }
     void *item = pool->free;
-    pool->free = *(void **)item;
+    if (item) {
+        pool->free = *(void **)item;
+    } else {
+        /* Carve from the newest chunk in order, so a short-lived process touches only the
+         * pages it uses (threading a new chunk's free list would fault in all 16). */
+        if (pool->end - pool->next < (ptrdiff_t)pool->item_size) {
+            char *chunk = _pa_os_alloc(PA_POOL_CHUNK);
+            if (!chunk) return NULL;
+            *(void **)chunk = pool->chunks;
+            pool->chunks = chunk;
+            /* The first item slot holds the chunk link. */
+            pool->next = chunk + pool->item_size;
+            pool->end = chunk + PA_POOL_CHUNK;
+        }
+        item = pool->next;
+        pool->next += pool->item_size;
+    }
     memset(item, 0, pool->item_size);
     return item;
 }
@@ -52,6 +56,7 @@ void _pa_pool_destroy(pa_pool_t *pool)
         pool->chunks = next;
     }
     pool->free = NULL;
+    pool->next = pool->end = NULL;
 }
 
 /* ------------------------------------------------------------------------------------------ */
