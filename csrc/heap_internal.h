@@ -211,14 +211,14 @@ typedef struct pa_lfh_sub_s {  /* 320 bytes: slot 0 follows */
 static inline unsigned _pa_lfh_map_off(unsigned m) { return (m & 15u) - 1u; }
 static inline unsigned _pa_lfh_map_bucket(unsigned m) { return m >> 4; }
 
-/* Slot geometry of each bucket, the same in every heap (set up before main): slot bytes
- * (header included) and the bytes a subsegment's slots span from the first one. Read by the free path instead of the
- * subsegment header. */
+/* Slot geometry of each bucket, the same in every heap (a constant table): slot bytes
+ * (header included) and the bytes a subsegment's slots span from the first one. Read by the
+ * free path instead of the subsegment header. */
 typedef struct pa_lfh_geom_s {
     uint32_t slot_size;
     uint32_t span;         /* slots per subsegment * slot_size */
 } pa_lfh_geom_t;
-extern pa_lfh_geom_t _pa_lfh_geom[PA_LFH_BUCKETS] __attribute__((visibility("hidden")));
+extern const pa_lfh_geom_t _pa_lfh_geom[PA_LFH_BUCKETS] __attribute__((visibility("hidden")));
 /* The offset from its subsegment's first slot of the header of user pointer base + off, in
  * a chunk at offset o of its subsegment (wraps to a huge value before the first slot). */
 static inline size_t _pa_lfh_slot_offset(size_t off, unsigned o)

@@ -80,21 +80,32 @@ void _pa_lfh_fork(pa_heap_t *h, int phase)
     }
 }
 
-size_t _pa_lfh_bucket_data_size(unsigned b)
-{
-    if (b < 64) return ((size_t)b + 1) * 16;
-    unsigned o = 10 + (b - 64) / 16, k = (b - 64) % 16;
-    return ((size_t)1 << o) + ((size_t)k + 1) * ((size_t)1 << (o - 4));
-}
+/* A bucket's geometry as constant expressions, so that _pa_lfh_geom is right before any
+ * constructor runs: the preload library serves other libraries' constructors, which run
+ * before its own (libgnutls's frees LFH blocks there: with a table filled by a constructor,
+ * those frees found every slot size 0). Bucket b < 64 holds (b + 1) * 16 bytes; above, each
+ * power of two from 1 KiB to 8 KiB is split into 16 steps. */
+#define G_O(b) (10u + ((b) - 64u) / 16u)
+#define G_DATA(b) ((b) < 64u ? ((b) + 1u) * 16u \
+    : (1u << G_O(b)) + (((b) - 64u) % 16u + 1u) * (1u << (G_O(b) - 4u)))
+#define G_SLOT(b) (G_DATA(b) + 16u)
+/* Chunks per subsegment: room for about 24 slots, 1 to 8 chunks. */
+#define G_N0(b) ((G_SLOT(b) * 24u + 0xFFFFu) / 0x10000u)
+#define G_CHUNKS(b) (G_N0(b) < 1u ? 1u : G_N0(b) > 8u ? 8u : G_N0(b))
+#define G_SPAN(b) ((G_CHUNKS(b) * 0x10000u - 320u) / G_SLOT(b) * G_SLOT(b))
+_Static_assert(PA_HEAP_UNIT == 16 && PA_LFH_CHUNK == 0x10000 && PA_LFH_SUB_HDR == 320,
+               "the G_ macros' constants");
 
-uint32_t _pa_lfh_bucket_nchunks(unsigned b)
-{
-    size_t slot = _pa_lfh_bucket_data_size(b) + U;
-    size_t n = (slot * 24 + PA_LFH_CHUNK - 1) / PA_LFH_CHUNK;
-    return (uint32_t)(n < 1 ? 1 : n > 8 ? 8 : n);
-}
+size_t _pa_lfh_bucket_data_size(unsigned b) { return G_DATA(b); }
 
-pa_lfh_geom_t _pa_lfh_geom[PA_LFH_BUCKETS];
+uint32_t _pa_lfh_bucket_nchunks(unsigned b) { return G_CHUNKS(b); }
+
+#define G1(b) {G_SLOT(b), G_SPAN(b)},
+#define G4(b) G1(b) G1((b) + 1u) G1((b) + 2u) G1((b) + 3u)
+#define G16(b) G4(b) G4((b) + 4u) G4((b) + 8u) G4((b) + 12u)
+#define G64(b) G16(b) G16((b) + 16u) G16((b) + 32u) G16((b) + 48u)
+const pa_lfh_geom_t _pa_lfh_geom[PA_LFH_BUCKETS] = {G64(0u) G64(64u)};
+_Static_assert(PA_LFH_BUCKETS == 128, "geometry table size");
 pa_lfh_seg_t _pa_lfh_no_seg;
 
 /* _pa_lfh_bucket_tab[i] = the bucket of a request of 16 * i bytes (of 0 bytes for i = 0):
@@ -112,17 +123,6 @@ const uint8_t _pa_lfh_bucket_tab[PA_LFH_MAX_REQUEST / 16 + 1] = {
     BT256(0) BT256(256) BT256(512) BT64(768) BT64(832) BT64(896) BT16(960) BT16(976) BT16(992)
     BT4(1008) BT4(1012) BT4(1016) BT1(1020) BT1(1021) BT1(1022) BT1(1023)};
 _Static_assert(PA_LFH_MAX_REQUEST / 16 + 1 == 1024, "bucket table size");
-
-__attribute__((constructor)) static void geom_init(void)
-{
-    for (unsigned b = 0; b < PA_LFH_BUCKETS; b++) {
-        uint32_t slot = (uint32_t)(_pa_lfh_bucket_data_size(b) + U);
-        _pa_lfh_geom[b].slot_size = slot;
-        size_t bytes = _pa_lfh_bucket_nchunks(b) * PA_LFH_CHUNK;
-        uint32_t nslots = (uint32_t)((bytes - PA_LFH_SUB_HDR) / slot);
-        _pa_lfh_geom[b].span = nslots * slot;
-    }
-}
 
 /* ------------------------------------------------------------------------------------------ */
 /* Segments and subsegments (heap lock)                                                        */
