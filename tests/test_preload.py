@@ -256,6 +256,34 @@ def test_a_library_constructor_frees_before_the_preload_library_is_initialised(t
     assert ours.stderr == b""
 
 
+# Everyday programs, each a shell pipeline run whole on the stack (every process in it is
+# preloaded). curl is here because its libraries' constructors allocate before the preload
+# library's own (see the test above); it read the file through libgnutls's initialiser.
+EVERYDAY = {
+    "perl": ("perl", "perl -e 'my %h;"
+             " $h{$_ * 7919 % 100003} = [$_, \"x\" x ($_ % 50)] for 1..100000;"
+             " my @a = sort { $a <=> $b } keys %h; my $n = 0; $n += length($h{$_}[1]) for @a;"
+             " print scalar(@a), \" $a[0] $a[-1] $n\\n\"'"),
+    "awk": ("awk", "seq 200000 | awk '{ c[$1 % 997] += length($1) } END { for (k in c) s += c[k];"
+            " print length(c), s }'"),
+    "tar-gzip": ("gzip", "seq 300000 > n.txt && tar -cf - n.txt | gzip -9 | gunzip | tar -xOf -"
+                 " | sort -n | tail -1"),
+    "sort-uniq": ("sort", "seq 200000 | sed 's/.$//' | sort | uniq -c | sort -rn | head -3"),
+    "curl": ("curl", "seq 100000 > f.txt && curl -s file://$PWD/f.txt | wc -lc"),
+    "bash-subshells": ("bash", "bash -c 'x=0; for i in $(seq 200);"
+                       " do x=$((x + $(echo $i | wc -c))); done; echo $x'"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(EVERYDAY))
+def test_everyday_programs(tmp_path, name):
+    tool, pipeline = EVERYDAY[name]
+    if not shutil.which(tool):
+        pytest.skip(f"no {tool}")
+    native, _ = same_on_both(["sh", "-c", "set -e; " + pipeline], cwd=tmp_path)
+    assert native.returncode == 0 and native.stdout.strip()
+
+
 @pytest.mark.skipif(not shutil.which("git"), reason="no git")
 def test_git_init_add_commit_log(tmp_path):
     outs = []
