@@ -558,12 +558,15 @@ NTSTATUS pa_process_destroy(pa_process_t *p)
     return STATUS_SUCCESS;
 }
 
+/* The smallest address space the current process settles for. */
+#define PA_MIN_CURRENT_SPACE ((size_t)16 << 20)
+
 static pa_process_t *current_process;
 static pthread_once_t current_once = PTHREAD_ONCE_INIT;
 
-/* PYALLOC_ADDRESS_SPACE (bytes, or with a K, M or G suffix) sizes the current process's
- * address space: tools such as valgrind cannot reserve the default 64 GiB. 0 when unset or
- * malformed (then the default applies). Runs before malloc works, so it parses by hand. */
+/* PYALLOC_ADDRESS_SPACE (bytes, or with a K, M or G suffix, rounded down to the allocation
+ * granularity) sizes the current process's address space. 0 when unset, malformed or too
+ * small (then the default applies). Runs before malloc works, so it parses by hand. */
 static size_t env_address_space(void)
 {
     const char *s = getenv("PYALLOC_ADDRESS_SPACE");
@@ -581,16 +584,35 @@ static size_t env_address_space(void)
     default: break;
     }
     if (*s || v > ((size_t)1 << 46) >> shift) return 0;
-    return v << shift;
+    v = (v << shift) & ~(PA_GRANULARITY - 1);
+    return v < 3 * PA_GRANULARITY ? 0 : v; /* pa_process_create's least */
 }
 
+/* The current process's address space is PYALLOC_ADDRESS_SPACE's size, else the default but
+ * at most half the host's limit on the address space (`ulimit -v`), leaving the rest to the
+ * program's stacks, libraries and own mappings; halved again while the host refuses the
+ * reservation (valgrind refuses 64 GiB), down to PA_MIN_CURRENT_SPACE. Under a limit a
+ * program then runs with less room instead of not at all. */
 static void create_current(void)
 {
-    pa_process_options_t o = {0};
-    o.address_space = env_address_space();
-    current_process = pa_process_create(&o, NULL);
-    if (!current_process && o.address_space) current_process = pa_process_create(NULL, NULL);
-    if (!current_process) abort();
+    size_t span = env_address_space();
+    if (!span) {
+        size_t half = (_pa_os_address_limit() / 2) & ~(PA_GRANULARITY - 1);
+        span = half < PA_DEFAULT_ADDRESS_SPACE ? half : PA_DEFAULT_ADDRESS_SPACE;
+        if (span < PA_MIN_CURRENT_SPACE) span = PA_MIN_CURRENT_SPACE;
+    }
+    for (;;) {
+        pa_process_options_t o = {0};
+        o.address_space = span;
+        current_process = pa_process_create(&o, NULL);
+        if (current_process || span / 2 < PA_MIN_CURRENT_SPACE) break;
+        span = (span / 2) & ~(PA_GRANULARITY - 1);
+    }
+    if (!current_process) {
+        _pa_os_say("pyalloc: the host refused even a 16 MiB reservation for this process's "
+                   "address space\n");
+        abort();
+    }
     current_process->is_current = 1;
 }
 

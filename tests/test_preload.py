@@ -284,6 +284,32 @@ def test_everyday_programs(tmp_path, name):
     assert native.returncode == 0 and native.stdout.strip()
 
 
+def test_a_program_under_an_address_space_limit_runs_with_less_room():
+    """`ulimit -v` (RLIMIT_AS) 1.5 GB: the preload library reserved 64 GiB and aborted every
+    program. Now the current process takes half the limit, and a 300 MB bytearray (malloc'd)
+    fits there as it does natively, while 900 MB more raises MemoryError on the stack (the other
+    half is left to the program's own mappings) where natively it fits."""
+    script = ("import sys\n"
+              "b = bytearray(300 << 20); b[-1] = 7; print(len(b), b[-1])\n"
+              "try: bytearray(900 << 20); print('fits')\n"
+              "except MemoryError: print('MemoryError')\n")
+    cmd = ["sh", "-c", 'ulimit -v 1500000 && exec "$0" -c "$1"', sys.executable, script]
+    native, ours = run(cmd, preload=False), run(cmd, preload=True)
+    assert (native.returncode, native.stdout) == (0, b"314572800 7\nfits\n"), native.stderr
+    assert (ours.returncode, ours.stdout) == (0, b"314572800 7\nMemoryError\n"), ours.stderr
+
+
+@pytest.mark.skipif(not shutil.which("valgrind"), reason="no valgrind")
+def test_under_valgrind_without_setting_the_address_space():
+    """valgrind refuses a 64 GiB reservation: the current process halves it until it fits
+    (PYALLOC_ADDRESS_SPACE was needed before)."""
+    env = {k: v for k, v in os.environ.items() if k != "PYALLOC_ADDRESS_SPACE"}
+    r = subprocess.run(["valgrind", "-q", "--tool=none", "--trace-children=yes", "env",
+                        "LD_PRELOAD=" + pyalloc.preload_path(), "sort", "-n"],
+                       input=b"3\n10\n2\n", capture_output=True, env=env, timeout=TIMEOUT)
+    assert (r.returncode, r.stdout) == (0, b"2\n3\n10\n"), r.stderr[-2000:]
+
+
 @pytest.mark.skipif(not shutil.which("git"), reason="no git")
 def test_git_init_add_commit_log(tmp_path):
     outs = []

@@ -16,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
 #include <ucontext.h>
 #include <unistd.h>
 
@@ -223,6 +224,25 @@ unsigned _pa_os_ncpu(void)
 {
     long n = sysconf(_SC_NPROCESSORS_ONLN);
     return n > 0 ? (unsigned)n : 1;
+}
+
+size_t _pa_os_address_limit(void)
+{
+    struct rlimit r;
+    if (getrlimit(RLIMIT_AS, &r) || r.rlim_cur == RLIM_INFINITY || r.rlim_cur > SIZE_MAX)
+        return SIZE_MAX;
+    return (size_t)r.rlim_cur;
+}
+
+void _pa_os_say(const char *message)
+{
+    size_t n = strlen(message);
+    while (n) {
+        ssize_t w = write(2, message, n);
+        if (w <= 0) return;
+        message += w;
+        n -= (size_t)w;
+    }
 }
 
 /* ---- fault handling ---- */

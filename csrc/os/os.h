@@ -74,6 +74,10 @@ int _pa_os_map_shared(int fd, uint64_t offset, size_t size, void **out);
 
 /* Number of online processors (at least 1). */
 unsigned _pa_os_ncpu(void);
+/* The host's limit on this process's address space (RLIMIT_AS), or SIZE_MAX for none. */
+size_t _pa_os_address_limit(void);
+/* Writes a message to the host's stderr (for a failure that ends the process). */
+void _pa_os_say(const char *message);
 
 /* Installs the process-wide fault handler once. On a SIGSEGV/SIGBUS, handler(addr, write, bus)
  * is called with write = 1 (write), 0 (read), 2 (execute: an instruction fetch) or -1
