@@ -1065,19 +1065,64 @@ def test_threads_hammering_one_process(new_process):
 DEFAULT_SPAN = 1 << 36  # PA_DEFAULT_ADDRESS_SPACE in pyalloc.h
 
 
+def subprocess_env(**extra: str) -> dict:
+    """The environment for a new interpreter that imports this pyalloc."""
+    import os
+    return dict(os.environ, **extra,
+                PYTHONPATH=os.pathsep.join([os.path.dirname(os.path.dirname(pa.__file__)),
+                                            os.environ.get("PYTHONPATH", "")]))
+
+
+def current_process_span(address_space: str, limit: int | None = None) -> int:
+    """The span a new interpreter's current process gets with PYALLOC_ADDRESS_SPACE set to
+    address_space, under RLIMIT_AS = limit; under a limit it also checks that a 1 MiB malloc
+    works there."""
+    import resource
+    import subprocess
+    code = ("import pyalloc as pa; s = pa.GetSystemInfo()\n"
+            "print(s.lpMaximumApplicationAddress + 1 - s.lpMinimumApplicationAddress)\n"
+            "try: print(pa.malloc(1 << 20) != 0)\n"
+            "except MemoryError: print(False)\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         env=subprocess_env(PYALLOC_ADDRESS_SPACE=address_space),
+                         preexec_fn=limit and (lambda: resource.setrlimit(resource.RLIMIT_AS,
+                                                                          (limit, limit))))
+    assert out.returncode == 0, out.stderr
+    span, malloc_works = out.stdout.split()
+    assert malloc_works == "True" or not limit
+    # The null slot lies below the minimum and the top slot above the maximum, as on Windows.
+    return int(span) + 2 * GRAN
+
+
 @pytest.mark.parametrize("value, span", [("4G", 4 << 30), ("196608", 3 * GRAN), ("512m", 512 << 20),
                                          ("12x", DEFAULT_SPAN), ("100", DEFAULT_SPAN)])
 def test_address_space_env_var_sizes_the_current_process(value, span):
     """PYALLOC_ADDRESS_SPACE (read by the C layer, so valgrind can run programs on the preload
     library) sets the span GetSystemInfo reports; a malformed or too-small value gives the default."""
-    import os
+    assert current_process_span(value) == span
+
+
+@pytest.mark.parametrize("limit, value, span", [(3 << 30, "", 3 << 29), (3 << 30, "1G", 1 << 30),
+                                                (3 << 40, "", DEFAULT_SPAN)])
+def test_address_space_of_the_current_process_under_ulimit_v(limit, value, span):
+    """Under a limit on the host process's address space (RLIMIT_AS, `ulimit -v`) the current
+    process takes at most half of it (the rest is the program's), unless PYALLOC_ADDRESS_SPACE
+    says otherwise. It took 64 GiB whatever the limit, so that `import pyalloc` aborted."""
+    assert current_process_span(value, limit) == span
+
+
+def test_process_too_large_for_ulimit_v_raises_memory_error_naming_address_space():
+    import resource
     import subprocess
-    code = ("import pyalloc as pa; s = pa.GetSystemInfo(); "
-            "print(s.lpMaximumApplicationAddress + 1 - s.lpMinimumApplicationAddress)")
-    env = dict(os.environ, PYALLOC_ADDRESS_SPACE=value,
-               PYTHONPATH=os.pathsep.join([os.path.dirname(os.path.dirname(pa.__file__)),
-                                           os.environ.get("PYTHONPATH", "")]))
-    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
-                         check=True)
-    # The null slot lies below the minimum and the top slot above the maximum, as on Windows.
-    assert int(out.stdout) == span - 2 * GRAN
+    code = ("import pyalloc as pa\n"
+            "try: pa.Process()\n"
+            "except MemoryError as e: print(e)\n"
+            "print(pa.Process(address_space=256 << 20).regions()[0].size >> 20)\n")
+    limit = 3 << 30
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_AS, (limit, limit)),
+                         env=subprocess_env())
+    assert out.returncode == 0, out.stderr
+    refused, free_mib = out.stdout.splitlines()
+    assert "65536 MiB" in refused and "address_space" in refused
+    assert free_mib == "255"  # all but the null slot and the top slot, free

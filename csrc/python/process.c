@@ -62,7 +62,13 @@ static PyObject *Process_new(PyTypeObject *cls, PyObject *args, PyObject *kwds)
     if (!module) return NULL;
     NTSTATUS status;
     pa_process_t *p = pa_process_create(&opt, &status);
-    if (!p) return PyErr_NoMemory();
+    if (!p) {
+        size_t span = opt.address_space ? opt.address_space : PA_DEFAULT_ADDRESS_SPACE;
+        return PyErr_Format(PyExc_MemoryError,
+                            "the host refused a reservation of %zu MiB for the process's "
+                            "address space (under ulimit -v?); pass a smaller address_space",
+                            span >> 20);
+    }
     PyObject *self = wrap_process(cls, module, p, 1);
     if (!self) {
         pa_process_destroy(p);
