@@ -2375,8 +2375,12 @@ static BOOL free_untraced(pa_process_t *p, HANDLE heap, DWORD flags, LPVOID mem)
     if (!mem) return TRUE;
     pa_heap_t *h = e->heap;
     /* A thread that only frees (what another allocates) gets a cache too, once the heap has
-     * an LFH: its frees then go to its bins, and on to the remote lists, without the lock. */
-    if (!e->tc && !e->no_cache && __atomic_load_n(&h->lfh, __ATOMIC_ACQUIRE)) tls_claim_cache(e);
+     * an LFH: its frees then go to its bins, and on to the remote lists, without the lock.
+     * One that found them all taken asks again once a thread has given one back. */
+    pa_lfh_t *L = __atomic_load_n(&h->lfh, __ATOMIC_ACQUIRE);
+    if (!e->tc && L &&
+        (!e->no_cache || atomic_load_explicit(&L->claimed, memory_order_relaxed) < PA_LFH_TCACHES))
+        tls_claim_cache(e);
     if (e->tc) {
         /* An LFH block needs no lock (the lookup reads only validated memory). */
         pa_block_t *hdr;

@@ -675,7 +675,8 @@ int _pa_lfh_ensure(pa_heap_t *h)
 pa_lfh_tcache_t *_pa_lfh_tcache_claim(pa_heap_t *h)
 {
     pa_lfh_t *L = __atomic_load_n(&h->lfh, __ATOMIC_ACQUIRE);
-    if (!L) return NULL;
+    /* (All taken: one load instead of a scan of every cache's owner.) */
+    if (!L || atomic_load_explicit(&L->claimed, memory_order_relaxed) >= PA_LFH_TCACHES) return NULL;
     uintptr_t self = (uintptr_t)pthread_self();
     for (unsigned i = 0; i < PA_LFH_TCACHES; i++) {
         pa_lfh_tcache_t *tc = &L->tcache[i];

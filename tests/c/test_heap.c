@@ -1723,6 +1723,92 @@ TEST(thread_bins_of_an_exiting_thread_go_back_to_the_heap)
     proc_end(p);
 }
 
+/* A thread holding a cache until told to end; and one that only frees, when told to. */
+struct holder {
+    pa_process_t *p;
+    HANDLE h;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    int go;    /* holders end, the freer frees, once go reaches their number */
+    int ready; /* threads that made their first call */
+    void *block;
+};
+
+static void wait_turn(struct holder *a, int turn)
+{
+    pthread_mutex_lock(&a->mu);
+    a->ready++;
+    pthread_cond_broadcast(&a->cv);
+    while (a->go < turn) pthread_cond_wait(&a->cv, &a->mu);
+    pthread_mutex_unlock(&a->mu);
+}
+
+static void *cache_holder(void *v)
+{
+    struct holder *a = v;
+    CHECK(pa_heap_free(a->p, a->h, 0, pa_heap_alloc(a->p, a->h, 0, 100))); /* claims a cache */
+    wait_turn(a, 1);
+    return NULL; /* gives it back */
+}
+
+static void *late_freer(void *v)
+{
+    struct holder *a = v;
+    void *x = pa_heap_alloc(a->p, a->h, 0, 100); /* every cache taken: none for this thread */
+    CHECK(pa_heap_free(a->p, a->h, 0, x));
+    wait_turn(a, 2);
+    CHECK(pa_heap_free(a->p, a->h, 0, a->block)); /* a cache is free now: it takes it */
+    wait_turn(a, 3);
+    return NULL;
+}
+
+static void set_go(struct holder *a, int go)
+{
+    pthread_mutex_lock(&a->mu);
+    a->go = go;
+    pthread_cond_broadcast(&a->cv);
+    pthread_mutex_unlock(&a->mu);
+}
+
+static void wait_ready(struct holder *a, int n)
+{
+    pthread_mutex_lock(&a->mu);
+    while (a->ready < n) pthread_cond_wait(&a->cv, &a->mu);
+    pthread_mutex_unlock(&a->mu);
+}
+
+/* With more threads than caches, a thread that found them all taken gets one once a thread
+ * that held one ends, even if it only frees from then on (it kept taking the heap lock). */
+TEST(a_thread_without_a_cache_takes_one_given_back)
+{
+    pa_process_t *p = proc_new();
+    HANDLE h = pa_heap_create(p, 0, 0, 0);
+    lfh_on(p, h); /* (this thread takes a cache too) */
+    pa_heap_t *hp = h;
+    struct holder a = {p, h, PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0, 0, NULL};
+    a.block = pa_heap_alloc(p, h, 0, 100);
+    unsigned others = PA_LFH_TCACHES - atomic_load(&hp->lfh->claimed);
+    pthread_t t[PA_LFH_TCACHES], late;
+    for (unsigned i = 0; i < others; i++) pthread_create(&t[i], NULL, cache_holder, &a);
+    wait_ready(&a, (int)others);
+    CHECK_EQ(atomic_load(&hp->lfh->claimed), PA_LFH_TCACHES);
+    pthread_create(&late, NULL, late_freer, &a);
+    wait_ready(&a, (int)others + 1);
+    CHECK_EQ(atomic_load(&hp->lfh->claimed), PA_LFH_TCACHES);
+    set_go(&a, 1); /* the holders end */
+    for (unsigned i = 0; i < others; i++) pthread_join(t[i], NULL);
+    CHECK_EQ(atomic_load(&hp->lfh->claimed), PA_LFH_TCACHES - others);
+    set_go(&a, 2); /* the late thread frees */
+    wait_ready(&a, (int)others + 2);
+    CHECK_EQ(atomic_load(&hp->lfh->claimed), PA_LFH_TCACHES - others + 1); /* it took one */
+    set_go(&a, 3);
+    pthread_join(late, NULL);
+    CHECK_EQ(atomic_load(&hp->lfh->claimed), PA_LFH_TCACHES - others); /* and gave it back */
+    CHECK(pa_heap_validate(p, h, 0, NULL));
+    CHECK(pa_heap_destroy(p, h));
+    proc_end(p);
+}
+
 static void *bins_lock_thread(void *v)
 {
     struct bins_arg *a = v;
