@@ -44,14 +44,19 @@ def demo() -> int:
     return 0
 
 
-RUN_USAGE = "pyalloc run [--stats] [--debug-crt] [--leaks] -- CMD ARGS..."
+RUN_USAGE = ("pyalloc run [--stats] [--debug-crt] [--leaks] [--heap-checks] [--page-heap] "
+             "-- CMD ARGS...")
 
 
-def run(command: list[str], stats: bool, debug_crt: bool = False, leaks: bool = False) -> int:
+def run(command: list[str], stats: bool, debug_crt: bool = False, leaks: bool = False,
+        heap_checks: bool = False, page_heap: bool = False) -> int:
     """Executes command with its malloc family on pyalloc's stack (the process is replaced, so
     its output and exit status are the program's own). debug_crt: on the debug CRT
     (PYALLOC_CRT_DEBUG=1); leaks: also _CRTDBG_LEAK_CHECK_DF in its flags
-    (PYALLOC_CRT_DBG_FLAG), so the leaks are dumped when the program ends."""
+    (PYALLOC_CRT_DBG_FLAG), so the leaks are dumped when the program ends. heap_checks: the
+    heap's tail and free checking (gflags +htc +hfc: a write past a block's end or into a
+    freed block ends the program at the next free or allocation there); page_heap: full page
+    heap (gflags /p /enable: such a write faults at once)."""
     import os
 
     if not command:
@@ -63,6 +68,10 @@ def run(command: list[str], stats: bool, debug_crt: bool = False, leaks: bool = 
         env["PYALLOC_STATS"] = "1"
     if debug_crt or leaks:
         env["PYALLOC_CRT_DEBUG"] = "1"
+    if heap_checks:
+        env["PYALLOC_HEAP_TAIL_CHECK"] = env["PYALLOC_HEAP_FREE_CHECK"] = "1"
+    if page_heap:
+        env["PYALLOC_HEAP_PAGE_HEAP"] = "1"
     if leaks:
         try:
             flag = int(env.get("PYALLOC_CRT_DBG_FLAG") or str(pa._CRTDBG_ALLOC_MEM_DF), 0)
@@ -93,13 +102,19 @@ def main(argv: list[str] | None = None) -> int:
     p_run.add_argument("--leaks", action="store_true",
                        help="the debug CRT with _CRTDBG_LEAK_CHECK_DF: the leaks are dumped "
                             "(to stderr) when the program ends")
+    p_run.add_argument("--heap-checks", action="store_true",
+                       help="tail and free checking (gflags +htc +hfc): writes past a block or "
+                            "into a freed one end the program when the heap next looks there")
+    p_run.add_argument("--page-heap", action="store_true",
+                       help="full page heap (gflags /p): each block ends at an inaccessible "
+                            "page, so a write past it faults at once")
     p_run.add_argument("cmd", nargs=argparse.REMAINDER, help="the program and its arguments")
     args = parser.parse_args(argv)
     if args.command == "demo":
         return demo()
     if args.command == "run":
         cmd = args.cmd[1:] if args.cmd[:1] == ["--"] else args.cmd
-        return run(cmd, args.stats, args.debug_crt, args.leaks)
+        return run(cmd, args.stats, args.debug_crt, args.leaks, args.heap_checks, args.page_heap)
     return 2
 
 

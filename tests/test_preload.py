@@ -482,3 +482,67 @@ def test_run_options_debug_crt_and_leaks(tmp_path):
         assert out.returncode == 0 and out.stderr.startswith(b"Detected memory leaks!"), out.stderr
     out = run([leak], preload=True, options=["--leaks"], env_extra={"PYALLOC_CRT_DBG_FLAG": "lots"})
     assert out.returncode == 2 and b"PYALLOC_CRT_DBG_FLAG" in out.stderr
+
+
+MISUSE_C = r"""
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+char *volatile p, *volatile q;
+int main(int argc, char **argv)
+{
+    char stack[64];
+    p = malloc(40);
+    switch (argv[1][0]) {
+    case 'd': free(p); free(p); break;                      /* double free */
+    case 'i': free(p + 16); break;                          /* inside a block */
+    case 's': free(stack); break;                           /* not from malloc */
+    case 'r': q = realloc(stack + 8, 100); break;           /* realloc of a foreign pointer */
+    case 't': memcpy(p, "0123456789012345678901234567890123456789X", 41); free(p); break;
+    case 'u': free(p); memset(p, 0x41, 40); q = malloc(40); break; /* a write after free */
+    }
+    puts("survived");
+    return 0;
+}
+"""
+
+
+@pytest.mark.skipif(not shutil.which("gcc"), reason="no gcc")
+@pytest.mark.parametrize("case", ["d", "i", "s", "r"])
+def test_a_bad_free_or_realloc_ends_the_program(tmp_path, case):
+    """A double free, a free of a pointer inside a block or not from malloc, a realloc of one:
+    glibc kills the program (SIGABRT, or SIGSEGV for the stack pointer), and 64-bit Windows
+    ends it (terminate-on-corruption is on for every 64-bit process). On the stack the program
+    is told why and aborted (it ran on with the pointer ignored)."""
+    exe = build(tmp_path, "misuse", MISUSE_C)
+    native, ours = run([exe, case], preload=False), run([exe, case], preload=True)
+    assert native.returncode in (-6, -11) and native.stdout == b""
+    assert ours.returncode == -6 and ours.stdout == b""
+    call = "realloc" if case == "r" else "free"
+    assert ours.stderr.startswith(f"pyalloc: {call}(0x".encode()), ours.stderr
+    assert b"not a busy block of the process heap" in ours.stderr
+    assert b"STATUS_HEAP_CORRUPTION 0xC0000374" in ours.stderr
+
+
+@pytest.mark.skipif(not shutil.which("gcc"), reason="no gcc")
+def test_run_heap_checks_and_page_heap_catch_overruns_and_writes_after_free(tmp_path):
+    """A one-byte overrun: the release heap does not see it; --heap-checks (tail checking)
+    and --page-heap (the fill in the page's alignment slack) find it at the free. A write
+    into a freed block: the release heap finds it at the next allocation (its free-list
+    links are checked); under --page-heap the freed block's pages are inaccessible, so the
+    write itself faults. An overrun past the 16-byte-aligned end faults under --page-heap."""
+    exe = build(tmp_path, "misuse", MISUSE_C)
+    corrupted = b"the heap found its metadata corrupted"
+    assert run([exe, "t"], preload=True).stdout == b"survived\n"
+    for option in ("--heap-checks", "--page-heap"):
+        out = run([exe, "t"], preload=True, options=[option])
+        assert out.returncode == -6 and out.stdout == b"", out.stderr
+        assert out.stderr.startswith(b"pyalloc: free(0x") and corrupted in out.stderr, out.stderr
+    out = run([exe, "u"], preload=True)
+    assert out.returncode == -6 and out.stderr.startswith(b"pyalloc: malloc: "), out.stderr
+    assert corrupted in out.stderr
+    assert run([exe, "u"], preload=True, options=["--page-heap"]).returncode == -11  # SIGSEGV
+    overrun = build(tmp_path, "overrun", OVERRUN_C.replace("12345678X", "1234567890123456X")
+                    .replace("9);", "17);"))
+    assert run([overrun], preload=True).returncode == 0
+    assert run([overrun], preload=True, options=["--page-heap"]).returncode == -11

@@ -10,6 +10,9 @@
  * an over-aligned block is one CRT block with the aligned pointer inside it and a tagged
  * back-pointer just below, so free() and malloc_usable_size() recognise it.
  *
+ * A free or realloc the heap refuses, or an allocation that finds the heap corrupted, ends
+ * the program with a report (heap_failure), as glibc and 64-bit Windows do.
+ *
  * PYALLOC_STATS=1 prints what each layer did to stderr at exit.
  */
 #define _GNU_SOURCE
@@ -51,6 +54,56 @@ static inline int stats_enabled(void)
     } while (0)
 
 static pa_process_t *current;
+
+/* The --stats report and the debug CRT's reports go to a copy of the program's stderr taken
+ * at start-up: many programs close their standard streams in an atexit handler of their own
+ * (coreutils' close_stdout closes stderr too), and those handlers run before the report and
+ * before the leak dump of _CRTDBG_LEAK_CHECK_DF (pa_crt_exit). */
+static int report_fd = 2;
+
+static void say(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static void say(const char *fmt, ...)
+{
+    char buf[512];
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(buf, sizeof buf, fmt, ap);
+    va_end(ap);
+    if (n > 0) {
+        ssize_t w = write(report_fd, buf, (size_t)n < sizeof buf ? (size_t)n : sizeof buf - 1);
+        (void)w;
+    }
+}
+
+static int report_to_fd(pa_process_t *p, const pa_crt_report_t *r, void *ctx)
+{
+    (void)p;
+    (void)ctx;
+    ssize_t w = write(report_fd, r->message, strlen(r->message));
+    (void)w;
+    return 1;
+}
+
+/* A free or realloc of a pointer the process heap refused (no over-aligned one either), or
+ * an allocation that found the heap's metadata corrupted. glibc ends the program there
+ * ("free(): invalid pointer", "double free or corruption"), and so does 64-bit Windows:
+ * terminate-on-corruption is on for every 64-bit process (Raymond Chen, "Brief Q&A on the
+ * HeapEnableTerminationOnCorruption heap information flag", The Old New Thing, 2013-12-27),
+ * with STATUS_HEAP_CORRUPTION. Reported, then abort() (SIGABRT, as glibc). */
+static __attribute__((noreturn, noinline, cold)) void heap_failure(const char *call, void *p)
+{
+    int corrupt = pa_heap_last_status() == STATUS_HEAP_CORRUPTION;
+    char arg[32] = "";
+    if (p) snprintf(arg, sizeof arg, "(%p)", p);
+    say("pyalloc: %s%s: %s; the program ends, as a 64-bit Windows process ends on heap "
+        "corruption (STATUS_HEAP_CORRUPTION 0xC0000374)\n", call, arg,
+        corrupt ? "the heap found its metadata corrupted (a write past a block's end, or into "
+                  "a freed block)"
+                : "not a busy block of the process heap (a double free, a pointer malloc did "
+                  "not return, or a block header overwritten)");
+    abort();
+}
+
 
 static inline pa_process_t *proc(void)
 {
@@ -151,6 +204,7 @@ static __attribute__((noinline)) void *malloc_full(size_t size)
     if (!debug_crt() && size <= FAST_MAX) {
         void *r = pa_heap_alloc(proc(), heap(), 0, size ? size : 1);
         if (r) return r;
+        if (pa_heap_last_status() == STATUS_HEAP_CORRUPTION) heap_failure("malloc", NULL);
     }
     return pa_crt_malloc(proc(), size);
 }
@@ -175,6 +229,7 @@ static __attribute__((noinline)) void *calloc_full(size_t count, size_t size)
     if (!overflow && !debug_crt() && total <= FAST_MAX) {
         void *r = pa_heap_alloc(proc(), heap(), HEAP_ZERO_MEMORY, total ? total : 1);
         if (r) return r;
+        if (pa_heap_last_status() == STATUS_HEAP_CORRUPTION) heap_failure("calloc", NULL);
     }
     return pa_crt_calloc(proc(), count, size);
 }
@@ -211,11 +266,10 @@ static __attribute__((noinline)) void free_full(void *p, int refused, DWORD save
         if (pa_heap_free(proc(), heap(), 0, p)) return;
     }
     void *block = aligned_block_of(p);
-    if (block) {
-        ((align_hdr_t *)p - 1)->tag = 0;
-        pa_heap_free(proc(), heap(), 0, block);
-    }
-    pa_set_last_error(saved); /* a foreign pointer is ignored, as a Linux free can't report */
+    if (!block) heap_failure("free", p);
+    ((align_hdr_t *)p - 1)->tag = 0;
+    pa_heap_free(proc(), heap(), 0, block);
+    pa_set_last_error(saved);
 }
 
 /* The release CRT's free is HeapFree on the process heap, which validates p: only when it
@@ -260,6 +314,7 @@ static __attribute__((noinline)) void *realloc_full(void *p, size_t size, int re
      * pointer it refuses can be an over-aligned one inside a block. */
     int ordinary = !debug_crt() && pa_heap_size(proc(), heap(), 0, p) != (size_t)-1;
     void *block = ordinary ? NULL : aligned_block_of(p);
+    if (!ordinary && !block && !debug_crt()) heap_failure("realloc", p);
     if (block) {
         /* Over-aligned blocks move to an ordinary one, as glibc allows. */
         size_t old = malloc_usable_size(p);
@@ -281,6 +336,7 @@ static __attribute__((noinline)) void *realloc_full(void *p, size_t size, int re
     if (ordinary && size <= FAST_MAX && !refused) {
         void *r = pa_heap_realloc(proc(), heap(), 0, p, size);
         if (r) return r;
+        if (pa_heap_last_status() == STATUS_HEAP_CORRUPTION) heap_failure("realloc", p);
     }
     /* The CRT retries with the new handler (new mode 1) and sets errno. */
     return pa_crt_realloc(proc(), p, size);
@@ -376,35 +432,6 @@ static void after_fork_child(void)
 }
 
 /* ---- statistics at exit ---- */
-
-/* The --stats report and the debug CRT's reports go to a copy of the program's stderr taken
- * at start-up: many programs close their standard streams in an atexit handler of their own
- * (coreutils' close_stdout closes stderr too), and those handlers run before the report and
- * before the leak dump of _CRTDBG_LEAK_CHECK_DF (pa_crt_exit). */
-static int report_fd = 2;
-
-static void say(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static void say(const char *fmt, ...)
-{
-    char buf[512];
-    va_list ap;
-    va_start(ap, fmt);
-    int n = vsnprintf(buf, sizeof buf, fmt, ap);
-    va_end(ap);
-    if (n > 0) {
-        ssize_t w = write(report_fd, buf, (size_t)n < sizeof buf ? (size_t)n : sizeof buf - 1);
-        (void)w;
-    }
-}
-
-static int report_to_fd(pa_process_t *p, const pa_crt_report_t *r, void *ctx)
-{
-    (void)p;
-    (void)ctx;
-    ssize_t w = write(report_fd, r->message, strlen(r->message));
-    (void)w;
-    return 1;
-}
 
 static int count_region(const pa_region_info_t *r, void *arg)
 {
