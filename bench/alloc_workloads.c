@@ -5,7 +5,7 @@
  * checksum of the data it wrote and read back (never of addresses), so every allocator must
  * print the same line; a wrong block (overlap, lost bytes) changes the sum.
  *
- *   alloc_workloads WORKLOAD [SCALE]      WORKLOAD: churn mixed prodcons realloc trees
+ *   alloc_workloads WORKLOAD [SCALE]      WORKLOAD: churn mixed prodcons pool realloc trees
  *
  * SCALE (default 1.0) multiplies the number of operations. Sizes and lifetimes come from a
  * fixed-seed generator, so the sequence of calls is the same under every allocator.
@@ -184,6 +184,54 @@ static uint64_t prodcons(double scale)
     return sum;
 }
 
+/* ---- pool: 32 threads at once (twice as many as a pyalloc heap has thread caches, and more
+ * than glibc's 16 arenas on two cores), each replacing blocks of 16-1024 B among 64 of its
+ * own, as the workers of a thread pool would; each thread has its own generator, and the
+ * checksum is the sum of theirs ---- */
+
+enum { POOL_THREADS = 32, POOL_LIVE = 64 };
+static long pool_steps;
+
+static void *pool_worker(void *arg)
+{
+    uint64_t state = 0x5DEECE66Dull * ((uint64_t)(uintptr_t)arg + 1);
+    unsigned char *live[POOL_LIVE] = {0};
+    size_t len[POOL_LIVE] = {0};
+    uint64_t sum = 0;
+    for (long i = 0; i < pool_steps; i++) {
+        state = state * 6364136223846793005ull + 1442695040888963407ull;
+        size_t k = (size_t)(state >> 40) % POOL_LIVE;
+        if (live[k]) {
+            sum += check(live[k], len[k]);
+            free(live[k]);
+        }
+        size_t n = 16 + (size_t)((state >> 20) % 1009);
+        live[k] = xmalloc(n);
+        len[k] = n;
+        touch(live[k], n, (unsigned char)(i & 0xff));
+    }
+    for (size_t k = 0; k < POOL_LIVE; k++)
+        if (live[k]) {
+            sum += check(live[k], len[k]);
+            free(live[k]);
+        }
+    return (void *)(uintptr_t)sum;
+}
+
+static uint64_t pool(double scale)
+{
+    pool_steps = (long)(500000 * scale);
+    pthread_t t[POOL_THREADS];
+    for (uintptr_t i = 0; i < POOL_THREADS; i++) pthread_create(&t[i], NULL, pool_worker, (void *)i);
+    uint64_t sum = 0;
+    for (int i = 0; i < POOL_THREADS; i++) {
+        void *r;
+        pthread_join(t[i], &r);
+        sum += (uint64_t)(uintptr_t)r;
+    }
+    return sum;
+}
+
 /* ---- realloc: string/vector builders growing by appends, 256 live, up to 512 KiB ---- */
 
 static uint64_t realloc_growth(double scale)
@@ -272,7 +320,7 @@ static uint64_t trees(double scale)
 int main(int argc, char **argv)
 {
     if (argc < 2) {
-        fprintf(stderr, "usage: %s churn|mixed|prodcons|realloc|trees [scale]\n", argv[0]);
+        fprintf(stderr, "usage: %s churn|mixed|prodcons|pool|realloc|trees [scale]\n", argv[0]);
         return 2;
     }
     double scale = argc > 2 ? atof(argv[2]) : 1.0;
@@ -280,6 +328,7 @@ int main(int argc, char **argv)
     if (!strcmp(argv[1], "churn")) sum = churn(scale);
     else if (!strcmp(argv[1], "mixed")) sum = mixed(scale);
     else if (!strcmp(argv[1], "prodcons")) sum = prodcons(scale);
+    else if (!strcmp(argv[1], "pool")) sum = pool(scale);
     else if (!strcmp(argv[1], "realloc")) sum = realloc_growth(scale);
     else if (!strcmp(argv[1], "trees")) sum = trees(scale);
     else {

@@ -20,10 +20,10 @@ printed; a broken allocator cannot look fast. The table gives glibc's absolute n
 for the others, the median over repetitions of (allocator / glibc in the same repetition).
 
 Workloads: bench/alloc_workloads.c (compiled here with gcc -O2): churn, mixed, prodcons,
-realloc, trees; and real programs: python3 (json + re + sqlite3 over ~3 MB), python3 growth
-(bytearray and BytesIO buffers grown by appending, up to 16 MB), sqlite3 (a
-script of inserts, two indexes, queries, update, delete), sort (a 7 MB generated file) and gcc
-(compiling alloc_workloads.c with -O2 -g).
+pool (32 threads), realloc, trees; and real programs: python3 (json + re + sqlite3 over
+~3 MB), python3 growth (bytearray and BytesIO buffers grown by appending, up to 16 MB),
+sqlite3 (a script of inserts, two indexes, queries, update, delete), sort (a 7 MB generated
+file) and gcc (compiling alloc_workloads.c with -O2 -g).
 
 Needs: gcc, sqlite3, sort; apt-get install libmimalloc-dev libjemalloc-dev; the preload
 library (python3 setup.py -q build_ext --inplace). A missing allocator or program is skipped.
@@ -221,7 +221,8 @@ def workloads(tmp: str, scale: float) -> list[Workload]:
     exe = compile_c("alloc_workloads", tmp)
     src = os.path.join(BENCH, "alloc_workloads.c")
     s = [] if scale == 1.0 else [str(scale)]
-    out = [Workload(w, [exe, w] + s) for w in ("churn", "mixed", "prodcons", "realloc", "trees")]
+    out = [Workload(w, [exe, w] + s) for w in ("churn", "mixed", "prodcons", "pool", "realloc",
+                                                  "trees")]
 
     py = os.path.realpath(sys.executable)  # the interpreter itself, not a pyenv shell shim
     script = os.path.join(tmp, "workload.py")
