@@ -57,6 +57,34 @@ static inline uint64_t check(const unsigned char *p, size_t n)
     return n + p[0] + 3u * p[n - 1] + 7u * p[(n / 2) & ~(size_t)4095];
 }
 
+/* A table of live blocks, replaced at random by churn, mixed and pool: replace() checks and
+ * frees block k (if any), then puts a new one of n bytes written with v there; free_all()
+ * checks and frees them all. Both return the freed blocks' checksums. */
+static inline uint64_t replace(unsigned char **blk, size_t *len, size_t k, size_t n,
+                               unsigned char v)
+{
+    uint64_t sum = 0;
+    if (blk[k]) {
+        sum = check(blk[k], len[k]);
+        free(blk[k]);
+    }
+    blk[k] = xmalloc(n);
+    len[k] = n;
+    touch(blk[k], n, v);
+    return sum;
+}
+
+static uint64_t free_all(unsigned char **blk, const size_t *len, size_t count)
+{
+    uint64_t sum = 0;
+    for (size_t k = 0; k < count; k++)
+        if (blk[k]) {
+            sum += check(blk[k], len[k]);
+            free(blk[k]);
+        }
+    return sum;
+}
+
 /* ---- churn: 16-512 B blocks with random lifetimes (32k slots, random replacement) ---- */
 
 static uint64_t churn(double scale)
@@ -71,20 +99,9 @@ static uint64_t churn(double scale)
         /* Most slots are short-lived: a skewed index makes the low slots churn fastest. */
         size_t k = (size_t)(r % SLOTS);
         if (r >> 63) k &= 1023;
-        if (slot[k]) {
-            sum += check(slot[k], len[k]);
-            free(slot[k]);
-        }
-        size_t n = 16 + (size_t)((r >> 20) % 497);
-        slot[k] = xmalloc(n);
-        len[k] = n;
-        touch(slot[k], n, (unsigned char)(i & 0xff));
+        sum += replace(slot, len, k, 16 + (size_t)((r >> 20) % 497), (unsigned char)(i & 0xff));
     }
-    for (size_t k = 0; k < SLOTS; k++)
-        if (slot[k]) {
-            sum += check(slot[k], len[k]);
-            free(slot[k]);
-        }
+    sum += free_all(slot, len, SLOTS);
     free(slot);
     free(len);
     return sum;
@@ -102,22 +119,12 @@ static uint64_t mixed(double scale)
     for (long i = 0; i < steps; i++) {
         uint64_t r = rnd();
         size_t k = (size_t)(r % SLOTS);
-        if (slot[k]) {
-            sum += check(slot[k], len[k]);
-            free(slot[k]);
-        }
         unsigned bits = 3 + (unsigned)((r >> 24) % 14);        /* 2^3 .. 2^16 */
         size_t n = ((size_t)1 << bits) + (size_t)((r >> 32) % ((size_t)1 << bits));
         if (n > 65536) n = 65536;
-        slot[k] = xmalloc(n);
-        len[k] = n;
-        touch(slot[k], n, (unsigned char)(i & 0xff));
+        sum += replace(slot, len, k, n, (unsigned char)(i & 0xff));
     }
-    for (size_t k = 0; k < SLOTS; k++)
-        if (slot[k]) {
-            sum += check(slot[k], len[k]);
-            free(slot[k]);
-        }
+    sum += free_all(slot, len, SLOTS);
     free(slot);
     free(len);
     return sum;
@@ -201,20 +208,9 @@ static void *pool_worker(void *arg)
     for (long i = 0; i < pool_steps; i++) {
         state = state * 6364136223846793005ull + 1442695040888963407ull;
         size_t k = (size_t)(state >> 40) % POOL_LIVE;
-        if (live[k]) {
-            sum += check(live[k], len[k]);
-            free(live[k]);
-        }
-        size_t n = 16 + (size_t)((state >> 20) % 1009);
-        live[k] = xmalloc(n);
-        len[k] = n;
-        touch(live[k], n, (unsigned char)(i & 0xff));
+        sum += replace(live, len, k, 16 + (size_t)((state >> 20) % 1009), (unsigned char)(i & 0xff));
     }
-    for (size_t k = 0; k < POOL_LIVE; k++)
-        if (live[k]) {
-            sum += check(live[k], len[k]);
-            free(live[k]);
-        }
+    sum += free_all(live, len, POOL_LIVE);
     return (void *)(uintptr_t)sum;
 }
 
