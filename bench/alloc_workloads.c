@@ -208,7 +208,8 @@ static void *pool_worker(void *arg)
     for (long i = 0; i < pool_steps; i++) {
         state = state * 6364136223846793005ull + 1442695040888963407ull;
         size_t k = (size_t)(state >> 40) % POOL_LIVE;
-        sum += replace(live, len, k, 16 + (size_t)((state >> 20) % 1009), (unsigned char)(i & 0xff));
+        size_t n = 16 + (size_t)((state >> 20) % 1009);
+        sum += replace(live, len, k, n, (unsigned char)(i & 0xff));
     }
     sum += free_all(live, len, POOL_LIVE);
     return (void *)(uintptr_t)sum;
@@ -218,7 +219,8 @@ static uint64_t pool(double scale)
 {
     pool_steps = (long)(500000 * scale);
     pthread_t t[POOL_THREADS];
-    for (uintptr_t i = 0; i < POOL_THREADS; i++) pthread_create(&t[i], NULL, pool_worker, (void *)i);
+    for (uintptr_t i = 0; i < POOL_THREADS; i++)
+        pthread_create(&t[i], NULL, pool_worker, (void *)i);
     uint64_t sum = 0;
     for (int i = 0; i < POOL_THREADS; i++) {
         void *r;
