@@ -488,11 +488,13 @@ MISUSE_C = r"""
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-char *volatile p, *volatile q;
+char *volatile p, *volatile q, *volatile g;
 int main(int argc, char **argv)
 {
     char stack[64];
     p = malloc(40);
+    q = malloc(8);
+    g = malloc(8); /* (so that q cannot grow in place) */
     switch (argv[1][0]) {
     case 'd': free(p); free(p); break;                      /* double free */
     case 'i': free(p + 16); break;                          /* inside a block */
@@ -500,6 +502,7 @@ int main(int argc, char **argv)
     case 'r': q = realloc(stack + 8, 100); break;           /* realloc of a foreign pointer */
     case 't': memcpy(p, "0123456789012345678901234567890123456789X", 41); free(p); break;
     case 'u': free(p); memset(p, 0x41, 40); q = malloc(40); break; /* a write after free */
+    case 'v': free(p); memset(p, 0x41, 40); q = realloc(q, 40); break; /* the same, realloc */
     }
     puts("survived");
     return 0;
@@ -528,8 +531,8 @@ def test_a_bad_free_or_realloc_ends_the_program(tmp_path, case):
 def test_run_heap_checks_and_page_heap_catch_overruns_and_writes_after_free(tmp_path):
     """A one-byte overrun: the release heap does not see it; --heap-checks (tail checking)
     and --page-heap (the fill in the page's alignment slack) find it at the free. A write
-    into a freed block: the release heap finds it at the next allocation (its free-list
-    links are checked); under --page-heap the freed block's pages are inaccessible, so the
+    into a freed block: the release heap finds it at the next allocation or realloc that
+    looks there (its free-list links are checked); under --page-heap the freed block's pages are inaccessible, so the
     write itself faults. An overrun past the 16-byte-aligned end faults under --page-heap."""
     exe = build(tmp_path, "misuse", MISUSE_C)
     corrupted = b"the heap found its metadata corrupted"
@@ -538,9 +541,10 @@ def test_run_heap_checks_and_page_heap_catch_overruns_and_writes_after_free(tmp_
         out = run([exe, "t"], preload=True, options=[option])
         assert out.returncode == -6 and out.stdout == b"", out.stderr
         assert out.stderr.startswith(b"pyalloc: free(0x") and corrupted in out.stderr, out.stderr
-    out = run([exe, "u"], preload=True)
-    assert out.returncode == -6 and out.stderr.startswith(b"pyalloc: malloc: "), out.stderr
-    assert corrupted in out.stderr
+    for case, call in (("u", b"pyalloc: malloc: "), ("v", b"pyalloc: realloc(0x")):
+        out = run([exe, case], preload=True)
+        assert out.returncode == -6 and out.stderr.startswith(call), out.stderr
+        assert corrupted in out.stderr
     assert run([exe, "u"], preload=True, options=["--page-heap"]).returncode == -11  # SIGSEGV
     overrun = build(tmp_path, "overrun", OVERRUN_C.replace("12345678X", "1234567890123456X")
                     .replace("9);", "17);"))

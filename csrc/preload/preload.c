@@ -104,7 +104,6 @@ static __attribute__((noreturn, noinline, cold)) void heap_failure(const char *c
     abort();
 }
 
-
 static inline pa_process_t *proc(void)
 {
     if (__builtin_expect(!current, 0)) current = pa_process_current();
@@ -310,6 +309,8 @@ static __attribute__((noinline)) void *realloc_full(void *p, size_t size, int re
     COUNT(n_realloc, 1);
     COUNT(bytes_requested, size);
     if (!p) return pa_crt_malloc(proc(), size);
+    /* (The fast path's HeapReAlloc failed just now: its status is this call's.) */
+    if (refused && pa_heap_last_status() == STATUS_HEAP_CORRUPTION) heap_failure("realloc", p);
     /* An ordinary block is recognised cheaply (HeapSize validates block starts); only a
      * pointer it refuses can be an over-aligned one inside a block. */
     int ordinary = !debug_crt() && pa_heap_size(proc(), heap(), 0, p) != (size_t)-1;
