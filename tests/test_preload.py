@@ -310,6 +310,15 @@ def test_under_valgrind_without_setting_the_address_space():
     assert (r.returncode, r.stdout) == (0, b"2\n3\n10\n"), r.stderr[-2000:]
 
 
+def test_python_faulthandler_reports_a_raised_sigsegv_and_the_program_dies_of_it():
+    """The preload library's fault handler (guard pages, write watches) passed a raised SIGSEGV
+    on by returning, which lost it: CPython's test_faulthandler failed 7 tests on the stack."""
+    code = "import faulthandler; faulthandler.enable(); faulthandler._sigsegv(); print('alive')"
+    native, ours = same_on_both([sys.executable, "-c", code])
+    assert native.returncode == -11 and native.stdout == b""
+    assert b"Fatal Python error: Segmentation fault" in ours.stderr
+
+
 @pytest.mark.skipif(not shutil.which("git"), reason="no git")
 def test_git_init_add_commit_log(tmp_path):
     outs = []

@@ -299,6 +299,45 @@ def test_write_watch_through_memoryview_uses_the_fault_handler(proc):
     assert proc.read(base + 0xF000, 16) == b"Z" * 16
 
 
+SENT_SIGSEGV = """
+import os, signal, sys
+if sys.argv[1] == "ignored":
+    signal.signal(signal.SIGSEGV, signal.SIG_IGN)
+import pyalloc as pa
+p = pa.Process()
+base = p.VirtualAlloc(None, 0x10000, pa.MEM_RESERVE | pa.MEM_COMMIT | pa.MEM_WRITE_WATCH,
+                      pa.PAGE_READWRITE)
+if sys.argv[1] == "faulthandler":
+    import faulthandler
+    faulthandler.enable()
+    faulthandler._sigsegv()
+    print("survived faulthandler._sigsegv()", flush=True)
+os.kill(os.getpid(), signal.SIGSEGV)
+if sys.argv[1] != "ignored":
+    print("survived the kill", flush=True)
+with p.view(base, 0x10000) as mv:  # the fault handler still serves the process
+    mv[0x3000] = 1
+print("alive", p.GetWriteWatch(0, base, 0x10000)[0] == [base + 0x3000])
+"""
+
+
+@pytest.mark.parametrize("case", ["default", "ignored", "faulthandler"])
+def test_a_sent_sigsegv_is_not_taken_for_a_fault(case):
+    """kill -SEGV (or raise) is not a fault: the handler that serves guard pages and write
+    watches passes it on. With the default action the process dies of it, as without pyalloc
+    (it returned, the signal was lost and the process ran on); ignored, it stays ignored;
+    Python's faulthandler reports it and dies (its tests failed under `pyalloc run`)."""
+    import subprocess
+    out = subprocess.run([sys.executable, "-c", SENT_SIGSEGV, case], capture_output=True,
+                         text=True, env=subprocess_env(), timeout=60)
+    if case == "ignored":
+        assert (out.returncode, out.stdout) == (0, "alive True\n"), out.stderr
+    else:
+        assert out.returncode == -11 and out.stdout == "", out.stderr
+    if case == "faulthandler":
+        assert "Fatal Python error: Segmentation fault" in out.stderr
+
+
 def test_write_watch_reads_do_not_count_and_memory_still_reads(proc):
     base = proc.VirtualAlloc(None, 0x4000, WW, RW)
     proc.read(base, 0x4000)

@@ -266,6 +266,10 @@ static int fault_is_write(void *context)
 #endif
 }
 
+/* Was the signal sent (kill, raise, sigqueue: si_code <= 0) rather than raised by the kernel
+ * for a fault? A sent one has no faulting access, and si_addr is not an address. */
+static int sent(const siginfo_t *info) { return info->si_code <= 0; }
+
 static void chain(int sig, siginfo_t *info, void *context)
 {
     const struct sigaction *prev = sig == SIGBUS ? &previous_bus : &previous_segv;
@@ -273,17 +277,23 @@ static void chain(int sig, siginfo_t *info, void *context)
         prev->sa_sigaction(sig, info, context);
     } else if (prev->sa_handler != SIG_DFL && prev->sa_handler != SIG_IGN) {
         prev->sa_handler(sig);
+    } else if (prev->sa_handler == SIG_IGN && sent(info)) {
+        return; /* ignored, as it would have been without us */
     } else {
-        /* Default action: restore it and return; the access faults again and kills us, with
-         * the right signal and core dump. */
+        /* Default action (a fault ignores SIG_IGN, as the kernel does): restore it. A fault
+         * then happens again when the access is retried and kills us with the right signal
+         * and core dump; a sent signal is sent again (returning would lose it: `kill -SEGV`
+         * and Python's faulthandler._sigsegv() left the process running). */
         signal(sig, SIG_DFL);
+        if (sent(info)) raise(sig);
     }
 }
 
 static void on_fault(int sig, siginfo_t *info, void *context)
 {
     int saved = errno;
-    int handled = fault_fn && fault_fn((uintptr_t)info->si_addr, fault_is_write(context), sig == SIGBUS);
+    int handled = !sent(info) && fault_fn &&
+                  fault_fn((uintptr_t)info->si_addr, fault_is_write(context), sig == SIGBUS);
     errno = saved;
     if (!handled) chain(sig, info, context);
 }
