@@ -313,15 +313,30 @@ static void blk_init(pa_heap_t *h, pa_block_t *b, uint32_t units, uint32_t prev,
 }
 
 /* Makes [b, b + units) one free block (header already placed by the caller or not), fills it
- * when free checking, and lists it. */
-static void make_free(pa_heap_t *h, pa_block_t *b, uint32_t units, uint32_t prev)
+ * when free checking, and lists it. Its bytes from `filled` to its end hold the fill already
+ * (part of a filled free block; NULL: none): only those before are filled (filling them again
+ * made each allocation or realloc beside a large free block cost that block's size: CPython's
+ * test_json took over 5 minutes under `pyalloc run --heap-checks`, 2 s now). */
+static void make_free_part(pa_heap_t *h, pa_block_t *b, uint32_t units, uint32_t prev, char *filled)
 {
     blk_init(h, b, units, prev, 0);
     if (h->debug & PA_HEAP_DEBUG_FREE_CHECK) {
-        _pa_heap_fill_free((char *)b + sizeof(pa_free_t), (size_t)units * U - sizeof(pa_free_t));
+        char *from = (char *)b + sizeof(pa_free_t), *to = filled ? filled : (char *)b + (size_t)units * U;
+        if (to > from) _pa_heap_fill_free(from, (size_t)(to - from));
         b->flags |= PA_BLK_FILLED;
     }
     fl_insert(h, b);
+}
+
+static void make_free(pa_heap_t *h, pa_block_t *b, uint32_t units, uint32_t prev)
+{
+    make_free_part(h, b, units, prev, NULL);
+}
+
+/* Where a free block's fill starts if it has one (free checking), else NULL. */
+static char *fill_start(const pa_block_t *f)
+{
+    return (f->flags & PA_BLK_FILLED) ? (char *)f + sizeof(pa_free_t) : NULL;
 }
 
 static inline int fl_ptr_ok(const pa_heap_t *h, const void *p, const pa_segment_t *near);
@@ -376,7 +391,9 @@ static void *carve(pa_heap_t *h, pa_block_t *b, size_t units, size_t n, DWORD fl
     if (have - units >= 2) {
         pa_block_t *rest = (pa_block_t *)((char *)b + units * U);
         b->size = (uint32_t)units;
-        make_free(h, rest, (uint32_t)(have - units), (uint32_t)units);
+        /* (rest past its pa_free_t is inside b's fill) */
+        make_free_part(h, rest, (uint32_t)(have - units), (uint32_t)units,
+                       fill_start(b) ? (char *)rest + sizeof(pa_free_t) : NULL);
     } else {
         units = have;
     }
@@ -1927,30 +1944,29 @@ static int backend_free_locked(pa_heap_t *h, pa_segment_t *s, pa_block_t *b)
     h->ctr.busy_blocks--;
     uint32_t units = b->size;
     pa_block_t *start = b;
+    /* Free checking fills the block made here except what is filled already: a previous free
+     * block's bytes, and a next one's past its pa_free_t when it is filled (filling it again
+     * made each free beside a large free block cost that block's size). */
+    char *fill_from = (char *)b + sizeof(pa_free_t), *fill_to = NULL;
     if (join_next) {
         fl_remove(h, next);
         units += next->size;
+        fill_to = fill_start(next);
     }
     if (join_prev) {
         fl_remove(h, prev);
         units += prev->size;
         start = prev;
+        fill_from = (char *)b; /* (the previous free block is filled) */
     }
-    if (start == b && (h->debug & PA_HEAP_DEBUG_FREE_CHECK) == 0) {
-        blk_init(h, b, units, b->prev_size, 0);
-        fl_insert(h, b);
-    } else if (start == b) {
-        make_free(h, b, units, b->prev_size);
-    } else if (h->debug & PA_HEAP_DEBUG_FREE_CHECK) {
-        /* The previous free block is filled already: fill only what joins it. */
-        size_t old = (size_t)start->size * U;
+    if (h->debug & PA_HEAP_DEBUG_FREE_CHECK) {
+        if (!fill_to) fill_to = (char *)start + (size_t)units * U;
         blk_init(h, start, units, start->prev_size, PA_BLK_FILLED);
-        _pa_heap_fill_free((char *)start + old, (size_t)units * U - old);
-        fl_insert(h, start);
+        _pa_heap_fill_free(fill_from, (size_t)(fill_to - fill_from));
     } else {
         blk_init(h, start, units, start->prev_size, 0);
-        fl_insert(h, start);
     }
+    fl_insert(h, start);
     seg_trim(h, s, start);
     return 1;
 }
@@ -2545,11 +2561,14 @@ static int backend_resize_locked(pa_heap_t *h, pa_segment_t *s, pa_block_t *b, s
             avail = have + (!(next->flags & PA_BLK_BUSY) ? next->size : 0);
             if (avail < units) return 0;
         }
-        if (!(next->flags & PA_BLK_BUSY)) fl_remove(h, next);
+        int next_free = !(next->flags & PA_BLK_BUSY);
+        if (next_free) fl_remove(h, next);
         if (avail - units >= 2) {
             b->size = (uint32_t)units;
             pa_block_t *rest = blk_next(b);
-            make_free(h, rest, (uint32_t)(avail - units), (uint32_t)units);
+            /* (rest lies past next's start: past its pa_free_t, inside next's fill) */
+            make_free_part(h, rest, (uint32_t)(avail - units), (uint32_t)units,
+                           next_free && fill_start(next) ? (char *)rest + sizeof(pa_free_t) : NULL);
         } else {
             b->size = (uint32_t)avail;
             blk_next(b)->prev_size = b->size;
@@ -2560,11 +2579,13 @@ static int backend_resize_locked(pa_heap_t *h, pa_segment_t *s, pa_block_t *b, s
         b->size = (uint32_t)units;
         pa_block_t *rest = blk_next(b);
         size_t rest_units = have - units;
+        char *filled = NULL;
         if (!(next->flags & PA_BLK_BUSY) && !(h->flags & HEAP_DISABLE_COALESCE_ON_FREE)) {
             fl_remove(h, next);
             rest_units += next->size;
+            filled = fill_start(next);
         }
-        make_free(h, rest, (uint32_t)rest_units, (uint32_t)units);
+        make_free_part(h, rest, (uint32_t)rest_units, (uint32_t)units, filled);
     }
     return 1;
 }
