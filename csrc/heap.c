@@ -313,15 +313,18 @@ static void blk_init(pa_heap_t *h, pa_block_t *b, uint32_t units, uint32_t prev,
 }
 
 /* Makes [b, b + units) one free block (header already placed by the caller or not), fills it
- * when free checking, and lists it. Its bytes from `filled` to its end hold the fill already
- * (part of a filled free block; NULL: none): only those before are filled (filling them again
- * made each allocation or realloc beside a large free block cost that block's size: CPython's
- * test_json took over 5 minutes under `pyalloc run --heap-checks`, 2 s now). */
-static void make_free_part(pa_heap_t *h, pa_block_t *b, uint32_t units, uint32_t prev, char *filled)
+ * when free checking, and lists it. Only [from, to) is filled: the bytes before `from` (NULL:
+ * b's pa_free_t) and from `to` to the end (NULL: none) hold the fill already, as parts of
+ * filled free blocks. Filling them again made each allocation, free or realloc beside a
+ * large free block cost that block's size: CPython's test_json took over 5 minutes under
+ * `pyalloc run --heap-checks`, 2 s now. */
+static void make_free_part(pa_heap_t *h, pa_block_t *b, uint32_t units, uint32_t prev, char *from,
+                           char *to)
 {
     blk_init(h, b, units, prev, 0);
     if (h->debug & PA_HEAP_DEBUG_FREE_CHECK) {
-        char *from = (char *)b + sizeof(pa_free_t), *to = filled ? filled : (char *)b + (size_t)units * U;
+        if (!from) from = (char *)b + sizeof(pa_free_t);
+        if (!to) to = (char *)b + (size_t)units * U;
         if (to > from) _pa_heap_fill_free(from, (size_t)(to - from));
         b->flags |= PA_BLK_FILLED;
     }
@@ -330,7 +333,7 @@ static void make_free_part(pa_heap_t *h, pa_block_t *b, uint32_t units, uint32_t
 
 static void make_free(pa_heap_t *h, pa_block_t *b, uint32_t units, uint32_t prev)
 {
-    make_free_part(h, b, units, prev, NULL);
+    make_free_part(h, b, units, prev, NULL, NULL);
 }
 
 /* Where a free block's fill starts if it has one (free checking), else NULL. */
@@ -392,7 +395,7 @@ static void *carve(pa_heap_t *h, pa_block_t *b, size_t units, size_t n, DWORD fl
         pa_block_t *rest = (pa_block_t *)((char *)b + units * U);
         b->size = (uint32_t)units;
         /* (rest past its pa_free_t is inside b's fill) */
-        make_free_part(h, rest, (uint32_t)(have - units), (uint32_t)units,
+        make_free_part(h, rest, (uint32_t)(have - units), (uint32_t)units, NULL,
                        fill_start(b) ? (char *)rest + sizeof(pa_free_t) : NULL);
     } else {
         units = have;
@@ -1944,10 +1947,7 @@ static int backend_free_locked(pa_heap_t *h, pa_segment_t *s, pa_block_t *b)
     h->ctr.busy_blocks--;
     uint32_t units = b->size;
     pa_block_t *start = b;
-    /* Free checking fills the block made here except what is filled already: a previous free
-     * block's bytes, and a next one's past its pa_free_t when it is filled (filling it again
-     * made each free beside a large free block cost that block's size). */
-    char *fill_from = (char *)b + sizeof(pa_free_t), *fill_to = NULL;
+    char *fill_from = NULL, *fill_to = NULL; /* (see make_free_part) */
     if (join_next) {
         fl_remove(h, next);
         units += next->size;
@@ -1959,14 +1959,7 @@ static int backend_free_locked(pa_heap_t *h, pa_segment_t *s, pa_block_t *b)
         start = prev;
         fill_from = (char *)b; /* (the previous free block is filled) */
     }
-    if (h->debug & PA_HEAP_DEBUG_FREE_CHECK) {
-        if (!fill_to) fill_to = (char *)start + (size_t)units * U;
-        blk_init(h, start, units, start->prev_size, PA_BLK_FILLED);
-        _pa_heap_fill_free(fill_from, (size_t)(fill_to - fill_from));
-    } else {
-        blk_init(h, start, units, start->prev_size, 0);
-    }
-    fl_insert(h, start);
+    make_free_part(h, start, units, start->prev_size, fill_from, fill_to);
     seg_trim(h, s, start);
     return 1;
 }
@@ -2567,7 +2560,7 @@ static int backend_resize_locked(pa_heap_t *h, pa_segment_t *s, pa_block_t *b, s
             b->size = (uint32_t)units;
             pa_block_t *rest = blk_next(b);
             /* (rest lies past next's start: past its pa_free_t, inside next's fill) */
-            make_free_part(h, rest, (uint32_t)(avail - units), (uint32_t)units,
+            make_free_part(h, rest, (uint32_t)(avail - units), (uint32_t)units, NULL,
                            next_free && fill_start(next) ? (char *)rest + sizeof(pa_free_t) : NULL);
         } else {
             b->size = (uint32_t)avail;
@@ -2585,7 +2578,7 @@ static int backend_resize_locked(pa_heap_t *h, pa_segment_t *s, pa_block_t *b, s
             rest_units += next->size;
             filled = fill_start(next);
         }
-        make_free_part(h, rest, (uint32_t)rest_units, (uint32_t)units, filled);
+        make_free_part(h, rest, (uint32_t)rest_units, (uint32_t)units, NULL, filled);
     }
     return 1;
 }
