@@ -2388,7 +2388,8 @@ static BOOL free_untraced(pa_process_t *p, HANDLE heap, DWORD flags, LPVOID mem)
      * One that found them all taken asks again once a thread has given one back. */
     pa_lfh_t *L = __atomic_load_n(&h->lfh, __ATOMIC_ACQUIRE);
     if (!e->tc && L &&
-        (!e->no_cache || atomic_load_explicit(&L->claimed, memory_order_relaxed) < PA_LFH_TCACHES))
+        (!e->no_cache || atomic_load_explicit(&L->claimed, memory_order_relaxed) <
+                             atomic_load_explicit(&L->ncaches, memory_order_relaxed)))
         tls_claim_cache(e);
     if (e->tc) {
         /* An LFH block needs no lock (the lookup reads only validated memory). */
@@ -3121,11 +3122,14 @@ BOOL pa_heap_stats(pa_process_t *p, HANDLE heap, pa_heap_stats_t *out)
     int64_t mb = atomic_load_explicit(&h->mc_busy_bytes, memory_order_relaxed);
     int64_t mn = atomic_load_explicit(&h->mc_busy_blocks, memory_order_relaxed);
     pa_lfh_t *L = h->lfh;
-    for (unsigned i = 0; L && i < PA_LFH_TCACHES; i++)
-        if (__atomic_load_n(&L->tcache[i].owner, __ATOMIC_ACQUIRE)) {
-            mb += __atomic_load_n(&L->tcache[i].mbusy_bytes, __ATOMIC_RELAXED);
-            mn += __atomic_load_n(&L->tcache[i].mbusy_blocks, __ATOMIC_RELAXED);
+    unsigned ncaches = L ? atomic_load_explicit(&L->ncaches, memory_order_acquire) : 0;
+    for (unsigned i = 0; i < ncaches; i++) {
+        pa_lfh_tcache_t *tc = _pa_lfh_tcache_at(L, i);
+        if (__atomic_load_n(&tc->owner, __ATOMIC_ACQUIRE)) {
+            mb += __atomic_load_n(&tc->mbusy_bytes, __ATOMIC_RELAXED);
+            mn += __atomic_load_n(&tc->mbusy_blocks, __ATOMIC_RELAXED);
         }
+    }
     out->busy_bytes = (size_t)((int64_t)out->busy_bytes + mb);
     out->busy_blocks = (size_t)((int64_t)out->busy_blocks + mn);
     pthread_mutex_unlock(&h->lock);
@@ -3443,19 +3447,26 @@ uintptr_t pa_heap_private_overlap(pa_process_t *p, const void *address, size_t s
             PRIVATE(base, base + PA_LFH_CHUNK);
             /* Subsegment headers: the first PA_LFH_SUB_HDR bytes of every chunk that starts a
              * subsegment (map offset 0) or is free (map 0: the LFH may carve one there at any
-             * time). Only the chunks the range reaches are looked at, first to last, and the
-             * first header found is this segment's lowest hit. The map lives in the header
-             * chunk, which stays committed until the heap leaves the registry (whose lock is
-             * held), and which Python cannot write. */
+             * time), and the whole of each chunk of more thread caches (map value
+             * PA_LFH_MAP_HEADER). Only the chunks the range reaches are looked at, first to
+             * last, and the first header found is this segment's lowest hit. The map lives in
+             * the header chunk, which stays committed until the heap leaves the registry (whose
+             * lock is held), and which Python cannot write. */
             size_t nchunks = segmap_size(w) / PA_LFH_CHUNK;
             uintptr_t lo = a > base ? a : base;
             if (lo - base >= nchunks * PA_LFH_CHUNK) continue;
             size_t c = (lo - base) / PA_LFH_CHUNK;
-            if (lo - (base + c * PA_LFH_CHUNK) >= PA_LFH_SUB_HDR) c++;
-            if (c < 1) c = 1;
             const pa_lfh_seg_t *ls = (const pa_lfh_seg_t *)base;
+            if (lo - (base + c * PA_LFH_CHUNK) >= PA_LFH_SUB_HDR &&
+                __atomic_load_n(&ls->map[c], __ATOMIC_ACQUIRE) != PA_LFH_MAP_HEADER)
+                c++;
+            if (c < 1) c = 1;
             for (; c < nchunks && base + c * PA_LFH_CHUNK < end; c++) {
                 unsigned m = __atomic_load_n(&ls->map[c], __ATOMIC_ACQUIRE);
+                if (m == PA_LFH_MAP_HEADER) { /* a chunk of thread caches */
+                    PRIVATE(base + c * PA_LFH_CHUNK, base + (c + 1) * PA_LFH_CHUNK);
+                    break;
+                }
                 if (m && _pa_lfh_map_off(m) != 0) continue; /* inside a subsegment: slots */
                 PRIVATE(base + c * PA_LFH_CHUNK, base + c * PA_LFH_CHUNK + PA_LFH_SUB_HDR);
                 break;

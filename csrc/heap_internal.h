@@ -98,7 +98,12 @@
 #define PA_LFH_MAX_REQUEST ((size_t)16368)
 #define PA_LFH_ACTIVATE 17                /* back-end allocations of a class before it switches */
 #define PA_LFH_CHUNK ((size_t)0x10000)
-#define PA_LFH_TCACHES 16                 /* threads with a private cache per heap */
+/* Threads with a private cache per heap: PA_LFH_TCACHES in the LFH's header chunk, then up
+ * to PA_LFH_TC_CHUNKS more chunks of them, each carved from an LFH segment when a thread finds
+ * every cache taken (a thread without a cache takes the bucket and heap locks for every LFH
+ * call: with 32 threads at once, half of them did). */
+#define PA_LFH_TCACHES 16
+#define PA_LFH_TC_CHUNKS 12
 #define PA_LFH_RETAIN_MIN ((size_t)1 << 20) /* empty subsegments kept committed, see pa_lfh_t */
 #define PA_LFH_RETAIN_SHIFT 3
 #define PA_LFH_CREDIT_SHIFT 2
@@ -302,8 +307,20 @@ typedef struct pa_lfh_s {
     _Atomic size_t sub_committed, retained;
     size_t cfree_bytes; /* free chunks kept committed in all segments (heap lock) */
     atomic_uint claimed; /* caches that threads hold now */
+    atomic_uint ncaches; /* caches there are: PA_LFH_TCACHES + those in more[] */
+    pa_lfh_tcache_t *more[PA_LFH_TC_CHUNKS]; /* chunks of PA_LFH_TC_PER_CHUNK caches */
     pa_lfh_tcache_t tcache[PA_LFH_TCACHES];
 } pa_lfh_t;
+#define PA_LFH_TC_PER_CHUNK ((unsigned)(PA_LFH_CHUNK / sizeof(pa_lfh_tcache_t)))
+#define PA_LFH_TCACHES_MAX (PA_LFH_TCACHES + PA_LFH_TC_CHUNKS * PA_LFH_TC_PER_CHUNK)
+
+/* Cache i (< L->ncaches, read with acquire) of L. */
+static inline pa_lfh_tcache_t *_pa_lfh_tcache_at(pa_lfh_t *L, unsigned i)
+{
+    if (i < PA_LFH_TCACHES) return &L->tcache[i];
+    i -= PA_LFH_TCACHES;
+    return &L->more[i / PA_LFH_TC_PER_CHUNK][i % PA_LFH_TC_PER_CHUNK];
+}
 
 /* A large (VirtualAlloc'd) block: 48 bytes then its pa_block_t, so user = base + 64. */
 typedef struct pa_large_s {
@@ -505,7 +522,8 @@ pa_lfh_seg_t *_pa_lfh_seg_find(pa_lfh_t *L, uintptr_t a);
 /* Frees a busy LFH block found by _pa_lfh_lookup (corruption found by a flush on the way is
  * dropped silently: see _pa_lfh_free_fast to report it). */
 void _pa_lfh_free(pa_heap_t *h, pa_lfh_tcache_t *tc, pa_block_t *hdr);
-/* The calling thread's cache for h (claimed on first use), or NULL if none is free. */
+/* The calling thread's cache for h (claimed on first use), or NULL if none is free and no
+ * more can be carved (PA_LFH_TCACHES_MAX, or no memory). Takes the heap lock to carve. */
 pa_lfh_tcache_t *_pa_lfh_tcache_claim(pa_heap_t *h);
 /* Returns every slot cached in tc to its subsegment and frees tc. */
 void _pa_lfh_tcache_release(pa_heap_t *h, pa_lfh_tcache_t *tc);

@@ -164,6 +164,7 @@ static int lfh_create_locked(pa_heap_t *h)
         bk->nchunks = _pa_lfh_bucket_nchunks(b);
     }
     L->segs[0] = s;
+    atomic_store_explicit(&L->ncaches, PA_LFH_TCACHES, memory_order_relaxed);
     atomic_store_explicit(&L->nsegs, 1, memory_order_release);
     __atomic_store_n(&h->lfh, L, __ATOMIC_RELEASE);
     return 1;
@@ -262,6 +263,53 @@ static int commit_chunks(pa_heap_t *h, pa_lfh_seg_t *s, size_t c, size_t n)
     return 1;
 }
 
+/* Takes a free run of n chunks, committed: of those kept committed first, else of any
+ * segment, else of a new segment. Returns its segment (*cp: its first chunk), or NULL.
+ * Heap lock held. */
+static pa_lfh_seg_t *carve_run_locked(pa_heap_t *h, uint32_t n, size_t *cp)
+{
+    pa_lfh_t *L = h->lfh;
+    pa_lfh_seg_t *s = NULL;
+    size_t c = 0;
+    unsigned nsegs = atomic_load_explicit(&L->nsegs, memory_order_relaxed);
+    for (int pass = L->cfree_bytes ? 0 : 1; pass < 2 && !c; pass++) {
+        for (unsigned i = 0; i < nsegs && !c; i++) {
+            if ((pass ? L->segs[i]->free_chunks : L->segs[i]->cfree_chunks) < n) continue;
+            c = find_run(L->segs[i], n, !pass);
+            if (c) s = L->segs[i];
+        }
+    }
+    if (!c) {
+        size_t size = L->segs[nsegs - 1]->size * 2;
+        if (size > LFH_SEG_MAX) size = LFH_SEG_MAX;
+        if (nsegs == PA_HEAP_MAX_SEGMENTS || !(s = new_seg_locked(h, size))) return NULL;
+        L->segs[nsegs] = s;
+        atomic_store_explicit(&L->nsegs, nsegs + 1, memory_order_release);
+        c = find_run(s, n, 0);
+    }
+    if (!commit_chunks(h, s, c, n)) return NULL;
+    s->free_chunks -= n;
+    *cp = c;
+    return s;
+}
+
+/* Carves a chunk of PA_LFH_TC_PER_CHUNK more thread caches (marked in the map like the header
+ * chunk: no slots, private to the heap). 0 when there can be no more. Heap lock held. */
+static int more_caches_locked(pa_heap_t *h)
+{
+    pa_lfh_t *L = h->lfh;
+    unsigned k = (atomic_load_explicit(&L->ncaches, memory_order_relaxed) - PA_LFH_TCACHES) /
+                 PA_LFH_TC_PER_CHUNK;
+    size_t c;
+    pa_lfh_seg_t *s = k < PA_LFH_TC_CHUNKS ? carve_run_locked(h, 1, &c) : NULL;
+    if (!s) return 0;
+    L->more[k] = (pa_lfh_tcache_t *)(s->base + c * PA_LFH_CHUNK);
+    memset(L->more[k], 0, PA_LFH_CHUNK);
+    __atomic_store_n(&s->map[c], PA_LFH_MAP_HEADER, __ATOMIC_RELEASE);
+    atomic_fetch_add_explicit(&L->ncaches, PA_LFH_TC_PER_CHUNK, memory_order_release);
+    return 1;
+}
+
 static pa_lfh_sub_t *empty_pop(pa_lfh_t *L, pa_lfh_bucket_t *bk);
 static void release_chunks_locked(pa_heap_t *h, pa_lfh_seg_t *s, size_t c, size_t n);
 
@@ -305,27 +353,8 @@ static pa_lfh_sub_t *new_sub(pa_heap_t *h, unsigned b)
         if (old->nchunks > bk->nchunks)
             release_chunks_locked(h, s, c + bk->nchunks, old->nchunks - bk->nchunks);
     } else {
-        unsigned n = atomic_load_explicit(&L->nsegs, memory_order_relaxed);
-        /* Chunks kept committed first. */
-        for (int pass = L->cfree_bytes ? 0 : 1; pass < 2 && !c; pass++) {
-            for (unsigned i = 0; i < n && !c; i++) {
-                if ((pass ? L->segs[i]->free_chunks : L->segs[i]->cfree_chunks) < bk->nchunks)
-                    continue;
-                c = find_run(L->segs[i], bk->nchunks, !pass);
-                if (c) s = L->segs[i];
-            }
-        }
-        if (!c) {
-            size_t size = L->segs[n - 1]->size * 2;
-            if (size > LFH_SEG_MAX) size = LFH_SEG_MAX;
-            if (n == PA_HEAP_MAX_SEGMENTS || !(s = new_seg_locked(h, size))) goto out;
-            L->segs[n] = s;
-            atomic_store_explicit(&L->nsegs, n + 1, memory_order_release);
-            c = find_run(s, bk->nchunks, 0);
-        }
-        if (!commit_chunks(h, s, c, bk->nchunks)) goto out;
+        if (!(s = carve_run_locked(h, bk->nchunks, &c))) goto out;
         atomic_fetch_add_explicit(&L->sub_committed, bytes, memory_order_relaxed);
-        s->free_chunks -= bk->nchunks;
     }
     uintptr_t base = s->base + c * PA_LFH_CHUNK;
     sub = (pa_lfh_sub_t *)base;
@@ -675,30 +704,41 @@ int _pa_lfh_ensure(pa_heap_t *h)
 pa_lfh_tcache_t *_pa_lfh_tcache_claim(pa_heap_t *h)
 {
     pa_lfh_t *L = __atomic_load_n(&h->lfh, __ATOMIC_ACQUIRE);
-    /* (All taken: one load instead of a scan of every cache's owner.) */
-    if (!L || atomic_load_explicit(&L->claimed, memory_order_relaxed) >= PA_LFH_TCACHES) return NULL;
+    if (!L) return NULL;
     uintptr_t self = (uintptr_t)pthread_self();
-    for (unsigned i = 0; i < PA_LFH_TCACHES; i++) {
-        pa_lfh_tcache_t *tc = &L->tcache[i];
-        uintptr_t expected = 0;
-        if (__atomic_load_n(&tc->owner, __ATOMIC_RELAXED) ||
-            !__atomic_compare_exchange_n(&tc->owner, &expected, self, 0, __ATOMIC_ACQ_REL,
-                                         __ATOMIC_RELAXED))
-            continue;
-        atomic_fetch_add_explicit(&L->claimed, 1, memory_order_relaxed);
-        memset(tc->bin, 0, sizeof tc->bin);
-        tc->last_seg = tc->prev_seg = &_pa_lfh_no_seg;
-        tc->heap = h;
-        for (unsigned b = 0; b < PA_LFH_BUCKETS; b++) {
-            uint32_t lim = (uint32_t)(PA_LFH_BIN_BYTES / L->bucket[b].slot_size);
-            tc->bin[b].limit = (uint16_t)(lim < PA_LFH_BIN_MIN ? PA_LFH_BIN_MIN : lim > 128 ? 128 : lim);
-            tc->bin[b].room = (int16_t)tc->bin[b].limit;
-            tc->bin[b].slot16 = (uint16_t)(_pa_lfh_geom[b].slot_size / 16);
-            tc->bin[b].span16 = (uint16_t)(_pa_lfh_geom[b].span / 16);
+    for (;;) {
+        unsigned n = atomic_load_explicit(&L->ncaches, memory_order_acquire);
+        /* (All taken: one load instead of a scan of every owner.) */
+        for (unsigned i = 0; i < n && atomic_load_explicit(&L->claimed, memory_order_relaxed) < n;
+             i++) {
+            pa_lfh_tcache_t *tc = _pa_lfh_tcache_at(L, i);
+            uintptr_t expected = 0;
+            if (__atomic_load_n(&tc->owner, __ATOMIC_RELAXED) ||
+                !__atomic_compare_exchange_n(&tc->owner, &expected, self, 0, __ATOMIC_ACQ_REL,
+                                             __ATOMIC_RELAXED))
+                continue;
+            atomic_fetch_add_explicit(&L->claimed, 1, memory_order_relaxed);
+            memset(tc->bin, 0, sizeof tc->bin);
+            tc->last_seg = tc->prev_seg = &_pa_lfh_no_seg;
+            tc->heap = h;
+            for (unsigned b = 0; b < PA_LFH_BUCKETS; b++) {
+                uint32_t lim = (uint32_t)(PA_LFH_BIN_BYTES / L->bucket[b].slot_size);
+                tc->bin[b].limit =
+                    (uint16_t)(lim < PA_LFH_BIN_MIN ? PA_LFH_BIN_MIN : lim > 128 ? 128 : lim);
+                tc->bin[b].room = (int16_t)tc->bin[b].limit;
+                tc->bin[b].slot16 = (uint16_t)(_pa_lfh_geom[b].slot_size / 16);
+                tc->bin[b].span16 = (uint16_t)(_pa_lfh_geom[b].span / 16);
+            }
+            return tc;
         }
-        return tc;
+        /* All taken: more, if there can be. */
+        if (n == PA_LFH_TCACHES_MAX) return NULL;
+        pthread_mutex_lock(&h->lock);
+        int more = atomic_load_explicit(&L->ncaches, memory_order_relaxed) != n ||
+                   more_caches_locked(h);
+        pthread_mutex_unlock(&h->lock);
+        if (!more) return NULL;
     }
-    return NULL;
 }
 
 /* Moves `count` slots from the head of bin b back to the bucket: onto its remote list when
@@ -976,13 +1016,13 @@ int _pa_lfh_validate_locked(pa_heap_t *h)
         uint32_t nfree = 0, ncfree = 0;
         for (size_t c = 1; c < s->nchunks;) {
             unsigned m = s->map[c];
-            if (!m) {
-                nfree++;
+            if (m && cfree_has(s, c)) return 0;
+            if (!m || m == PA_LFH_MAP_HEADER) { /* free, or a chunk of thread caches */
+                nfree += !m;
                 ncfree += (uint32_t)cfree_has(s, c);
                 c++;
                 continue;
             }
-            if (cfree_has(s, c)) return 0;
             pa_lfh_sub_t *sub = sub_checked(h, s, c, m);
             if (!sub || _pa_lfh_map_off(m) != 0 || m != PA_LFH_MAP(0, sub->bucket) ||
                 c + sub->nchunks > s->nchunks)

@@ -1777,8 +1777,11 @@ static void wait_ready(struct holder *a, int n)
     pthread_mutex_unlock(&a->mu);
 }
 
-/* With more threads than caches, a thread that found them all taken gets one once a thread
- * that held one ends, even if it only frees from then on (it kept taking the heap lock). */
+/* Threads past the PA_LFH_TCACHES caches in the LFH's header chunk get caches carved as they
+ * come, up to PA_LFH_TCACHES_MAX; the heap validates with those chunks, and they are private
+ * (heap_guard refuses writes there). With more threads than that, a thread that found them
+ * all taken gets one once a thread that held one ends, even if it only frees from then on (it
+ * kept taking the heap lock). */
 TEST(a_thread_without_a_cache_takes_one_given_back)
 {
     pa_process_t *p = proc_new();
@@ -1787,23 +1790,27 @@ TEST(a_thread_without_a_cache_takes_one_given_back)
     pa_heap_t *hp = h;
     struct holder a = {p, h, PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0, 0, NULL};
     a.block = pa_heap_alloc(p, h, 0, 100);
-    unsigned others = PA_LFH_TCACHES - atomic_load(&hp->lfh->claimed);
-    pthread_t t[PA_LFH_TCACHES], late;
+    unsigned others = PA_LFH_TCACHES_MAX - atomic_load(&hp->lfh->claimed);
+    pthread_t t[PA_LFH_TCACHES_MAX], late;
     for (unsigned i = 0; i < others; i++) pthread_create(&t[i], NULL, cache_holder, &a);
     wait_ready(&a, (int)others);
-    CHECK_EQ(atomic_load(&hp->lfh->claimed), PA_LFH_TCACHES);
+    CHECK_EQ(atomic_load(&hp->lfh->claimed), PA_LFH_TCACHES_MAX);
+    CHECK_EQ(atomic_load(&hp->lfh->ncaches), PA_LFH_TCACHES_MAX);
+    CHECK(pa_heap_validate(p, h, 0, NULL));
+    pa_lfh_tcache_t *last = _pa_lfh_tcache_at(hp->lfh, PA_LFH_TCACHES_MAX - 1);
+    CHECK_EQ(pa_heap_private_overlap(p, (char *)last + 100, 8), (uintptr_t)last + 100);
     pthread_create(&late, NULL, late_freer, &a);
     wait_ready(&a, (int)others + 1);
-    CHECK_EQ(atomic_load(&hp->lfh->claimed), PA_LFH_TCACHES);
+    CHECK_EQ(atomic_load(&hp->lfh->claimed), PA_LFH_TCACHES_MAX);
     set_go(&a, 1); /* the holders end */
     for (unsigned i = 0; i < others; i++) pthread_join(t[i], NULL);
-    CHECK_EQ(atomic_load(&hp->lfh->claimed), PA_LFH_TCACHES - others);
+    CHECK_EQ(atomic_load(&hp->lfh->claimed), PA_LFH_TCACHES_MAX - others);
     set_go(&a, 2); /* the late thread frees */
     wait_ready(&a, (int)others + 2);
-    CHECK_EQ(atomic_load(&hp->lfh->claimed), PA_LFH_TCACHES - others + 1); /* it took one */
+    CHECK_EQ(atomic_load(&hp->lfh->claimed), PA_LFH_TCACHES_MAX - others + 1); /* it took one */
     set_go(&a, 3);
     pthread_join(late, NULL);
-    CHECK_EQ(atomic_load(&hp->lfh->claimed), PA_LFH_TCACHES - others); /* and gave it back */
+    CHECK_EQ(atomic_load(&hp->lfh->claimed), PA_LFH_TCACHES_MAX - others); /* and gave it back */
     CHECK(pa_heap_validate(p, h, 0, NULL));
     CHECK(pa_heap_destroy(p, h));
     proc_end(p);
