@@ -279,8 +279,9 @@ typedef struct pa_lfh_tcache_s {
     } mbin[PA_LA_CLASSES];
     size_t mbytes;
     int64_t mbusy_bytes, mbusy_blocks;
-    /* The LFH segments the thread freed into last (the fast free's range check), never NULL:
-     * &_pa_lfh_no_seg until the first LFH frees. */
+    /* The two LFH segments the fast free checks a pointer against (heap.c fast_busy_slot),
+     * never NULL: &_pa_lfh_no_seg until the first LFH frees. A free in neither goes the
+     * slower way, whose lookup (_pa_lfh_lookup) puts the segment it found first. */
     pa_lfh_seg_t *last_seg, *prev_seg;
     /* Per MiB of address space (modulo PA_MC_HINTS), 1 + the mc_words slot that held a block
      * the thread freed there last (heap.c mc_word_of); 0: none yet. */
