@@ -7,6 +7,7 @@
  * (pa_nt_*) and return NTSTATUS; virtual.c turns them into Win32 results. The tables and their
  * invariants are described in internal.h. The host is reached only through os/os.h.
  */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -609,8 +610,10 @@ static void create_current(void)
         span = (span / 2) & ~(PA_GRANULARITY - 1);
     }
     if (!current_process) {
-        _pa_os_say("pyalloc: the host refused even a 16 MiB reservation for this process's "
-                   "address space\n");
+        char msg[128]; /* (snprintf of integers allocates nothing) */
+        snprintf(msg, sizeof msg, "pyalloc: the host refused even a %zu MiB reservation for this "
+                 "process's address space\n", span >> 20);
+        _pa_os_say(msg);
         abort();
     }
     current_process->is_current = 1;

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import textwrap
@@ -297,6 +298,19 @@ def test_a_program_under_an_address_space_limit_runs_with_less_room():
     native, ours = run(cmd, preload=False), run(cmd, preload=True)
     assert (native.returncode, native.stdout) == (0, b"314572800 7\nfits\n"), native.stderr
     assert (ours.returncode, ours.stdout) == (0, b"314572800 7\nMemoryError\n"), ours.stderr
+
+
+def test_a_limit_too_small_for_any_address_space_ends_the_program_with_a_message():
+    """Under `ulimit -v` 12 MB the current process cannot reserve even the smallest address
+    space it tries (16 MiB, halving from half the limit): the program cannot run on the stack,
+    and says so with the size it tried last before it aborts (the message said 16 MiB whatever
+    the size)."""
+    cmd = ["sh", "-c", 'ulimit -v 12000 && exec "$0" hi', shutil.which("echo")]
+    native, ours = run(cmd, preload=False), run(cmd, preload=True)
+    assert (native.returncode, native.stdout) == (0, b"hi\n"), native.stderr
+    assert ours.returncode == -signal.SIGABRT and ours.stdout == b"", ours
+    assert b"pyalloc: the host refused even a 16 MiB reservation for this process's address" \
+           b" space\n" in ours.stderr
 
 
 @pytest.mark.skipif(not shutil.which("valgrind"), reason="no valgrind")
