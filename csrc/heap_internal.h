@@ -117,11 +117,12 @@
  * a quarter (PA_LFH_CREDIT_SHIFT 2, PA_LFH_RETAIN_SHIFT 3) at 1.10x, and it, trees and
  * bench_heap's small workload are as fast. Growth up to 64 KiB held 330 KiB per thread in
  * bench_preload's pool (32 threads, each with 64 blocks live over 63 buckets): with a cache
- * for every thread, peak RSS 1.25-1.41x glibc's; with 8 KiB 1.07-1.12x, as fast (11
- * repetitions, paired). */
+ * for every thread, peak RSS 1.25-1.41x glibc's; up to 8 KiB 1.07-1.23x; up to 4 KiB
+ * 0.92-0.96x, with pool's time within 3% (31 paired repetitions) and the other workloads'
+ * unchanged (15). */
 #define PA_LFH_BIN_BYTES ((size_t)2 << 10)
 #define PA_LFH_BIN_MIN 4
-#define PA_LFH_BIN_GROW_BYTES ((size_t)8 << 10)
+#define PA_LFH_BIN_GROW_BYTES ((size_t)4 << 10)
 
 /* pa_block_t.flags */
 #define PA_BLK_BUSY 0x01
