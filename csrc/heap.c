@@ -2454,7 +2454,7 @@ static __attribute__((noinline)) BOOL free_fast_tail(pa_process_t *p, HANDLE hea
 static inline __attribute__((always_inline)) pa_block_t *fast_busy_slot(pa_lfh_tcache_t *tc, uintptr_t a,
                                                                       unsigned *kp)
 {
-    /* The two segments the thread freed into last, chosen without a branch: a program whose
+    /* tc's two segments (pa_lfh_tcache_t.last_seg), chosen without a branch: a program whose
      * LFH blocks lie in both (every one past 4 MiB of them) alternates at random, and a
      * branch (and a swap of the two) mispredicted on every other free (pool: 32 threads). */
     const pa_lfh_seg_t *s0 = tc->last_seg, *s1 = tc->prev_seg;
