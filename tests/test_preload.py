@@ -7,7 +7,9 @@ forks), a multi-threaded C program freeing across threads, and a C program that 
 """
 from __future__ import annotations
 
+import importlib.util
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -298,6 +300,27 @@ def test_a_program_under_an_address_space_limit_runs_with_less_room():
     native, ours = run(cmd, preload=False), run(cmd, preload=True)
     assert (native.returncode, native.stdout) == (0, b"314572800 7\nfits\n"), native.stderr
     assert (ours.returncode, ours.stdout) == (0, b"314572800 7\nMemoryError\n"), ours.stderr
+
+
+# CPython's own regression tests of the modules that allocate the most through malloc (their
+# containers, codecs and pickling; the garbage collector and weak references; thread-local
+# data): 3,600 tests, about 15 s natively. The whole suite ran on the stack with the native
+# results in the fourteenth session (bench/README.md); these guard that in every run.
+CPYTHON_TESTS = ["test_json", "test_re", "test_dict", "test_list", "test_set", "test_bytes",
+                 "test_struct", "test_array", "test_deque", "test_heapq", "test_threading_local",
+                 "test_weakref", "test_gc", "test_pickle", "test_codecs"]
+
+
+@pytest.mark.skipif(importlib.util.find_spec("test.support") is None,
+                    reason="this Python has no test package (Debian: libpython3.X-testsuite)")
+def test_cpython_regression_tests_pass_on_the_stack(tmp_path):
+    cmd = [sys.executable, "-m", "test", "-q", *CPYTHON_TESTS]
+    native, ours = run(cmd, preload=False, cwd=tmp_path), run(cmd, preload=True, cwd=tmp_path)
+    assert native.returncode == 0, native.stdout[-3000:]
+    assert ours.returncode == 0, ours.stdout[-3000:] + ours.stderr[-3000:]
+    assert b"Result: SUCCESS" in ours.stdout
+    ran = re.search(rb"Total tests: run=([0-9,]+)", ours.stdout)
+    assert ran and ran.group(0) in native.stdout  # the same tests ran (none skipped instead)
 
 
 def test_a_limit_too_small_for_any_address_space_ends_the_program_with_a_message():
