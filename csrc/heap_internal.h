@@ -115,14 +115,16 @@
  * KiB bins and empty subsegments kept up to half the bytes in use, bench_preload's prodcons
  * (64 buckets in use) peaked at 1.22-1.28x glibc's RSS when its queue filled; with 2 KiB and
  * a quarter (PA_LFH_CREDIT_SHIFT 2, PA_LFH_RETAIN_SHIFT 3) at 1.10x, and it, trees and
- * bench_heap's small workload are as fast. Growth up to 64 KiB held 330 KiB per thread in
- * bench_preload's pool (32 threads, each with 64 blocks live over 63 buckets): with a cache
- * for every thread, peak RSS 1.25-1.41x glibc's; up to 8 KiB 1.07-1.23x; up to 4 KiB
- * 0.92-0.96x, with pool's time within 3% (31 paired repetitions) and the other workloads'
- * unchanged (15). */
+ * bench_heap's small workload are as fast. A thread's bins grow by at most PA_LFH_GROW_TOTAL
+ * over the number of threads holding a cache: growth up to 64 KiB held 330 KiB per thread in
+ * bench_preload's pool (32 threads, each with 64 blocks live over 63 buckets), and with a
+ * cache for every thread its peak RSS went to 1.25-1.41x glibc's (1.07-1.23x up to 8 KiB;
+ * 1.00-1.04x with this budget); capping every bin at 4 KiB instead cost churn (one thread)
+ * 6% more instructions. */
 #define PA_LFH_BIN_BYTES ((size_t)2 << 10)
 #define PA_LFH_BIN_MIN 4
-#define PA_LFH_BIN_GROW_BYTES ((size_t)4 << 10)
+#define PA_LFH_BIN_GROW_BYTES ((size_t)64 << 10)
+#define PA_LFH_GROW_TOTAL ((size_t)2 << 20)
 
 /* pa_block_t.flags */
 #define PA_BLK_BUSY 0x01
@@ -283,6 +285,7 @@ typedef struct pa_lfh_tcache_s {
     } mbin[PA_LA_CLASSES];
     size_t mbytes;
     int64_t mbusy_bytes, mbusy_blocks;
+    size_t grown; /* bytes of slots its bins' limits grew by (see PA_LFH_GROW_TOTAL) */
     /* The two LFH segments the fast free checks a pointer against (heap.c fast_busy_slot),
      * never NULL: &_pa_lfh_no_seg until the first LFH frees. A free in neither goes the
      * slower way, whose lookup (_pa_lfh_lookup) puts the segment it found first. */

@@ -719,6 +719,7 @@ pa_lfh_tcache_t *_pa_lfh_tcache_claim(pa_heap_t *h)
                 continue;
             atomic_fetch_add_explicit(&L->claimed, 1, memory_order_relaxed);
             memset(tc->bin, 0, sizeof tc->bin);
+            tc->grown = 0;
             tc->last_seg = tc->prev_seg = &_pa_lfh_no_seg;
             tc->heap = h;
             for (unsigned b = 0; b < PA_LFH_BUCKETS; b++) {
@@ -794,13 +795,20 @@ void _pa_lfh_tcache_release(pa_heap_t *h, pa_lfh_tcache_t *tc)
 /* Allocation and free                                                                         */
 
 /* Doubles the limit of bin b (its thread took back what it flushed), up to
- * PA_LFH_BIN_GROW_BYTES. The caller sets the bin's count afterwards. */
-static void grow_bin(pa_lfh_tcache_t *tc, unsigned b)
+ * PA_LFH_BIN_GROW_BYTES, while all that tc's bins grew stays within PA_LFH_GROW_TOTAL shared
+ * among the threads holding a cache. The caller sets the bin's count afterwards. */
+static void grow_bin(pa_lfh_t *L, pa_lfh_tcache_t *tc, unsigned b)
 {
     uint32_t max = (uint32_t)(PA_LFH_BIN_GROW_BYTES / _pa_lfh_geom[b].slot_size);
     max = max < 8 ? 8 : max > 128 ? 128 : max;
     uint32_t lim = (uint32_t)tc->bin[b].limit * 2;
-    if (lim > tc->bin[b].limit && tc->bin[b].limit < max) tc->bin[b].limit = (uint16_t)(lim < max ? lim : max);
+    if (lim > max) lim = max;
+    if (lim <= tc->bin[b].limit) return;
+    size_t add = (size_t)(lim - tc->bin[b].limit) * _pa_lfh_geom[b].slot_size;
+    unsigned claimed = atomic_load_explicit(&L->claimed, memory_order_relaxed);
+    if (tc->grown + add > PA_LFH_GROW_TOTAL / (claimed ? claimed : 1)) return;
+    tc->grown += add;
+    tc->bin[b].limit = (uint16_t)lim;
 }
 
 void *_pa_lfh_alloc(pa_heap_t *h, pa_lfh_tcache_t *tc, unsigned b, size_t n, DWORD flags)
@@ -814,7 +822,7 @@ void *_pa_lfh_alloc(pa_heap_t *h, pa_lfh_tcache_t *tc, unsigned b, size_t n, DWO
         int corrupt = 0;
         if ((list = remote_take(&h->lfh->bucket[b], &got, &corrupt))) {
             if (atomic_load_explicit(&h->lfh->bucket[b].pusher, memory_order_relaxed) == (uintptr_t)tc)
-                grow_bin(tc, b);
+                grow_bin(h->lfh, tc, b);
             tc->bin[b].head = list;
             _pa_lfh_bin_set_count(tc, b, got);
             return corrupt ? PA_LFH_CORRUPT : _pa_lfh_alloc_fast(tc, b, n, flags);
