@@ -2454,14 +2454,16 @@ static __attribute__((noinline)) BOOL free_fast_tail(pa_process_t *p, HANDLE hea
 static inline __attribute__((always_inline)) pa_block_t *fast_busy_slot(pa_lfh_tcache_t *tc, uintptr_t a,
                                                                       unsigned *kp)
 {
-    /* tc's two segments (pa_lfh_tcache_t.last_seg), chosen without a branch: a program whose
-     * LFH blocks lie in both (every one past 4 MiB of them) alternates at random, and a
-     * branch (and a swap of the two) mispredicted on every other free (pool: 32 threads). */
-    const pa_lfh_seg_t *s0 = tc->last_seg, *s1 = tc->prev_seg;
-    size_t off0 = a - s0->base, off1 = a - s1->base;
-    size_t m0 = (size_t)0 - (size_t)(off0 < s0->size); /* all ones: s0 (gcc made ?: a branch) */
-    const pa_lfh_seg_t *s = (const pa_lfh_seg_t *)(((uintptr_t)s0 & m0) | ((uintptr_t)s1 & ~m0));
-    size_t off = (off0 & m0) | (off1 & ~m0);
+    const pa_lfh_seg_t *s = tc->last_seg;
+    size_t off = a - s->base;
+    if (PA_UNLIKELY(off >= s->size)) { /* the other one, which then comes first */
+        s = tc->prev_seg;
+        off = a - s->base;
+        if (off < s->size) {
+            tc->prev_seg = tc->last_seg;
+            tc->last_seg = (pa_lfh_seg_t *)s;
+        }
+    }
     if (PA_LIKELY(off < s->size && !(a & (PA_HEAP_UNIT - 1)))) {
         /* d16 = _pa_lfh_slot_offset(off, o) / 16 with o + 1 = m & 15 in size_t, with no
          * separate check of the map value: for a chunk without slots (0, or the header)

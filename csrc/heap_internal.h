@@ -286,9 +286,8 @@ typedef struct pa_lfh_tcache_s {
     size_t mbytes;
     int64_t mbusy_bytes, mbusy_blocks;
     size_t grown; /* bytes of slots its bins' limits grew by (see PA_LFH_GROW_TOTAL) */
-    /* The two LFH segments the fast free checks a pointer against (heap.c fast_busy_slot),
-     * never NULL: &_pa_lfh_no_seg until the first LFH frees. A free in neither goes the
-     * slower way, whose lookup (_pa_lfh_lookup) puts the segment it found first. */
+    /* The LFH segments the thread freed into last (the fast free's range check), never NULL:
+     * &_pa_lfh_no_seg until the first LFH frees. */
     pa_lfh_seg_t *last_seg, *prev_seg;
     /* Per MiB of address space (modulo PA_MC_HINTS), 1 + the mc_words slot that held a block
      * the thread freed there last (heap.c mc_word_of); 0: none yet. */

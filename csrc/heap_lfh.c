@@ -154,8 +154,19 @@ static pa_lfh_seg_t *new_seg_locked(pa_heap_t *h, size_t size)
 static int lfh_create_locked(pa_heap_t *h)
 {
     if (h->lfh) return 1;
-    pa_lfh_seg_t *s = new_seg_locked(h, LFH_SEG_MIN);
+    /* The first segment as large as they get (address space only: chunks are committed as
+     * subsegments need them), smaller where the address space is short. The fast free
+     * checks the two segments a thread freed into last, and swaps them: with a 4 MiB first
+     * segment, a program past 4 MiB of slots had blocks in two at random, and that branch
+     * went either way (bench pool, 32 threads: 16% of frees mispredicted, cachegrind). A
+     * free chosen between the two without a branch cost 8 more instructions a free
+     * (churn +6.5%, trees +9%). */
+    DWORD saved = pa_get_last_error();
+    pa_lfh_seg_t *s = NULL;
+    for (size_t size = LFH_SEG_MAX; !s && size >= LFH_SEG_MIN; size /= 2)
+        s = new_seg_locked(h, size);
     if (!s) return 0;
+    pa_set_last_error(saved);
     pa_lfh_t *L = (pa_lfh_t *)(s->base + seg_header_bytes(s->nchunks));
     for (unsigned b = 0; b < PA_LFH_BUCKETS; b++) {
         pa_lfh_bucket_t *bk = &L->bucket[b];
