@@ -119,7 +119,7 @@
  * over the number of threads holding a cache: growth up to 64 KiB held 330 KiB per thread in
  * bench_preload's pool (32 threads, each with 64 blocks live over 63 buckets), and with a
  * cache for every thread its peak RSS went to 1.25-1.41x glibc's (1.07-1.23x up to 8 KiB;
- * 1.00-1.04x with this budget); capping every bin at 4 KiB instead cost churn (one thread)
+ * 0.97-1.04x with this budget); capping every bin at 4 KiB instead cost churn (one thread)
  * 6% more instructions. */
 #define PA_LFH_BIN_BYTES ((size_t)2 << 10)
 #define PA_LFH_BIN_MIN 4
