@@ -315,6 +315,8 @@ static int more_caches_locked(pa_heap_t *h)
     pa_lfh_seg_t *s = k < PA_LFH_TC_CHUNKS ? carve_run_locked(h, 1, &c) : NULL;
     if (!s) return 0;
     L->more[k] = (pa_lfh_tcache_t *)(s->base + c * PA_LFH_CHUNK);
+    /* (A chunk kept committed reads as zero unless layer 1 refused to drop its pages; a
+     * claim relies on zeroed owners and lookaside bins.) */
     memset(L->more[k], 0, PA_LFH_CHUNK);
     __atomic_store_n(&s->map[c], PA_LFH_MAP_HEADER, __ATOMIC_RELEASE);
     atomic_fetch_add_explicit(&L->ncaches, PA_LFH_TC_PER_CHUNK, memory_order_release);
