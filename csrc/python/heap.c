@@ -183,6 +183,33 @@ static PyObject *Heap_repr(PyObject *self)
                                 s.reserved >> 10);
 }
 
+PyObject *pa_heap_stats_dict(const pa_heap_stats_t *s)
+{
+    PyObject *buckets = PyList_New(PA_HEAP_BUCKETS);
+    if (!buckets) return NULL;
+    for (int i = 0; i < PA_HEAP_BUCKETS; i++) {
+        PyObject *v = PyLong_FromUnsignedLongLong(s->bucket_busy[i]);
+        if (!v) {
+            Py_DECREF(buckets);
+            return NULL;
+        }
+        PyList_SET_ITEM(buckets, i, v);
+    }
+    return Py_BuildValue(
+        "{sKsKsKsKsKsKsKsKsKsKsKsKsKsIsIsN}", "reserved", (unsigned long long)s->reserved,
+        "committed",
+        (unsigned long long)s->committed, "busy_bytes", (unsigned long long)s->busy_bytes,
+        "busy_blocks", (unsigned long long)s->busy_blocks, "free_bytes",
+        (unsigned long long)s->free_bytes, "free_blocks", (unsigned long long)s->free_blocks,
+        "largest_free", (unsigned long long)s->largest_free, "overhead",
+        (unsigned long long)s->overhead, "large_blocks", (unsigned long long)s->large_blocks,
+        "cached_large_bytes", (unsigned long long)s->cached_large_bytes, "cached_large_resident",
+        (unsigned long long)s->cached_large_resident, "spare_committed",
+        (unsigned long long)s->spare_committed, "segments",
+        (unsigned long long)s->segments, "lfh_active", (unsigned)s->lfh_active, "debug",
+        (unsigned)s->debug, "bucket_busy", buckets);
+}
+
 static PyObject *Heap_stats(PyObject *self, PyObject *Py_UNUSED(ignored))
 {
     HeapObject *ho = (HeapObject *)self;
@@ -192,29 +219,7 @@ static PyObject *Heap_stats(PyObject *self, PyObject *Py_UNUSED(ignored))
     if (ho->destroyed) return pa_raise_win_error(STATE(po), ERROR_INVALID_HANDLE);
     if (wait_heap_unlocked(ho->process, ho->h)) return NULL;
     if (!pa_heap_stats(po->p, ho->h, &s)) return pa_raise_last_error(STATE(po));
-    PyObject *buckets = PyList_New(PA_HEAP_BUCKETS);
-    if (!buckets) return NULL;
-    for (int i = 0; i < PA_HEAP_BUCKETS; i++) {
-        PyObject *v = PyLong_FromUnsignedLongLong(s.bucket_busy[i]);
-        if (!v) {
-            Py_DECREF(buckets);
-            return NULL;
-        }
-        PyList_SET_ITEM(buckets, i, v);
-    }
-    return Py_BuildValue(
-        "{sKsKsKsKsKsKsKsKsKsKsKsKsKsIsIsN}", "reserved", (unsigned long long)s.reserved,
-        "committed",
-        (unsigned long long)s.committed, "busy_bytes", (unsigned long long)s.busy_bytes,
-        "busy_blocks", (unsigned long long)s.busy_blocks, "free_bytes",
-        (unsigned long long)s.free_bytes, "free_blocks", (unsigned long long)s.free_blocks,
-        "largest_free", (unsigned long long)s.largest_free, "overhead",
-        (unsigned long long)s.overhead, "large_blocks", (unsigned long long)s.large_blocks,
-        "cached_large_bytes", (unsigned long long)s.cached_large_bytes, "cached_large_resident",
-        (unsigned long long)s.cached_large_resident, "spare_committed",
-        (unsigned long long)s.spare_committed, "segments",
-        (unsigned long long)s.segments, "lfh_active", (unsigned)s.lfh_active, "debug",
-        (unsigned)s.debug, "bucket_busy", buckets);
+    return pa_heap_stats_dict(&s);
 }
 
 static PyObject *Heap_get_process(PyObject *self, void *Py_UNUSED(c))

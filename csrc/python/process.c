@@ -389,30 +389,39 @@ static PyObject *view_impl(PyObject *self, PyObject *const *args, Py_ssize_t nar
 
 /* ---- Process-only methods ---- */
 
+PyObject *pa_vm_stats_dict(const pa_vm_stats_t *s)
+{
+    return Py_BuildValue("{sKsKsKsKsKsKsKsK}", "reserved", (unsigned long long)s->reserved,
+                         "committed", (unsigned long long)s->committed, "peak_committed",
+                         (unsigned long long)s->peak_committed, "commit_limit",
+                         (unsigned long long)s->commit_limit, "allocations",
+                         (unsigned long long)s->allocations, "pins", (unsigned long long)s->pins,
+                         "guard_hits", (unsigned long long)s->guard_hits, "watch_faults",
+                         (unsigned long long)s->watch_faults);
+}
+
 static PyObject *Process_stats(PyObject *self, PyObject *Py_UNUSED(ignored))
 {
     if (check_open(self)) return NULL;
     pa_vm_stats_t s;
     pa_process_stats(PROC(self), &s);
-    return Py_BuildValue("{sKsKsKsKsKsKsKsK}", "reserved", (unsigned long long)s.reserved,
-                         "committed", (unsigned long long)s.committed, "peak_committed",
-                         (unsigned long long)s.peak_committed, "commit_limit",
-                         (unsigned long long)s.commit_limit, "allocations",
-                         (unsigned long long)s.allocations, "pins", (unsigned long long)s.pins,
-                         "guard_hits", (unsigned long long)s.guard_hits, "watch_faults",
-                         (unsigned long long)s.watch_faults);
+    return pa_vm_stats_dict(&s);
+}
+
+PyObject *pa_region_tuple(const pa_region_info_t *r)
+{
+    const MEMORY_BASIC_INFORMATION *m = &r->mbi;
+    return Py_BuildValue("(KKkkkKkkOO)", (unsigned long long)(uintptr_t)m->BaseAddress,
+                         (unsigned long long)m->RegionSize, (unsigned long)m->State,
+                         (unsigned long)m->Protect, (unsigned long)m->Type,
+                         (unsigned long long)(uintptr_t)m->AllocationBase,
+                         (unsigned long)m->AllocationProtect, (unsigned long)r->owner,
+                         r->unusable ? Py_True : Py_False, r->mapped_file ? Py_True : Py_False);
 }
 
 static int walk_one(const pa_region_info_t *r, void *arg)
 {
-    const MEMORY_BASIC_INFORMATION *m = &r->mbi;
-    PyObject *t = Py_BuildValue("(KKkkkKkkOO)", (unsigned long long)(uintptr_t)m->BaseAddress,
-                                (unsigned long long)m->RegionSize, (unsigned long)m->State,
-                                (unsigned long)m->Protect, (unsigned long)m->Type,
-                                (unsigned long long)(uintptr_t)m->AllocationBase,
-                                (unsigned long)m->AllocationProtect, (unsigned long)r->owner,
-                                r->unusable ? Py_True : Py_False,
-                                r->mapped_file ? Py_True : Py_False);
+    PyObject *t = pa_region_tuple(r);
     if (!t || PyList_Append((PyObject *)arg, t)) {
         Py_XDECREF(t);
         return -1;
