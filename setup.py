@@ -38,6 +38,7 @@ BINDING = [
     "csrc/python/heap.c",
     "csrc/python/crt.c",
     "csrc/python/new.c",
+    "csrc/python/host.c",
 ]
 HEADERS = sorted(glob.glob("csrc/**/*.h", recursive=True))
 

@@ -19,6 +19,9 @@ as a method of :class:`Process` with the same signature. Pointers are ints (None
 NULL). Failures raise :class:`WinError` (the CRT: :class:`CrtError`; operator new:
 :class:`BadAlloc`); faults raise :class:`AccessViolation` or :class:`GuardPageViolation`;
 nothing a Python caller does can crash the interpreter.
+
+When Python itself runs on the stack (``pyalloc run -- python``), :func:`host` shows the
+interpreter's own process, read-only.
 """
 from __future__ import annotations
 
@@ -41,6 +44,7 @@ from .errors import (
 )
 from .trace import Trace, TraceEvent
 from . import _core
+from .host import HostProcess, host
 from ._core import *  # noqa: F401,F403  (constants, structures, Windows-named functions)
 from ._core import (
     MEMORY_BASIC_INFORMATION,
@@ -199,6 +203,8 @@ _core._set_process_class(Process)
 
 __all__ = [name for name in dir(_core) if not name.startswith("_")] + _CRT_NAMES + [
     "preload_path",
+    "host",
+    "HostProcess",
     "Process",
     "Region",
     "Trace",

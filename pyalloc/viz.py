@@ -1115,6 +1115,9 @@ def process_heaps(process: Process) -> list[int]:
     """The handles of the process's heaps, found without creating the process heap (as
     GetProcessHeaps would): the bases of heap-owned allocations that are heap handles. The
     last error is left as it was."""
+    handles = getattr(process, "_heap_handles", None)  # pyalloc.host(): asks its process
+    if handles is not None:
+        return handles()
     heaps = []
     seen = set()
     last = process.GetLastError()

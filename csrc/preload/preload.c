@@ -28,6 +28,7 @@
 
 #include "pyalloc.h"
 #include "heap_internal.h" /* PA_LFH_MAX_REQUEST */
+#include "host.h"
 
 #define EXPORT __attribute__((visibility("default")))
 
@@ -431,6 +432,100 @@ static void after_fork_child(void)
     pa_heap_fork_child();
     pa_crt_fork_child(proc());
 }
+
+/* ---- the read-only window for the extension module (host.h, pyalloc.host()) ----
+ * Each function leaves the thread's last error as it found it: looking changes nothing. */
+
+typedef struct {
+    pa_region_info_t *out;
+    size_t cap, n;
+} region_copy_t;
+
+static int copy_region(const pa_region_info_t *r, void *arg)
+{
+    region_copy_t *c = arg;
+    if (c->n < c->cap) c->out[c->n] = *r;
+    c->n++;
+    return 0;
+}
+
+static size_t host_regions(pa_region_info_t *out, size_t cap)
+{
+    region_copy_t c = {out, cap, 0};
+    pa_process_walk(proc(), copy_region, &c); /* (holds the process lock; copy_region allocates nothing) */
+    return c.n;
+}
+
+static void host_vm_stats(pa_vm_stats_t *out) { pa_process_stats(proc(), out); }
+
+static HANDLE host_process_heap(void)
+{
+    DWORD saved = pa_get_last_error();
+    HANDLE h = heap();
+    pa_set_last_error(saved);
+    return h;
+}
+
+static size_t host_heaps(HANDLE *out, size_t cap)
+{
+    DWORD saved = pa_get_last_error();
+    DWORD n = pa_heap_get_process_heaps(proc(), cap > 0xffffffffu ? 0xffffffffu : (DWORD)cap, out);
+    pa_set_last_error(saved);
+    return n;
+}
+
+static int host_heap_stats(HANDLE h, pa_heap_stats_t *out, DWORD *error)
+{
+    DWORD saved = pa_get_last_error();
+    int ok = pa_heap_stats(proc(), h, out) != 0;
+    *error = ok ? 0 : pa_get_last_error();
+    pa_set_last_error(saved);
+    return ok;
+}
+
+static size_t host_heap_walk(HANDLE h, PROCESS_HEAP_ENTRY *out, size_t cap, DWORD *error)
+{
+    pa_process_t *p = proc();
+    DWORD saved = pa_get_last_error();
+    size_t n = (size_t)-1;
+    *error = 0;
+    if (pa_heap_lock(p, h)) {
+        /* Under the lock no other thread changes the heap; this one only copies entries. */
+        PROCESS_HEAP_ENTRY e;
+        memset(&e, 0, sizeof e);
+        n = 0;
+        while (pa_heap_walk(p, h, &e)) {
+            if (n < cap) out[n] = e;
+            n++;
+        }
+        if (pa_get_last_error() != ERROR_NO_MORE_ITEMS) {
+            *error = pa_get_last_error();
+            n = (size_t)-1;
+        }
+        pa_heap_unlock(p, h);
+    } else {
+        *error = pa_get_last_error();
+    }
+    pa_set_last_error(saved);
+    return n;
+}
+
+static const pa_host_api_t host_api = {
+    PA_HOST_ABI,
+    sizeof(pa_host_api_t),
+    sizeof(pa_region_info_t),
+    sizeof(PROCESS_HEAP_ENTRY),
+    sizeof(pa_heap_stats_t),
+    sizeof(pa_vm_stats_t),
+    host_regions,
+    host_vm_stats,
+    host_process_heap,
+    host_heaps,
+    host_heap_stats,
+    host_heap_walk,
+};
+
+EXPORT const pa_host_api_t *pyalloc_host_api(void) { return &host_api; }
 
 /* ---- statistics at exit ---- */
 

@@ -135,6 +135,9 @@ int pa_process_type_init(PyObject *module, pa_state *st);
 /* The Process object the module-level functions act on (borrowed). */
 PyObject *pa_current_process(PyObject *module);
 extern PyMethodDef pa_process_functions[]; /* Windows-named methods, also module functions */
+/* Process.stats()'s dict, and a region tuple of Process._walk(). */
+PyObject *pa_vm_stats_dict(const pa_vm_stats_t *s);
+PyObject *pa_region_tuple(const pa_region_info_t *r);
 
 /* ---- handles and sections (handle.c) ---- */
 int pa_handle_type_init(PyObject *module, pa_state *st);
@@ -169,6 +172,11 @@ PA_DECLARE_IMPL(GetProcessHeap)
 PA_DECLARE_IMPL(GetProcessHeaps)
 PA_DECLARE_IMPL(HeapSetInformation)
 PA_DECLARE_IMPL(HeapQueryInformation)
+/* Heap.stats()'s dict. */
+PyObject *pa_heap_stats_dict(const pa_heap_stats_t *s);
+
+/* ---- the program's own process under the preload library (host.c) ---- */
+extern PyMethodDef pa_host_functions[];
 
 /* ---- view() exporter (export.c) ---- */
 int pa_export_type_init(PyObject *module, pa_state *st);

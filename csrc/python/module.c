@@ -236,7 +236,8 @@ static int module_exec(PyObject *module)
         pa_crt_type_init(module, st) || pa_new_type_init(module, st) ||
         add_constants(module) || PyModule_AddFunctions(module, pa_process_functions) ||
         PyModule_AddFunctions(module, pa_crt_module_functions) ||
-        PyModule_AddFunctions(module, extra_functions))
+        PyModule_AddFunctions(module, extra_functions) ||
+        PyModule_AddFunctions(module, pa_host_functions))
         return -1;
     return 0;
 }
