@@ -137,8 +137,11 @@ void pa_crt_exit(pa_process_t *p)
 
 /* The current process is never destroyed: its CRT sees the program end here, in the ELF
  * destructors, which glibc runs after the atexit functions (as UCRT's termination runs
- * after them). Its state stays: threads and later destructors may still allocate. */
-__attribute__((destructor)) static void crt_program_end(void)
+ * after them). Its state stays: threads and later destructors may still allocate. A
+ * priority number makes it run after the library's destructors that have none (GCC runs
+ * destructors in the reverse order of constructors, and one without a number as the last
+ * constructor): the preload library's, which lets glibc free its own blocks first. */
+__attribute__((destructor(1000))) static void crt_program_end(void)
 {
     pa_crt_exit(_pa_process_current_if_made());
 }

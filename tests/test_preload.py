@@ -496,6 +496,43 @@ def test_debug_crt_dumps_the_leaks_at_exit_with_leak_check_flag(tmp_path):
     assert quiet.returncode == 0 and quiet.stderr == b""
 
 
+LIBC_LEAK_C = r"""
+#include <locale.h>
+#include <pwd.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+char *volatile kept;
+int main(void)
+{
+    setlocale(LC_ALL, "");            /* glibc keeps the locale's data, */
+    struct passwd *pw = getpwuid(0);  /* NSS's tables and modules, */
+    time_t t = 0;
+    char buf[64];
+    strftime(buf, sizeof buf, "%Y %H", gmtime(&t));
+    printf("%s %s\n", pw ? "user" : "?", buf); /* and stdout's buffer (a pipe here) */
+    kept = malloc(40);
+    strcpy(kept, "kept to the end");
+    return 0;
+}
+"""
+
+
+@pytest.mark.skipif(not shutil.which("gcc"), reason="no gcc")
+def test_the_leak_dump_leaves_out_glibcs_own_blocks(tmp_path):
+    """glibc's blocks (stdio buffers, locale, NSS) are given back with __libc_freeres before
+    the dump at exit, as UCRT leaves its own _CRT_BLOCKs out of it: the program's one leak is
+    all that is listed (153 blocks more without)."""
+    exe = build(tmp_path, "libc_leak", LIBC_LEAK_C)
+    native = run([exe], preload=False)
+    out = run([exe], preload=True, options=["--leaks"])
+    assert out.returncode == 0 and out.stdout == native.stdout == b"user 1970 00\n"
+    err = out.stderr.decode()
+    assert err.startswith("Detected memory leaks!\n"), err
+    assert err.count("normal block at") == 1 and " 40 bytes long." in err, err
+
+
 OVERRUN_C = r"""
 #include <stdlib.h>
 #include <string.h>
