@@ -94,7 +94,9 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("demo", help="print an address-space map of a few allocations")
     p_run = sub.add_parser("run", help="run a program with its malloc on pyalloc's stack",
-                           usage=RUN_USAGE)
+                           usage=RUN_USAGE,
+                           epilog="A Python program run so sees its own process, read-only, "
+                                  "through pyalloc.host().")
     p_run.add_argument("--stats", action="store_true",
                        help="at exit, print what each layer did (to stderr)")
     p_run.add_argument("--debug-crt", action="store_true",
