@@ -85,29 +85,55 @@ static size_t fill_walk(void *ctx, void *out, size_t cap)
     return w->t->heap_walk(w->heap, out, cap, &w->error);
 }
 
+/* A list of make(ctx, item) for the n items of `size` bytes at buf; frees buf. */
+static PyObject *list_of(void *buf, size_t n, size_t size, PyObject *(*make)(void *ctx, const void *item),
+                         void *ctx)
+{
+    PyObject *list = PyList_New((Py_ssize_t)n);
+    for (size_t i = 0; list && i < n; i++) {
+        PyObject *item = make(ctx, (const char *)buf + i * size);
+        if (!item) Py_CLEAR(list);
+        else PyList_SET_ITEM(list, (Py_ssize_t)i, item);
+    }
+    PyMem_Free(buf);
+    return list;
+}
+
+static PyObject *make_region(void *ctx, const void *item)
+{
+    (void)ctx;
+    return pa_region_tuple(item);
+}
+
+static PyObject *make_handle(void *ctx, const void *item)
+{
+    (void)ctx;
+    return PyLong_FromVoidPtr(*(HANDLE const *)item);
+}
+
+static PyObject *make_entry(void *ctx, const void *item) { return pa_heap_entry_new(ctx, item); }
+
 static PyObject *host_available(PyObject *module, PyObject *Py_UNUSED(ignored))
 {
     (void)module;
     return PyBool_FromLong(host_api() != NULL);
 }
 
-static PyObject *host_regions(PyObject *module, PyObject *Py_UNUSED(ignored))
+/* One of the program's tables (fill: fill_regions or fill_heaps), as a list. */
+static PyObject *host_table(fill_fn fill, size_t size, PyObject *(*make)(void *ctx, const void *item))
 {
-    (void)module;
     const pa_host_api_t *t = need_host();
     size_t n;
     int failed;
     if (!t) return NULL;
-    pa_region_info_t *r = fill_all(fill_regions, (void *)t, sizeof *r, &n, &failed);
-    if (!r) return NULL; /* (a process always has regions: its free space at least) */
-    PyObject *list = PyList_New((Py_ssize_t)n);
-    for (size_t i = 0; list && i < n; i++) {
-        PyObject *item = pa_region_tuple(&r[i]);
-        if (!item) Py_CLEAR(list);
-        else PyList_SET_ITEM(list, (Py_ssize_t)i, item);
-    }
-    PyMem_Free(r);
-    return list;
+    void *buf = fill_all(fill, (void *)t, size, &n, &failed);
+    return buf ? list_of(buf, n, size, make, NULL) : NULL;
+}
+
+static PyObject *host_regions(PyObject *module, PyObject *Py_UNUSED(ignored))
+{
+    (void)module;
+    return host_table(fill_regions, sizeof(pa_region_info_t), make_region);
 }
 
 static PyObject *host_stats(PyObject *module, PyObject *Py_UNUSED(ignored))
@@ -131,20 +157,7 @@ static PyObject *host_process_heap(PyObject *module, PyObject *Py_UNUSED(ignored
 static PyObject *host_heaps(PyObject *module, PyObject *Py_UNUSED(ignored))
 {
     (void)module;
-    const pa_host_api_t *t = need_host();
-    size_t n;
-    int failed;
-    if (!t) return NULL;
-    HANDLE *h = fill_all(fill_heaps, (void *)t, sizeof *h, &n, &failed);
-    if (!h) return NULL;
-    PyObject *list = PyList_New((Py_ssize_t)n);
-    for (size_t i = 0; list && i < n; i++) {
-        PyObject *item = PyLong_FromVoidPtr(h[i]);
-        if (!item) Py_CLEAR(list);
-        else PyList_SET_ITEM(list, (Py_ssize_t)i, item);
-    }
-    PyMem_Free(h);
-    return list;
+    return host_table(fill_heaps, sizeof(HANDLE), make_handle);
 }
 
 static PyObject *host_heap_stats(PyObject *module, PyObject *arg)
@@ -169,15 +182,7 @@ static PyObject *host_heap_walk(PyObject *module, PyObject *arg)
     PROCESS_HEAP_ENTRY *e = fill_all(fill_walk, &w, sizeof *e, &n, &failed);
     pa_state *st = pa_get_state(module);
     if (failed) return pa_raise_win_error(st, w.error);
-    if (!e) return NULL;
-    PyObject *list = PyList_New((Py_ssize_t)n);
-    for (size_t i = 0; list && i < n; i++) {
-        PyObject *item = pa_heap_entry_new(st, &e[i]);
-        if (!item) Py_CLEAR(list);
-        else PyList_SET_ITEM(list, (Py_ssize_t)i, item);
-    }
-    PyMem_Free(e);
-    return list;
+    return e ? list_of(e, n, sizeof *e, make_entry, st) : NULL;
 }
 
 PyMethodDef pa_host_functions[] = {
