@@ -490,7 +490,11 @@ static size_t host_heap_walk(HANDLE h, PROCESS_HEAP_ENTRY *out, size_t cap, DWOR
     size_t n = (size_t)-1;
     *error = 0;
     if (pa_heap_lock(p, h)) {
-        /* Under the lock no other thread changes the heap; this one only copies entries. */
+        /* Under the lock no other thread changes the heap's layout (segments, subsegments,
+         * back-end blocks); LFH slots still go from and to other threads' caches, so a slot
+         * may show busy or free as it was a moment before, as under any HeapLock here. The
+         * walk reads only what stays put (the segment map, subsegment headers, a slot's
+         * flags). This thread only copies entries: it allocates nothing. */
         PROCESS_HEAP_ENTRY e;
         memset(&e, 0, sizeof e);
         n = 0;
