@@ -1,8 +1,9 @@
 """Model-based test of layer 4 through Python: a hypothesis state machine drives random
-malloc, calloc (some of them overflowing), realloc (to 0 too), _recalloc, _expand, free,
-_aligned_malloc, _aligned_offset_malloc, _aligned_realloc, _aligned_free and writes into the
-blocks, on a fresh Process per example with the release or the debug CRT, against a
-pure-Python model of the live blocks: address -> (size, known bytes).
+malloc, calloc (some of them overflowing), realloc (to 0 too), _recalloc, _expand, free (in
+this thread, or in another that then exits), _aligned_malloc, _aligned_offset_malloc,
+_aligned_realloc, _aligned_free and writes into the blocks, on a fresh Process per example
+with the release or the debug CRT, against a pure-Python model of the live blocks:
+address -> (size, known bytes).
 
 The model is written from the reference (/work/shared/reference/heap.md), not from the C code:
   * blocks are 16-byte aligned and never overlap; _msize is the request, which UCRT's
@@ -22,9 +23,12 @@ The model is written from the reference (/work/shared/reference/heap.md), not fr
 """
 from __future__ import annotations
 
+import threading
+
 import hypothesis.strategies as st
 from hypothesis import HealthCheck, settings
-from hypothesis.stateful import Bundle, RuleBasedStateMachine, initialize, invariant, rule
+from hypothesis.stateful import (Bundle, RuleBasedStateMachine, initialize, invariant,
+                                 precondition, rule)
 
 import pyalloc as pa
 
@@ -183,6 +187,31 @@ class CrtModel(RuleBasedStateMachine):
         self.p.free(a)
         del self.live[a]
 
+    @precondition(lambda self: self.live)
+    @rule(data=st.data())
+    def free_in_a_thread(self, data):
+        """free from a thread that then exits: the blocks go through that thread's cache of
+        the process heap (given back to the heap when the thread ends)."""
+        picks = data.draw(st.lists(st.sampled_from(sorted(self.live)), min_size=1, max_size=8,
+                                   unique=True), label="freed in a thread")
+        for a in picks:
+            self.check(a, self.live[a][1])
+        errors: list = []
+
+        def free_them():
+            try:
+                for a in picks:
+                    self.p.free(a)
+            except BaseException as e:  # pragma: no cover - reported below
+                errors.append(e)
+
+        t = threading.Thread(target=free_them)
+        t.start()
+        t.join()
+        assert not errors
+        for a in picks:
+            del self.live[a]
+
     # ---- rules: aligned blocks ----
 
     @rule(target=aligned, n=st.integers(1, 5000), alignment=alignments, data=st.data())
@@ -253,7 +282,7 @@ class CrtModel(RuleBasedStateMachine):
 
 
 CrtModel.TestCase.settings = settings(
-    max_examples=80, stateful_step_count=50, deadline=None,
+    max_examples=150, stateful_step_count=50, deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )
 test_crt_model = CrtModel.TestCase
