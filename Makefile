@@ -12,7 +12,7 @@ CORE_HDR = $(wildcard csrc/*.h csrc/include/*.h csrc/include/pyalloc/*.h csrc/os
 TEST_SRC = $(wildcard tests/c/test_*.c)
 SAN = -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
 
-.PHONY: all lib preload ctest asan-ctest ext pytest asan-pytest test asan-test bench bench-smoke clean
+.PHONY: all lib preload ctest asan-ctest ext pytest asan-pytest test asan-test cpython-suite bench bench-smoke clean
 
 all: lib
 
@@ -68,6 +68,11 @@ asan-pytest:
 	  $(PYTHON) setup.py -q build_ext --inplace --force; exit $$rc
 
 test: ctest pytest
+
+# CPython's whole regression suite natively and under pyalloc run (about 30 minutes; by hand,
+# not in CI: pytest runs 15 of its modules in every run).
+cpython-suite: ext
+	$(PYTHON) tests/cpython_suite.py
 
 asan-test: asan-ctest asan-pytest
 

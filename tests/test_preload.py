@@ -304,8 +304,8 @@ def test_a_program_under_an_address_space_limit_runs_with_less_room():
 
 # CPython's own regression tests of the modules that allocate the most through malloc (their
 # containers, codecs and pickling; the garbage collector and weak references; thread-local
-# data): 3,600 tests, about 15 s natively. The whole suite ran on the stack with the native
-# results in the fourteenth session (bench/README.md); these guard that in every run.
+# data): 3,600 tests, about 15 s natively. The whole suite is `make cpython-suite`
+# (tests/cpython_suite.py, about 30 minutes); these guard it in every run.
 CPYTHON_TESTS = ["test_json", "test_re", "test_dict", "test_list", "test_set", "test_bytes",
                  "test_struct", "test_array", "test_deque", "test_heapq", "test_threading_local",
                  "test_weakref", "test_gc", "test_pickle", "test_codecs"]
